@@ -1,0 +1,214 @@
+//! Command-line structure (clap). Names follow what a diffusers user already knows.
+
+use crate::error::{Error, Result};
+use crate::flow::Coords;
+use crate::grid::{FinalSigma, GridOptions, Spacing};
+use crate::schedule::{Discrete, Schedule};
+use crate::solver::{Precision, SolverOptions, Variance};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// pfode — diffusion sampling as numerical integration of the probability-flow ODE.
+#[derive(Parser, Debug)]
+#[command(name = "pfode", version, about, long_about = None)]
+pub struct Cli {
+    /// Worker threads for model evaluation (default: all cores). Results do not depend on it.
+    #[arg(long, global = true)]
+    pub threads: Option<usize>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// pfode's commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Draw samples with one solver and write OUT.npy plus an OUT.json sidecar.
+    Sample(SampleArgs),
+    /// Numerical identity checks.
+    #[command(subcommand)]
+    Check(CheckCommand),
+    /// List solvers with their theoretical order and options.
+    Solvers,
+    /// The main job on built-in defaults: the DDIM ≡ Euler check and ring2d samples.
+    Demo(DemoArgs),
+}
+
+/// Identity checks.
+#[derive(Subcommand, Debug)]
+pub enum CheckCommand {
+    /// DDIM (η = 0) vs Euler in σ-coordinates (and DPM-Solver-1, Euler in t) on several grids;
+    /// exits non-zero if DDIM and Euler-in-σ differ by more than 1e-11.
+    DdimEuler(CheckArgs),
+}
+
+/// Schedule selection shared by commands.
+#[derive(Args, Debug, Clone)]
+pub struct ScheduleArgs {
+    /// Noise schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleName::Linear)]
+    pub schedule: ScheduleName,
+    /// Training steps T of a discrete schedule.
+    #[arg(long, default_value_t = 1000)]
+    pub num_train_timesteps: usize,
+    /// First beta [default: 1e-4 for linear, 0.00085 for scaled-linear].
+    #[arg(long)]
+    pub beta_start: Option<f64>,
+    /// Last beta [default: 0.02 for linear, 0.012 for scaled-linear].
+    #[arg(long)]
+    pub beta_end: Option<f64>,
+    /// Discrete betas from a file (1-D .npy or JSON array); overrides --schedule.
+    #[arg(long, value_name = "FILE")]
+    pub betas: Option<PathBuf>,
+}
+
+/// Schedule names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleName {
+    /// Discrete linear betas (DDPM).
+    Linear,
+    /// Discrete, linear in sqrt(beta) (latent diffusion).
+    ScaledLinear,
+    /// Discrete squaredcos_cap_v2 (improved DDPM).
+    Cosine,
+    /// Continuous VP, beta_min 0.1, beta_max 20.
+    VpLinear,
+    /// Continuous cosine, t_max 0.9946.
+    VpCosine,
+}
+
+impl ScheduleArgs {
+    /// Builds the schedule these arguments describe.
+    pub fn build(&self) -> Result<Schedule> {
+        if let Some(path) = &self.betas {
+            return Ok(Schedule::Discrete(Discrete::from_file(path)?));
+        }
+        let t = self.num_train_timesteps;
+        let discrete_only = self.beta_start.is_some() || self.beta_end.is_some();
+        Ok(match self.schedule {
+            ScheduleName::Linear => Schedule::Discrete(Discrete::linear(
+                self.beta_start.unwrap_or(1e-4),
+                self.beta_end.unwrap_or(0.02),
+                t,
+            )?),
+            ScheduleName::ScaledLinear => Schedule::Discrete(Discrete::scaled_linear(
+                self.beta_start.unwrap_or(0.00085),
+                self.beta_end.unwrap_or(0.012),
+                t,
+            )?),
+            ScheduleName::Cosine | ScheduleName::VpLinear | ScheduleName::VpCosine if discrete_only => {
+                return Err(Error::invalid(
+                    "--beta-start/--beta-end",
+                    "only apply to the linear and scaled-linear schedules",
+                ))
+            }
+            ScheduleName::Cosine => Schedule::Discrete(Discrete::cosine(t)?),
+            ScheduleName::VpLinear => Schedule::vp_linear(),
+            ScheduleName::VpCosine => Schedule::vp_cosine(),
+        })
+    }
+}
+
+/// Arguments of `pfode sample`.
+#[derive(Args, Debug, Clone)]
+pub struct SampleArgs {
+    /// Model: a built-in name (ring2d, gauss2d, gauss1d, mix16d) or a mixture JSON file.
+    #[arg(long)]
+    pub model: String,
+    /// Solver name (see `pfode solvers`).
+    #[arg(long)]
+    pub solver: String,
+    /// Number of steps.
+    #[arg(long)]
+    pub steps: Option<usize>,
+    /// Step spacing: leading, trailing, linspace, uniform, quadratic, logsnr, karras or
+    /// file:PATH [default: trailing for discrete schedules, uniform for continuous ones].
+    #[arg(long)]
+    pub spacing: Option<String>,
+    /// Output .npy ([N, D] samples at t = 0); the sidecar goes next to it as .json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Initial noise x_T ([N, D] .npy, f64 or f32, VP scale) instead of drawing it.
+    #[arg(long, conflicts_with = "n")]
+    pub noise: Option<PathBuf>,
+    /// Number of samples to draw when no --noise is given [default: 1000].
+    #[arg(long)]
+    pub n: Option<usize>,
+    /// Seed for x_T (without --noise) and for any noise a stochastic solver injects.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// DDIM's η.
+    #[arg(long)]
+    pub eta: Option<f64>,
+    /// Coordinates of a generic integrator [default: sigma].
+    #[arg(long, value_enum)]
+    pub coords: Option<Coords>,
+    /// DDPM's reverse variance [default: beta-tilde].
+    #[arg(long, value_enum)]
+    pub variance: Option<Variance>,
+    /// Precision of the sampling state and model outputs; also the output dtype.
+    #[arg(long, value_enum, default_value_t = Precision::F64)]
+    pub dtype: Precision,
+    /// Where the last step ends: zero = clean data (ᾱ = 1), min = first training step.
+    #[arg(long, value_enum, default_value_t = FinalSigma::Zero)]
+    pub final_sigma: FinalSigma,
+    /// ρ of the karras spacing.
+    #[arg(long, default_value_t = 7.0)]
+    pub karras_rho: f64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+}
+
+impl SampleArgs {
+    /// Solver options as given.
+    pub fn solver_options(&self) -> SolverOptions {
+        SolverOptions {
+            eta: self.eta,
+            coords: self.coords,
+            variance: self.variance,
+        }
+    }
+
+    /// Grid options as given.
+    pub fn grid_options(&self) -> GridOptions {
+        GridOptions {
+            final_sigma: self.final_sigma,
+            rho: self.karras_rho,
+        }
+    }
+
+    /// The spacing, defaulted by schedule kind.
+    pub fn spacing(&self, schedule: &Schedule) -> Result<Spacing> {
+        match &self.spacing {
+            Some(s) => s.parse(),
+            None if schedule.discrete().is_some() => Ok(Spacing::Trailing),
+            None => Ok(Spacing::Uniform),
+        }
+    }
+}
+
+/// Arguments of `pfode check ddim-euler`.
+#[derive(Args, Debug, Clone)]
+pub struct CheckArgs {
+    /// Model (built-in name or mixture JSON).
+    #[arg(long, default_value = "ring2d")]
+    pub model: String,
+    /// Step counts to check.
+    #[arg(long, num_args = 1.., default_values_t = vec![10, 20, 50, 100])]
+    pub steps: Vec<usize>,
+    /// Samples per run.
+    #[arg(long, default_value_t = 256)]
+    pub n: usize,
+    /// Seed of x_T.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
+}
+
+/// Arguments of `pfode demo`.
+#[derive(Args, Debug, Clone)]
+pub struct DemoArgs {
+    /// Directory for the demo's samples and sidecars.
+    #[arg(long, default_value = "results/demo")]
+    pub out_dir: PathBuf,
+}

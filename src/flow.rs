@@ -1,0 +1,110 @@
+//! The probability-flow ODE and the reverse SDE as vector fields (math.md §2–3).
+//!
+//! Generic integrators know nothing about diffusion: they advance a state `u` in an
+//! integration variable `τ`. This module turns (model, schedule, coordinates) into that
+//! field. In σ-coordinates (`u = x/a`, `τ = σ = s/a`) the field is `ε̂` itself, and one
+//! Euler step is DDIM exactly.
+
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::model::{Level, ScoreModel};
+use crate::schedule::Schedule;
+
+/// The coordinates a generic integrator works in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Coords {
+    /// State x, variable t: `dx/dt = f x + g² ε̂ / (2 s)`.
+    T,
+    /// State y = x/a, variable σ = s/a: `dy/dσ = ε̂`.
+    Sigma,
+    /// State y = x/a, variable λ = log(a/s): `dy/dλ = -σ ε̂`.
+    Lambda,
+}
+
+impl std::fmt::Display for Coords {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Coords::T => "t",
+            Coords::Sigma => "sigma",
+            Coords::Lambda => "lambda",
+        })
+    }
+}
+
+/// The probability-flow ODE of a model under a schedule, in chosen coordinates.
+pub struct ProbabilityFlow<'a> {
+    pub model: &'a dyn ScoreModel,
+    pub schedule: &'a Schedule,
+    pub coords: Coords,
+}
+
+impl ProbabilityFlow<'_> {
+    /// The integration variable τ at time t (σ and λ may be 0 and +∞ at t = 0).
+    pub fn variable(&self, t: f64) -> f64 {
+        match self.coords {
+            Coords::T => t,
+            Coords::Sigma => self.schedule.sigma_ratio(t),
+            Coords::Lambda => self.schedule.lambda(t),
+        }
+    }
+
+    /// The time at which the variable equals τ (exact inverse of [`Self::variable`]).
+    pub fn time_of(&self, tau: f64) -> f64 {
+        match self.coords {
+            Coords::T => tau,
+            Coords::Sigma => self.schedule.t_of_sigma_ratio(tau),
+            Coords::Lambda => self.schedule.t_of_lambda(tau),
+        }
+    }
+
+    /// State `u` from `x` at time t.
+    pub fn to_state(&self, x: &Batch, t: f64) -> Batch {
+        match self.coords {
+            Coords::T => x.clone(),
+            _ => {
+                let a = self.schedule.alpha(t);
+                x.zip_map(x, |v, _| v / a)
+            }
+        }
+    }
+
+    /// `x` from state `u` at time t.
+    pub fn to_x(&self, u: &Batch, t: f64) -> Batch {
+        match self.coords {
+            Coords::T => u.clone(),
+            _ => {
+                let a = self.schedule.alpha(t);
+                u.zip_map(u, |v, _| v * a)
+            }
+        }
+    }
+
+    /// `du/dτ` at (t, u), given `ε̂` already evaluated there (solvers count NFE themselves).
+    pub fn field_from_eps(&self, t: f64, u: &Batch, eps: &Batch) -> Batch {
+        match self.coords {
+            Coords::T => {
+                let (f, g2, s) = (self.schedule.drift(t), self.schedule.diffusion_sq(t), self.schedule.sigma(t));
+                u.zip_map(eps, |x, e| f * x + g2 * e / (2.0 * s))
+            }
+            Coords::Sigma => eps.clone(),
+            Coords::Lambda => {
+                let sigma = self.schedule.sigma_ratio(t);
+                eps.zip_map(eps, |e, _| -sigma * e)
+            }
+        }
+    }
+
+    /// `du/dτ` at (t, u): one model evaluation.
+    pub fn field(&self, t: f64, u: &Batch) -> Result<Batch> {
+        let x = self.to_x(u, t);
+        let eps = self.model.eps(&x, &Level::at(self.schedule, t))?;
+        Ok(self.field_from_eps(t, u, &eps))
+    }
+}
+
+/// Drift of the reverse SDE in forward-time form: `f x - g² ∇log p = f x + g² ε̂ / s`.
+pub fn reverse_sde_drift(schedule: &Schedule, t: f64, x: &Batch, eps: &Batch) -> Batch {
+    let (f, g2, s) = (schedule.drift(t), schedule.diffusion_sq(t), schedule.sigma(t));
+    x.zip_map(eps, |x, e| f * x + g2 * e / s)
+}

@@ -1,0 +1,21 @@
+//! pfode: diffusion sampling as numerical integration of the probability-flow ODE and the
+//! reverse SDE, with exact test models so that every claim is measurable.
+
+pub mod batch;
+pub mod brownian;
+pub mod check;
+pub mod cli;
+pub mod convergence;
+pub mod error;
+pub mod flow;
+pub mod grid;
+pub mod io;
+pub mod model;
+pub mod noise;
+pub mod npy;
+pub mod run;
+pub mod schedule;
+pub mod solver;
+
+pub use batch::Batch;
+pub use error::{Error, Result};

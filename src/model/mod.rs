@@ -1,0 +1,113 @@
+//! Score models: noise prediction is the primitive; data, velocity and score are derived
+//! here, in one place (math.md §1).
+
+mod counted;
+mod mixture;
+
+pub use counted::Counted;
+pub use mixture::{builtin, resolve, GaussianMixture, BUILTINS};
+
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::schedule::Schedule;
+
+/// What a model sees at one noise level: the continuous time and the VP scales there.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Level {
+    /// Continuous time (the schedule's convention).
+    pub t: f64,
+    /// Signal scale a(t).
+    pub alpha: f64,
+    /// Noise scale s(t).
+    pub sigma: f64,
+}
+
+impl Level {
+    /// The level of `schedule` at time `t`.
+    pub fn at(schedule: &Schedule, t: f64) -> Self {
+        Level {
+            t,
+            alpha: schedule.alpha(t),
+            sigma: schedule.sigma(t),
+        }
+    }
+}
+
+/// A noise-prediction model `ε̂(x_t, t)` on batches `[n, dim]`.
+pub trait ScoreModel: Send + Sync {
+    /// Data dimension D.
+    fn dim(&self) -> usize;
+
+    /// Short description for sidecars.
+    fn describe(&self) -> serde_json::Value;
+
+    /// Writes `ε̂(x, level)` for the rows of `x` into `out` (both `[n, dim]`).
+    fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()>;
+
+    /// `ε̂(x, level)`.
+    fn eps(&self, x: &Batch, level: &Level) -> Result<Batch> {
+        let mut out = vec![0.0; x.data.len()];
+        self.eps_into(x, level, &mut out)?;
+        Batch::new(x.n, x.d, out)
+    }
+
+    /// Data prediction `x̂_0 = (x - s ε̂)/a`.
+    fn data_prediction(&self, x: &Batch, level: &Level) -> Result<Batch> {
+        Ok(x0_from_eps(x, &self.eps(x, level)?, level))
+    }
+
+    /// Velocity `v̂ = a ε̂ - s x̂_0`.
+    fn velocity(&self, x: &Batch, level: &Level) -> Result<Batch> {
+        Ok(velocity_from_eps(x, &self.eps(x, level)?, level))
+    }
+
+    /// Score `∇ log p_t(x) = -ε̂ / s`.
+    fn score(&self, x: &Batch, level: &Level) -> Result<Batch> {
+        Ok(score_from_eps(&self.eps(x, level)?, level))
+    }
+}
+
+/// `x̂_0 = (x - s ε̂)/a`.
+pub fn x0_from_eps(x: &Batch, eps: &Batch, l: &Level) -> Batch {
+    x.zip_map(eps, |x, e| (x - l.sigma * e) / l.alpha)
+}
+
+/// `v̂ = a ε̂ - s x̂_0`.
+pub fn velocity_from_eps(x: &Batch, eps: &Batch, l: &Level) -> Batch {
+    x.zip_map(eps, |x, e| l.alpha * e - l.sigma * (x - l.sigma * e) / l.alpha)
+}
+
+/// `∇ log p = -ε̂ / s`.
+pub fn score_from_eps(eps: &Batch, l: &Level) -> Batch {
+    eps.zip_map(eps, |e, _| -e / l.sigma)
+}
+
+/// `ε̂ = (x - a x̂_0)/s`, for data-predicting models.
+pub fn eps_from_x0(x: &Batch, x0: &Batch, l: &Level) -> Batch {
+    x.zip_map(x0, |x, x0| (x - l.alpha * x0) / l.sigma)
+}
+
+/// `ε̂ = s x + a v̂`, for velocity-predicting models.
+pub fn eps_from_velocity(x: &Batch, v: &Batch, l: &Level) -> Batch {
+    x.zip_map(v, |x, v| l.sigma * x + l.alpha * v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prediction_conversions_invert_each_other() {
+        let l = Level { t: 0.3, alpha: 0.8, sigma: 0.6 };
+        let x = Batch::new(1, 3, vec![0.5, -1.0, 2.0]).unwrap();
+        let eps = Batch::new(1, 3, vec![0.1, 0.7, -0.4]).unwrap();
+        let x0 = x0_from_eps(&x, &eps, &l);
+        let v = velocity_from_eps(&x, &eps, &l);
+        assert!(eps_from_x0(&x, &x0, &l).max_abs_diff(&eps) < 1e-15);
+        assert!(eps_from_velocity(&x, &v, &l).max_abs_diff(&eps) < 1e-15);
+        // x = a x̂_0 + s ε̂ reconstructs the input.
+        let back = x0.zip_map(&eps, |x0, e| l.alpha * x0 + l.sigma * e);
+        assert!(back.max_abs_diff(&x) < 1e-15);
+        assert!((score_from_eps(&eps, &l).data[1] + 0.7 / 0.6).abs() < 1e-15);
+    }
+}

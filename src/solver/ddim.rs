@@ -1,0 +1,50 @@
+//! DDIM (Song, Meng & Ermon 2021, eq. 12), in its textbook discrete form on ᾱ.
+//!
+//! With η = 0 this is one Euler step of `dy/dσ = ε̂` (math.md §3) — a fact checked against
+//! the independent [`super::Euler`] code path, not assumed here.
+
+use super::{Ctx, Sampler};
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::noise::{self, Purpose};
+
+/// DDIM with stochasticity η.
+#[derive(Clone, Debug)]
+pub struct Ddim {
+    pub eta: f64,
+}
+
+impl Ddim {
+    /// DDIM with `eta ≥ 0`.
+    pub fn new(eta: f64) -> Result<Self> {
+        if !(eta.is_finite() && eta >= 0.0) {
+            return Err(Error::invalid("--eta", format!("expected a finite η ≥ 0, got {eta}")));
+        }
+        Ok(Ddim { eta })
+    }
+}
+
+impl Sampler for Ddim {
+    type State = ();
+
+    fn init(&self, _: &Ctx, _: &Batch) -> Result<()> {
+        Ok(())
+    }
+
+    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+        let (ab, ab_next) = (ctx.schedule.alpha_bar(ctx.t(i)), ctx.schedule.alpha_bar(ctx.t(i + 1)));
+        let eps = ctx.eps(&x, i)?;
+        let sigma_eta = self.eta * ((1.0 - ab_next) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_next).sqrt();
+        let dir = (1.0 - ab_next - sigma_eta * sigma_eta).max(0.0).sqrt();
+        let (sqrt_ab, sqrt_ab_next) = (ab.sqrt(), ab_next.sqrt());
+        let mut out = x.zip_map(&eps, |x, e| {
+            let x0 = (x - (1.0 - ab).sqrt() * e) / sqrt_ab;
+            sqrt_ab_next * x0 + dir * e
+        });
+        if sigma_eta > 0.0 {
+            let z = noise::normals(ctx.seed, Purpose::StepNoise, i as u64, out.data.len());
+            out.data.iter_mut().zip(z).for_each(|(v, z)| *v += sigma_eta * z);
+        }
+        Ok((out, ()))
+    }
+}

@@ -1,0 +1,32 @@
+//! DPM-Solver-1 (Lu et al. 2022, eq. 3.7 with k = 1): the first-order exponential
+//! integrator of the semi-linear PF-ODE in λ, `x' = (a'/a) x - s' (e^h - 1) ε̂`.
+
+use super::{Ctx, Sampler};
+use crate::batch::Batch;
+use crate::error::Result;
+
+/// First-order exponential integrator with noise prediction.
+#[derive(Clone, Debug)]
+pub struct DpmSolver1;
+
+impl Sampler for DpmSolver1 {
+    type State = ();
+
+    fn init(&self, _: &Ctx, _: &Batch) -> Result<()> {
+        Ok(())
+    }
+
+    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+        let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
+        let s = ctx.schedule;
+        let eps = ctx.eps(&x, i)?;
+        let ratio = (s.log_alpha(t_next) - s.log_alpha(t)).exp();
+        // s'(e^h - 1) with h = λ' - λ; onto clean data (λ' = ∞, s' = 0) its limit is a' s / a.
+        let phi = if t_next == 0.0 {
+            s.sigma(t) / s.alpha(t)
+        } else {
+            s.sigma(t_next) * (s.lambda(t_next) - s.lambda(t)).exp_m1()
+        };
+        Ok((x.zip_map(&eps, |x, e| ratio * x - phi * e), ()))
+    }
+}
