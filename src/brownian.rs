@@ -5,20 +5,23 @@
 //! from the Brownian bridge between its ends with noise keyed by the node's index, so any
 //! query set sees consistent values, and the increments over a coarse grid are exactly the
 //! sums of the increments over any finer grid through the same points. Below
-//! `MAX_DEPTH` levels (intervals of `(t1 - t0)/2^26`) a query is a bridge sample keyed by
-//! the leaf and the time itself.
+//! `MAX_DEPTH` levels (leaves of `(t1 - t0)/2^12`, finer than the 1/T spacing of
+//! every discrete schedule with T ≤ 4096) a query is a bridge sample keyed by the
+//! leaf and the time itself. Two points of one run closer than a leaf are bridged from
+//! each other, which keeps the joint law exact; only such points depend on the query set.
 
 use crate::error::{Error, Result};
 use crate::noise::{self, Purpose};
+use std::rc::Rc;
 
-const MAX_DEPTH: u32 = 26;
+const MAX_DEPTH: u32 = 12;
 
 #[derive(Clone)]
 struct Node {
     lo: f64,
     hi: f64,
-    w_lo: Vec<f64>,
-    w_hi: Vec<f64>,
+    w_lo: Rc<Vec<f64>>,
+    w_hi: Rc<Vec<f64>>,
     id: u64,
     depth: u32,
 }
@@ -31,6 +34,8 @@ pub struct BrownianTree {
     t1: f64,
     /// Root-to-leaf path of the last query: nearby queries reuse their common ancestors.
     path: Vec<Node>,
+    /// Points already sampled inside the current leaf (time, value).
+    leaf_points: Vec<(f64, Vec<f64>)>,
 }
 
 impl BrownianTree {
@@ -42,6 +47,7 @@ impl BrownianTree {
             t0,
             t1,
             path: Vec::new(),
+            leaf_points: Vec::new(),
         }
     }
 
@@ -54,8 +60,13 @@ impl BrownianTree {
         Node {
             lo: self.t0,
             hi: self.t1,
-            w_lo: vec![0.0; self.len],
-            w_hi: self.gaussians(Purpose::BrownianNode, 0).iter().map(|z| scale * z).collect(),
+            w_lo: Rc::new(vec![0.0; self.len]),
+            w_hi: Rc::new(
+                self.gaussians(Purpose::BrownianNode, 0)
+                    .iter()
+                    .map(|z| scale * z)
+                    .collect(),
+            ),
             id: 1,
             depth: 0,
         }
@@ -66,7 +77,10 @@ impl BrownianTree {
         if !(t >= self.t0 && t <= self.t1) {
             return Err(Error::invalid(
                 "brownian",
-                format!("time {t} outside the path's interval [{}, {}]", self.t0, self.t1),
+                format!(
+                    "time {t} outside the path's interval [{}, {}]",
+                    self.t0, self.t1
+                ),
             ));
         }
         while let Some(top) = self.path.last() {
@@ -74,6 +88,7 @@ impl BrownianTree {
                 break;
             }
             self.path.pop();
+            self.leaf_points.clear();
         }
         if self.path.is_empty() {
             self.path.push(self.root());
@@ -81,35 +96,77 @@ impl BrownianTree {
         loop {
             let node = self.path.last().unwrap();
             if t == node.lo {
-                return Ok(node.w_lo.clone());
+                return Ok(node.w_lo.to_vec());
             }
             if t == node.hi {
-                return Ok(node.w_hi.clone());
+                return Ok(node.w_hi.to_vec());
             }
             let (lo, hi) = (node.lo, node.hi);
             if node.depth == MAX_DEPTH {
-                // Bridge from the leaf's ends to t itself, keyed by (leaf, t).
-                let stream = node.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t.to_bits();
-                let z = self.gaussians(Purpose::BrownianBridge, stream);
-                let frac = (t - lo) / (hi - lo);
-                let sd = ((t - lo) * (hi - t) / (hi - lo)).sqrt();
-                return Ok((0..self.len)
-                    .map(|i| node.w_lo[i] + frac * (node.w_hi[i] - node.w_lo[i]) + sd * z[i])
-                    .collect());
+                return Ok(self.leaf_value(t));
             }
             let mid = 0.5 * (lo + hi);
-            let z = self.gaussians(Purpose::BrownianNode, node.id);
             let sd = (0.25 * (hi - lo)).sqrt();
-            let w_mid: Vec<f64> = (0..self.len)
-                .map(|i| 0.5 * (node.w_lo[i] + node.w_hi[i]) + sd * z[i])
+            let mut w_mid: Vec<f64> = node
+                .w_lo
+                .iter()
+                .zip(node.w_hi.iter())
+                .map(|(a, b)| 0.5 * (a + b))
                 .collect();
+            noise::add_scaled_normals(self.seed, Purpose::BrownianNode, node.id, sd, &mut w_mid);
+            let w_mid = Rc::new(w_mid);
+            self.leaf_points.clear();
             let child = if t < mid {
-                Node { lo, hi: mid, w_lo: node.w_lo.clone(), w_hi: w_mid, id: 2 * node.id, depth: node.depth + 1 }
+                Node {
+                    lo,
+                    hi: mid,
+                    w_lo: Rc::clone(&node.w_lo),
+                    w_hi: w_mid,
+                    id: 2 * node.id,
+                    depth: node.depth + 1,
+                }
             } else {
-                Node { lo: mid, hi, w_lo: w_mid, w_hi: node.w_hi.clone(), id: 2 * node.id + 1, depth: node.depth + 1 }
+                Node {
+                    lo: mid,
+                    hi,
+                    w_lo: w_mid,
+                    w_hi: Rc::clone(&node.w_hi),
+                    id: 2 * node.id + 1,
+                    depth: node.depth + 1,
+                }
             };
             self.path.push(child);
         }
+    }
+}
+
+impl BrownianTree {
+    /// Bridge to `t` inside the current leaf from its nearest known neighbours, keyed by
+    /// (leaf, t).
+    fn leaf_value(&mut self, t: f64) -> Vec<f64> {
+        let node = self.path.last().unwrap();
+        if let Some((_, w)) = self.leaf_points.iter().find(|(s, _)| *s == t) {
+            return w.clone();
+        }
+        let (mut lo, mut w_lo, mut hi, mut w_hi) =
+            (node.lo, &node.w_lo[..], node.hi, &node.w_hi[..]);
+        for (s, w) in &self.leaf_points {
+            if *s < t && *s > lo {
+                (lo, w_lo) = (*s, &w[..]);
+            }
+            if *s > t && *s < hi {
+                (hi, w_hi) = (*s, &w[..]);
+            }
+        }
+        let stream = node.id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ t.to_bits();
+        let z = self.gaussians(Purpose::BrownianBridge, stream);
+        let frac = (t - lo) / (hi - lo);
+        let sd = ((t - lo) * (hi - t) / (hi - lo)).sqrt();
+        let w: Vec<f64> = (0..self.len)
+            .map(|i| w_lo[i] + frac * (w_hi[i] - w_lo[i]) + sd * z[i])
+            .collect();
+        self.leaf_points.push((t, w.clone()));
+        w
     }
 }
 
@@ -125,9 +182,19 @@ mod tests {
         let fw: Vec<Vec<f64>> = fine_times.iter().map(|&t| fine.value(t).unwrap()).collect();
         for k in 0..8 {
             let (a, b) = (k * 8, (k + 1) * 8);
-            let summed: Vec<f64> = (a..b)
-                .fold(vec![0.0; 5], |acc, j| acc.iter().zip(fw[j].iter().zip(&fw[j + 1])).map(|(s, (x, y))| s + x - y).collect());
-            let direct: Vec<f64> = coarse.value(fine_times[a]).unwrap().iter().zip(coarse.value(fine_times[b]).unwrap()).map(|(x, y)| x - y).collect();
+            let summed: Vec<f64> = (a..b).fold(vec![0.0; 5], |acc, j| {
+                acc.iter()
+                    .zip(fw[j].iter().zip(&fw[j + 1]))
+                    .map(|(s, (x, y))| s + x - y)
+                    .collect()
+            });
+            let direct: Vec<f64> = coarse
+                .value(fine_times[a])
+                .unwrap()
+                .iter()
+                .zip(coarse.value(fine_times[b]).unwrap())
+                .map(|(x, y)| x - y)
+                .collect();
             for i in 0..5 {
                 assert!((summed[i] - direct[i]).abs() < 1e-13);
             }
@@ -136,6 +203,16 @@ mod tests {
         let v1 = fine.value(0.123456).unwrap();
         let _ = fine.value(0.9);
         assert_eq!(v1, coarse.value(0.123456).unwrap());
+    }
+
+    #[test]
+    fn points_closer_than_a_leaf_keep_the_right_increment_variance() {
+        let n = 20000;
+        let mut w = BrownianTree::new(5, n, 0.0, 1.0);
+        let (t1, t2) = (0.3 + 6e-5, 0.3 + 2e-5); // same leaf of width 2^-12 ≈ 2.4e-4
+        let (a, b) = (w.value(t1).unwrap(), w.value(t2).unwrap());
+        let var = a.iter().zip(&b).map(|(x, y)| (x - y).powi(2)).sum::<f64>() / n as f64;
+        assert!((var / 4e-5 - 1.0).abs() < 0.05, "{var}");
     }
 
     #[test]

@@ -32,19 +32,29 @@ pub fn ddim_euler(args: &CheckArgs) -> Result<Vec<CheckRow>> {
     }
     let x_t = draw_noise(args.n, crate::model::ScoreModel::dim(&model), args.seed);
     let spacings: Vec<Spacing> = if schedule.discrete().is_some() {
-        vec![Spacing::Trailing, Spacing::Leading, Spacing::Linspace, Spacing::LogSnr, Spacing::Karras]
+        vec![
+            Spacing::Trailing,
+            Spacing::Leading,
+            Spacing::Linspace,
+            Spacing::LogSnr,
+            Spacing::Karras,
+        ]
     } else {
         vec![Spacing::Uniform, Spacing::LogSnr, Spacing::Karras]
     };
     let ddim = Solver::Ddim(Ddim::new(0.0)?);
-    let euler_sigma = Solver::Euler(Euler { coords: Coords::Sigma });
+    let euler_sigma = Solver::Euler(Euler {
+        coords: Coords::Sigma,
+    });
     let euler_t = Solver::Euler(Euler { coords: Coords::T });
     let dpm1 = Solver::DpmSolver1(DpmSolver1);
     let mut rows = Vec::new();
     for spacing in &spacings {
         for &n in &args.steps {
             let grid = TimeGrid::build(&schedule, spacing, Some(n), GridOptions::default())?;
-            let run = |s: &Solver| sample(s, &model, &schedule, &grid, x_t.clone(), args.seed).map(|r| r.0);
+            let run = |s: &Solver| {
+                sample(s, &model, &schedule, &grid, x_t.clone(), args.seed).map(|r| r.0)
+            };
             let reference = run(&ddim)?;
             let es = run(&euler_sigma)?;
             let abs = reference.max_abs_diff(&es);

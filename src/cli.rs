@@ -95,7 +95,9 @@ impl ScheduleArgs {
                 self.beta_end.unwrap_or(0.012),
                 t,
             )?),
-            ScheduleName::Cosine | ScheduleName::VpLinear | ScheduleName::VpCosine if discrete_only => {
+            ScheduleName::Cosine | ScheduleName::VpLinear | ScheduleName::VpCosine
+                if discrete_only =>
+            {
                 return Err(Error::invalid(
                     "--beta-start/--beta-end",
                     "only apply to the linear and scaled-linear schedules",
@@ -137,7 +139,7 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// DDIM's η.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub eta: Option<f64>,
     /// Coordinates of a generic integrator [default: sigma].
     #[arg(long, value_enum)]

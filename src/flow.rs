@@ -58,41 +58,44 @@ impl ProbabilityFlow<'_> {
         }
     }
 
+    /// `x = scale(t) · u`: 1 in t-coordinates, `a(t)` in σ and λ.
+    pub fn scale(&self, t: f64) -> f64 {
+        match self.coords {
+            Coords::T => 1.0,
+            _ => self.schedule.alpha(t),
+        }
+    }
+
     /// State `u` from `x` at time t.
     pub fn to_state(&self, x: &Batch, t: f64) -> Batch {
-        match self.coords {
-            Coords::T => x.clone(),
-            _ => {
-                let a = self.schedule.alpha(t);
-                x.zip_map(x, |v, _| v / a)
-            }
-        }
+        let k = 1.0 / self.scale(t);
+        x.zip_map(x, |v, _| v * k)
     }
 
     /// `x` from state `u` at time t.
     pub fn to_x(&self, u: &Batch, t: f64) -> Batch {
+        let k = self.scale(t);
+        u.zip_map(u, |v, _| v * k)
+    }
+
+    /// `(c_u, c_ε)` with `du/dτ = c_u u + c_ε ε̂` at time t: the field is linear in the
+    /// state and the noise prediction in all three coordinates, which lets solvers fuse a
+    /// step into one pass.
+    pub fn field_coefficients(&self, t: f64) -> (f64, f64) {
         match self.coords {
-            Coords::T => u.clone(),
-            _ => {
-                let a = self.schedule.alpha(t);
-                u.zip_map(u, |v, _| v * a)
+            Coords::T => {
+                let s = self.schedule;
+                (s.drift(t), s.diffusion_sq(t) / (2.0 * s.sigma(t)))
             }
+            Coords::Sigma => (0.0, 1.0),
+            Coords::Lambda => (0.0, -self.schedule.sigma_ratio(t)),
         }
     }
 
     /// `du/dτ` at (t, u), given `ε̂` already evaluated there (solvers count NFE themselves).
     pub fn field_from_eps(&self, t: f64, u: &Batch, eps: &Batch) -> Batch {
-        match self.coords {
-            Coords::T => {
-                let (f, g2, s) = (self.schedule.drift(t), self.schedule.diffusion_sq(t), self.schedule.sigma(t));
-                u.zip_map(eps, |x, e| f * x + g2 * e / (2.0 * s))
-            }
-            Coords::Sigma => eps.clone(),
-            Coords::Lambda => {
-                let sigma = self.schedule.sigma_ratio(t);
-                eps.zip_map(eps, |e, _| -sigma * e)
-            }
-        }
+        let (cu, ce) = self.field_coefficients(t);
+        u.zip_map(eps, |u, e| cu * u + ce * e)
     }
 
     /// `du/dτ` at (t, u): one model evaluation.
@@ -103,8 +106,11 @@ impl ProbabilityFlow<'_> {
     }
 }
 
-/// Drift of the reverse SDE in forward-time form: `f x - g² ∇log p = f x + g² ε̂ / s`.
-pub fn reverse_sde_drift(schedule: &Schedule, t: f64, x: &Batch, eps: &Batch) -> Batch {
-    let (f, g2, s) = (schedule.drift(t), schedule.diffusion_sq(t), schedule.sigma(t));
-    x.zip_map(eps, |x, e| f * x + g2 * e / s)
+/// `(c_x, c_ε)` of the reverse SDE's drift in forward-time form,
+/// `f x - g² ∇log p = f x + (g²/s) ε̂ = c_x x + c_ε ε̂`.
+pub fn reverse_sde_coefficients(schedule: &Schedule, t: f64) -> (f64, f64) {
+    (
+        schedule.drift(t),
+        schedule.diffusion_sq(t) / schedule.sigma(t),
+    )
 }

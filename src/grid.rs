@@ -48,7 +48,10 @@ impl FromStr for Spacing {
                 _ => {
                     return Err(Error::invalid(
                         "--spacing",
-                        format!("unknown spacing '{s}' (expected one of {})", SPACINGS.join(", ")),
+                        format!(
+                            "unknown spacing '{s}' (expected one of {})",
+                            SPACINGS.join(", ")
+                        ),
                     ))
                 }
             },
@@ -120,19 +123,28 @@ impl TimeGrid {
     /// Validates `times` against `schedule`.
     pub fn new(times: Vec<f64>, schedule: &Schedule) -> Result<Self> {
         if times.len() < 2 {
-            return Err(Error::invalid("grid", "expected at least 2 times (one step)"));
+            return Err(Error::invalid(
+                "grid",
+                "expected at least 2 times (one step)",
+            ));
         }
         for (i, &t) in times.iter().enumerate() {
             if !t.is_finite() || t < 0.0 || t > schedule.t_max() * (1.0 + 1e-12) {
                 return Err(Error::invalid(
                     format!("grid[{i}]"),
-                    format!("time {t} is outside the schedule's range [0, {}]", schedule.t_max()),
+                    format!(
+                        "time {t} is outside the schedule's range [0, {}]",
+                        schedule.t_max()
+                    ),
                 ));
             }
             if i > 0 && t >= times[i - 1] {
                 return Err(Error::invalid(
                     format!("grid[{i}]"),
-                    format!("times must be strictly decreasing, got {} then {t}", times[i - 1]),
+                    format!(
+                        "times must be strictly decreasing, got {} then {t}",
+                        times[i - 1]
+                    ),
                 ));
             }
         }
@@ -162,7 +174,11 @@ impl TimeGrid {
                 if n != grid.steps() {
                     return Err(Error::invalid(
                         "--steps",
-                        format!("{n} disagrees with the {} steps in {}", grid.steps(), path.display()),
+                        format!(
+                            "{n} disagrees with the {} steps in {}",
+                            grid.steps(),
+                            path.display()
+                        ),
                     ));
                 }
             }
@@ -211,7 +227,10 @@ impl TimeGrid {
         let times: Vec<f64> = if path.extension().is_some_and(|e| e == "npy") {
             let a = crate::npy::read(path)?;
             if a.shape.len() != 1 {
-                return Err(Error::file(path, format!("expected a 1-D array of times, got shape {:?}", a.shape)));
+                return Err(Error::file(
+                    path,
+                    format!("expected a 1-D array of times, got shape {:?}", a.shape),
+                ));
             }
             a.data
         } else {
@@ -249,11 +268,21 @@ pub fn diffusers_timesteps(spacing: &Spacing, n: usize, big_t: usize) -> Result<
                 .map(|i| if i == n - 1 { last } else { i as f64 * step }.round_ties_even() as usize)
                 .collect()
         }
-        other => return Err(Error::invalid("--spacing", format!("'{other}' is not a diffusers spacing"))),
+        other => {
+            return Err(Error::invalid(
+                "--spacing",
+                format!("'{other}' is not a diffusers spacing"),
+            ))
+        }
     })
 }
 
-fn continuous_points(schedule: &Schedule, spacing: &Spacing, m: usize, rho: f64) -> Result<Vec<f64>> {
+fn continuous_points(
+    schedule: &Schedule,
+    spacing: &Spacing,
+    m: usize,
+    rho: f64,
+) -> Result<Vec<f64>> {
     let (hi, lo) = (schedule.t_max(), schedule.t_min());
     if m == 1 {
         return Ok(vec![hi]);
@@ -261,16 +290,26 @@ fn continuous_points(schedule: &Schedule, spacing: &Spacing, m: usize, rho: f64)
     let u = |j: usize| j as f64 / (m - 1) as f64;
     Ok(match spacing {
         Spacing::Uniform => (0..m).map(|j| hi + u(j) * (lo - hi)).collect(),
-        Spacing::Quadratic => (0..m).map(|j| lo + (hi - lo) * (1.0 - u(j)).powi(2)).collect(),
+        Spacing::Quadratic => (0..m)
+            .map(|j| lo + (hi - lo) * (1.0 - u(j)).powi(2))
+            .collect(),
         Spacing::LogSnr => {
             let (l0, l1) = (schedule.lambda(hi), schedule.lambda(lo));
-            (0..m).map(|j| schedule.t_of_lambda(l0 + u(j) * (l1 - l0))).collect()
+            (0..m)
+                .map(|j| schedule.t_of_lambda(l0 + u(j) * (l1 - l0)))
+                .collect()
         }
         Spacing::Karras => {
             if !(rho.is_finite() && rho > 0.0) {
-                return Err(Error::invalid("--karras-rho", format!("expected a positive number, got {rho}")));
+                return Err(Error::invalid(
+                    "--karras-rho",
+                    format!("expected a positive number, got {rho}"),
+                ));
             }
-            let (s0, s1) = (schedule.sigma_ratio(hi).powf(1.0 / rho), schedule.sigma_ratio(lo).powf(1.0 / rho));
+            let (s0, s1) = (
+                schedule.sigma_ratio(hi).powf(1.0 / rho),
+                schedule.sigma_ratio(lo).powf(1.0 / rho),
+            );
             (0..m)
                 .map(|j| match j {
                     0 => hi,
@@ -289,9 +328,18 @@ mod tests {
 
     #[test]
     fn diffusers_index_conventions() {
-        assert_eq!(diffusers_timesteps(&Spacing::Leading, 4, 1000).unwrap(), vec![750, 500, 250, 0]);
-        assert_eq!(diffusers_timesteps(&Spacing::Trailing, 4, 1000).unwrap(), vec![999, 749, 499, 249]);
-        assert_eq!(diffusers_timesteps(&Spacing::Linspace, 4, 1000).unwrap(), vec![999, 666, 333, 0]);
+        assert_eq!(
+            diffusers_timesteps(&Spacing::Leading, 4, 1000).unwrap(),
+            vec![750, 500, 250, 0]
+        );
+        assert_eq!(
+            diffusers_timesteps(&Spacing::Trailing, 4, 1000).unwrap(),
+            vec![999, 749, 499, 249]
+        );
+        assert_eq!(
+            diffusers_timesteps(&Spacing::Linspace, 4, 1000).unwrap(),
+            vec![999, 666, 333, 0]
+        );
         // Trailing with n not dividing T: round(1000 - k·142.857) - 1.
         assert_eq!(
             diffusers_timesteps(&Spacing::Trailing, 7, 1000).unwrap(),
@@ -302,9 +350,18 @@ mod tests {
     #[test]
     fn every_spacing_gives_a_strictly_decreasing_grid_ending_on_clean_data() {
         let s = Schedule::ddpm_linear();
-        for sp in ["leading", "trailing", "linspace", "uniform", "quadratic", "logsnr", "karras"] {
+        for sp in [
+            "leading",
+            "trailing",
+            "linspace",
+            "uniform",
+            "quadratic",
+            "logsnr",
+            "karras",
+        ] {
             for n in [1, 2, 7, 50, 1000] {
-                let g = TimeGrid::build(&s, &sp.parse().unwrap(), Some(n), GridOptions::default()).unwrap();
+                let g = TimeGrid::build(&s, &sp.parse().unwrap(), Some(n), GridOptions::default())
+                    .unwrap();
                 assert_eq!(g.steps(), n, "{sp} {n}");
                 assert_eq!(*g.times().last().unwrap(), 0.0);
                 assert!(g.times().windows(2).all(|w| w[0] > w[1]));
@@ -315,13 +372,20 @@ mod tests {
     #[test]
     fn logsnr_grid_is_uniform_in_lambda_and_karras_in_sigma_root() {
         let s = Schedule::vp_linear();
-        let opts = GridOptions { final_sigma: FinalSigma::Min, rho: 7.0 };
+        let opts = GridOptions {
+            final_sigma: FinalSigma::Min,
+            rho: 7.0,
+        };
         let g = TimeGrid::build(&s, &Spacing::LogSnr, Some(10), opts).unwrap();
         let l: Vec<f64> = g.times().iter().map(|&t| s.lambda(t)).collect();
         let d0 = l[1] - l[0];
         assert!(l.windows(2).all(|w| ((w[1] - w[0]) - d0).abs() < 1e-9));
         let g = TimeGrid::build(&s, &Spacing::Karras, Some(10), opts).unwrap();
-        let r: Vec<f64> = g.times().iter().map(|&t| s.sigma_ratio(t).powf(1.0 / 7.0)).collect();
+        let r: Vec<f64> = g
+            .times()
+            .iter()
+            .map(|&t| s.sigma_ratio(t).powf(1.0 / 7.0))
+            .collect();
         let d0 = r[1] - r[0];
         assert!(r.windows(2).all(|w| ((w[1] - w[0]) - d0).abs() < 1e-9));
         assert!((g.times()[10] - s.t_min()).abs() < 1e-15);
@@ -330,7 +394,10 @@ mod tests {
     #[test]
     fn final_sigma_min_keeps_the_step_count_and_ends_at_first_training_step() {
         let s = Schedule::ddpm_linear();
-        let opts = GridOptions { final_sigma: FinalSigma::Min, rho: 7.0 };
+        let opts = GridOptions {
+            final_sigma: FinalSigma::Min,
+            rho: 7.0,
+        };
         let g = TimeGrid::build(&s, &Spacing::Trailing, Some(10), opts).unwrap();
         assert_eq!(g.steps(), 10);
         assert_eq!(*g.times().last().unwrap(), 0.001);
@@ -341,16 +408,27 @@ mod tests {
     #[test]
     fn invalid_grids_are_rejected_with_the_reason() {
         let s = Schedule::ddpm_linear();
-        let e = TimeGrid::build(&s, &Spacing::Trailing, Some(0), GridOptions::default()).unwrap_err();
+        let e =
+            TimeGrid::build(&s, &Spacing::Trailing, Some(0), GridOptions::default()).unwrap_err();
         assert!(e.to_string().contains("at least 1"));
-        let e = TimeGrid::build(&s, &Spacing::Trailing, Some(1001), GridOptions::default()).unwrap_err();
+        let e = TimeGrid::build(&s, &Spacing::Trailing, Some(1001), GridOptions::default())
+            .unwrap_err();
         assert!(e.to_string().contains("exceed the 1000"));
         let e = TimeGrid::new(vec![0.5, 0.6, 0.0], &s).unwrap_err();
         assert!(e.to_string().contains("strictly decreasing"));
         let e = TimeGrid::new(vec![1.5, 0.0], &s).unwrap_err();
         assert!(e.to_string().contains("outside"));
-        let e = TimeGrid::build(&Schedule::vp_linear(), &Spacing::Leading, Some(5), GridOptions::default());
+        let e = TimeGrid::build(
+            &Schedule::vp_linear(),
+            &Spacing::Leading,
+            Some(5),
+            GridOptions::default(),
+        );
         assert!(e.unwrap_err().to_string().contains("discrete schedule"));
-        assert!("nope".parse::<Spacing>().unwrap_err().to_string().contains("unknown spacing"));
+        assert!("nope"
+            .parse::<Spacing>()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown spacing"));
     }
 }

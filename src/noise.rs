@@ -7,6 +7,11 @@
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+
+/// Normals per independently keyed block: blocks are generated in parallel, and the
+/// block structure (not the thread count) fixes which numbers land where.
+const BLOCK: usize = 1 << 13;
 
 /// What a stream of noise is for; part of the key so uses never share numbers.
 #[derive(Clone, Copy, Debug)]
@@ -25,18 +30,37 @@ pub enum Purpose {
 
 /// A ChaCha8 generator for (`seed`, `purpose`, `stream`).
 pub fn rng(seed: u64, purpose: Purpose, stream: u64) -> ChaCha8Rng {
+    block_rng(seed, purpose, stream, 0)
+}
+
+fn block_rng(seed: u64, purpose: Purpose, stream: u64, block: u64) -> ChaCha8Rng {
     let mut key = [0u8; 32];
     key[..8].copy_from_slice(&seed.to_le_bytes());
     key[8..16].copy_from_slice(&(purpose as u64).to_le_bytes());
+    key[16..24].copy_from_slice(&stream.to_le_bytes());
     let mut r = ChaCha8Rng::from_seed(key);
-    r.set_stream(stream);
+    r.set_stream(block);
     r
 }
 
 /// `len` standard normals from (`seed`, `purpose`, `stream`).
 pub fn normals(seed: u64, purpose: Purpose, stream: u64, len: usize) -> Vec<f64> {
-    let mut r = rng(seed, purpose, stream);
-    (0..len).map(|_| StandardNormal.sample(&mut r)).collect()
+    let mut out = vec![0.0; len];
+    add_scaled_normals(seed, purpose, stream, 1.0, &mut out);
+    out
+}
+
+/// `out[i] += scale · z_i` with the normals of [`normals`], without allocating them.
+pub fn add_scaled_normals(seed: u64, purpose: Purpose, stream: u64, scale: f64, out: &mut [f64]) {
+    out.par_chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| {
+            let mut r = block_rng(seed, purpose, stream, b as u64);
+            for v in chunk {
+                let z: f64 = StandardNormal.sample(&mut r);
+                *v += scale * z;
+            }
+        });
 }
 
 #[cfg(test)]
@@ -51,6 +75,9 @@ mod tests {
         assert_ne!(a, normals(7, Purpose::InitialNoise, 3, 1000));
         let mean = a.iter().sum::<f64>() / 1000.0;
         let var = a.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / 999.0;
-        assert!(mean.abs() < 0.12 && (var - 1.0).abs() < 0.12, "{mean} {var}");
+        assert!(
+            mean.abs() < 0.12 && (var - 1.0).abs() < 0.12,
+            "{mean} {var}"
+        );
     }
 }

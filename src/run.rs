@@ -56,10 +56,16 @@ pub fn main(cli: Cli) -> Result<()> {
 
 /// The `pfode solvers` table.
 pub fn solvers_table() -> String {
-    let mut out = format!("{:<16} {:>5}  {:<10} {}\n", "solver", "order", "kind", "options / notes");
+    let mut out = format!(
+        "{:<16} {:>5}  {:<10} {}\n",
+        "solver", "order", "kind", "options / notes"
+    );
     for s in solver::SOLVERS {
         let kind = if s.stochastic { "stochastic" } else { "ODE" };
-        out.push_str(&format!("{:<16} {:>5}  {:<10} {}\n", s.name, s.order, kind, s.summary));
+        out.push_str(&format!(
+            "{:<16} {:>5}  {:<10} {}\n",
+            s.name, s.order, kind, s.summary
+        ));
         if !s.options.is_empty() {
             out.push_str(&format!("{:<35}{}\n", "", s.options));
         }
@@ -89,14 +95,20 @@ pub fn read_noise(path: &Path, dim: usize) -> Result<Batch> {
     if a.shape.len() != 2 || a.shape[1] != dim {
         return Err(Error::file(
             path,
-            format!("expected noise of shape [N, {dim}] (the model's dimension), got {:?}", a.shape),
+            format!(
+                "expected noise of shape [N, {dim}] (the model's dimension), got {:?}",
+                a.shape
+            ),
         ));
     }
     if a.shape[0] == 0 {
         return Err(Error::file(path, "expected at least one sample, got N = 0"));
     }
     if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::file(path, format!("value at flat index {i} is not finite")));
+        return Err(Error::file(
+            path,
+            format!("value at flat index {i} is not finite"),
+        ));
     }
     Batch::new(a.shape[0], dim, a.data)
 }
@@ -113,11 +125,17 @@ pub fn draw_noise(n: usize, dim: usize, seed: u64) -> Batch {
 /// `pfode sample`.
 pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     if args.out.extension().is_none_or(|e| e != "npy") {
-        return Err(Error::invalid("--out", format!("expected a path ending in .npy, got {}", args.out.display())));
+        return Err(Error::invalid(
+            "--out",
+            format!("expected a path ending in .npy, got {}", args.out.display()),
+        ));
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
-            return Err(Error::invalid("--out", format!("directory {} does not exist", dir.display())));
+            return Err(Error::invalid(
+                "--out",
+                format!("directory {} does not exist", dir.display()),
+            ));
         }
     }
     let schedule = args.schedule.build()?;
@@ -142,7 +160,7 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     }
 
     let counted = Counted::new(&model, args.dtype == Precision::F32);
-    let ctx = Ctx { model: &counted, schedule: &schedule, grid: &grid, seed: args.seed };
+    let ctx = Ctx::new(&counted, &schedule, &grid, args.seed);
     let start = Instant::now();
     let out = solver.run(&ctx, x_t, args.dtype)?;
     let wall_s = start.elapsed().as_secs_f64();
@@ -174,7 +192,11 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         "dim": d,
         "dtype": args.dtype,
     });
-    let dtype = if args.dtype == Precision::F32 { Dtype::F32 } else { Dtype::F64 };
+    let dtype = if args.dtype == Precision::F32 {
+        Dtype::F32
+    } else {
+        Dtype::F64
+    };
     let side = sidecar_path(&args.out);
     let text = serde_json::to_string_pretty(&sidecar).expect("sidecar serialises");
     npy::write(&args.out, &[n, d], &out.data, dtype)?;
@@ -208,7 +230,10 @@ pub fn mode_fractions(model: &GaussianMixture, x: &Batch) -> Vec<f64> {
                 model.weights()[k].ln() - 0.5 * q
             })
             .enumerate()
-            .fold((0, f64::NEG_INFINITY), |acc, (k, v)| if v > acc.1 { (k, v) } else { acc });
+            .fold(
+                (0, f64::NEG_INFINITY),
+                |acc, (k, v)| if v > acc.1 { (k, v) } else { acc },
+            );
         counts[best.0] += 1;
     }
     counts.iter().map(|&c| c as f64 / x.n as f64).collect()

@@ -14,7 +14,10 @@ use pfode::Batch;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/diffusers_ddim.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/diffusers_ddim.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -36,7 +39,11 @@ fn ddim() -> Solver {
 }
 
 fn time_of_index(i: i64) -> f64 {
-    if i < 0 { 0.0 } else { (i + 1) as f64 / 1000.0 }
+    if i < 0 {
+        0.0
+    } else {
+        (i + 1) as f64 / 1000.0
+    }
 }
 
 /// What diffusers does: from each of its timesteps, a DDIM step to `t - T//n`.
@@ -87,13 +94,19 @@ fn cases() -> Vec<Case> {
 fn pfode_ddim(c: &Case) -> Batch {
     let s = Schedule::ddpm_linear();
     let g = TimeGrid::build(&s, &c.spacing, Some(c.steps), GridOptions::default()).unwrap();
-    sample(&ddim(), &c.model, &s, &g, c.noise.clone(), 0).unwrap().0
+    sample(&ddim(), &c.model, &s, &g, c.noise.clone(), 0)
+        .unwrap()
+        .0
 }
 
 #[test]
 fn timestep_indices_match_diffusers_for_every_spacing() {
     for c in cases() {
-        let ours: Vec<i64> = diffusers_timesteps(&c.spacing, c.steps, 1000).unwrap().iter().map(|&i| i as i64).collect();
+        let ours: Vec<i64> = diffusers_timesteps(&c.spacing, c.steps, 1000)
+            .unwrap()
+            .iter()
+            .map(|&i| i as i64)
+            .collect();
         assert_eq!(ours, c.timesteps, "{} {}", c.spacing, c.steps);
     }
 }
@@ -108,7 +121,12 @@ fn ddim_matches_diffusers_where_its_step_is_the_next_grid_point() {
         assert!(diff <= 1e-9, "{} {}: {diff:e}", c.spacing, c.steps);
         // diffusers in its native float32 is within float32 rounding of the same answer.
         let diff32 = ours.max_abs_diff(&c.x0_f32);
-        assert!(diff32 <= 1e-4 && diff32 > diff, "{} {}: f32 gap {diff32:e}", c.spacing, c.steps);
+        assert!(
+            diff32 <= 1e-4 && diff32 > diff,
+            "{} {}: f32 gap {diff32:e}",
+            c.spacing,
+            c.steps
+        );
     }
 }
 
@@ -120,10 +138,22 @@ fn diffusers_t_minus_t_over_n_step_is_reproduced_and_differs_from_grid_stepping(
         // We understand exactly what diffusers does...
         let replay = diffusers_convention(&c.model, &c.timesteps, c.noise.clone());
         let diff = replay.max_abs_diff(&c.x0_f64);
-        assert!(diff <= 1e-9, "{} {} {}: replay differs by {diff:e}", c.model_name, c.spacing, c.steps);
+        assert!(
+            diff <= 1e-9,
+            "{} {} {}: replay differs by {diff:e}",
+            c.model_name,
+            c.spacing,
+            c.steps
+        );
         // ...and pfode does something measurably different.
         let gap = pfode_ddim(&c).max_abs_diff(&c.x0_f64);
-        assert!(gap > 1e-3, "{} {} {}: gap {gap:e}", c.model_name, c.spacing, c.steps);
+        assert!(
+            gap > 1e-3,
+            "{} {} {}: gap {gap:e}",
+            c.model_name,
+            c.spacing,
+            c.steps
+        );
     }
 }
 
@@ -135,15 +165,31 @@ fn grid_stepping_converges_where_diffusers_t_minus_t_over_n_step_does_not() {
     let s = Schedule::ddpm_linear();
     for c in cases().into_iter().filter(|c| c.model_name == "gaussian2d") {
         let start = Level::at(&s, time_of_index(c.timesteps[0]));
-        let exact = c.model.gaussian_flow(&c.noise, &start, &Level::at(&s, 0.0)).unwrap();
+        let exact = c
+            .model
+            .gaussian_flow(&c.noise, &start, &Level::at(&s, 0.0))
+            .unwrap();
         let ours = pfode_ddim(&c).rms_distance(&exact);
         let theirs = c.x0_f64.rms_distance(&exact);
         if c.steps >= 100 {
-            assert!(3.0 * ours < theirs, "{} {}: pfode {ours:.4e} vs diffusers {theirs:.4e}", c.spacing, c.steps);
+            assert!(
+                3.0 * ours < theirs,
+                "{} {}: pfode {ours:.4e} vs diffusers {theirs:.4e}",
+                c.spacing,
+                c.steps
+            );
         } else {
-            assert!((ours - theirs).abs() < 0.05 * theirs, "{} {}: {ours:.4e} vs {theirs:.4e}", c.spacing, c.steps);
+            assert!(
+                (ours - theirs).abs() < 0.05 * theirs,
+                "{} {}: {ours:.4e} vs {theirs:.4e}",
+                c.spacing,
+                c.steps
+            );
         }
-        println!("{} {}: RMS error to exact, pfode {ours:.4e}, diffusers {theirs:.4e}", c.spacing, c.steps);
+        println!(
+            "{} {}: RMS error to exact, pfode {ours:.4e}, diffusers {theirs:.4e}",
+            c.spacing, c.steps
+        );
     }
 }
 
@@ -152,8 +198,16 @@ fn discrete_schedules_match_diffusers_alphas_cumprod() {
     let f = fixture();
     let schedules = [
         ("linear", Schedule::ddpm_linear()),
-        ("scaled_linear", Schedule::Discrete(pfode::schedule::Discrete::scaled_linear(0.00085, 0.012, 1000).unwrap())),
-        ("squaredcos_cap_v2", Schedule::Discrete(pfode::schedule::Discrete::cosine(1000).unwrap())),
+        (
+            "scaled_linear",
+            Schedule::Discrete(
+                pfode::schedule::Discrete::scaled_linear(0.00085, 0.012, 1000).unwrap(),
+            ),
+        ),
+        (
+            "squaredcos_cap_v2",
+            Schedule::Discrete(pfode::schedule::Discrete::cosine(1000).unwrap()),
+        ),
     ];
     for (name, s) in schedules {
         let d = s.discrete().unwrap();
@@ -163,7 +217,10 @@ fn discrete_schedules_match_diffusers_alphas_cumprod() {
         for (i, expected) in idx.iter().zip(ab) {
             let ours = d.alpha_bar(*i);
             // diffusers accumulates the product in float32.
-            assert!((ours - expected).abs() <= 2e-6 * expected.max(1e-3), "{name}[{i}]: {ours} vs {expected}");
+            assert!(
+                (ours - expected).abs() <= 2e-6 * expected.max(1e-3),
+                "{name}[{i}]: {ours} vs {expected}"
+            );
         }
     }
 }

@@ -12,23 +12,34 @@ const GRIDS: [&str; 5] = ["trailing", "leading", "linspace", "logsnr", "karras"]
 
 fn run(solver: &Solver, model: &str, grid: &TimeGrid, x: &Batch, seed: u64) -> Batch {
     let m = builtin(model).unwrap();
-    sample(solver, &m, &Schedule::ddpm_linear(), grid, x.clone(), seed).unwrap().0
+    sample(solver, &m, &Schedule::ddpm_linear(), grid, x.clone(), seed)
+        .unwrap()
+        .0
 }
 
 fn grid(spacing: &str, n: usize) -> TimeGrid {
-    TimeGrid::build(&Schedule::ddpm_linear(), &spacing.parse().unwrap(), Some(n), GridOptions::default()).unwrap()
+    TimeGrid::build(
+        &Schedule::ddpm_linear(),
+        &spacing.parse().unwrap(),
+        Some(n),
+        GridOptions::default(),
+    )
+    .unwrap()
 }
 
 #[test]
 fn ddim_equals_euler_in_sigma_on_mixtures_for_every_grid() {
     let ddim = Solver::Ddim(Ddim::new(0.0).unwrap());
-    let euler = Solver::Euler(Euler { coords: Coords::Sigma });
+    let euler = Solver::Euler(Euler {
+        coords: Coords::Sigma,
+    });
     for (model, dim) in [("ring2d", 2), ("mix16d", 16)] {
         let x = draw_noise(64, dim, 2);
         for spacing in GRIDS {
             for n in [10, 50] {
                 let g = grid(spacing, n);
-                let diff = run(&ddim, model, &g, &x, 0).max_abs_diff(&run(&euler, model, &g, &x, 0));
+                let diff =
+                    run(&ddim, model, &g, &x, 0).max_abs_diff(&run(&euler, model, &g, &x, 0));
                 assert!(diff <= 1e-11, "{model} {spacing} {n}: {diff:e}");
             }
         }
@@ -54,8 +65,24 @@ fn ddim_eta_one_on_consecutive_training_steps_is_ddpm_with_posterior_variance() 
     let g = grid("trailing", 1000); // every training step, then clean data
     let x = draw_noise(32, 2, 4);
     let ddim = run(&Solver::Ddim(Ddim::new(1.0).unwrap()), "ring2d", &g, &x, 7);
-    let tilde = run(&Solver::Ddpm(Ddpm { variance: Variance::BetaTilde }), "ring2d", &g, &x, 7);
-    let beta = run(&Solver::Ddpm(Ddpm { variance: Variance::Beta }), "ring2d", &g, &x, 7);
+    let tilde = run(
+        &Solver::Ddpm(Ddpm {
+            variance: Variance::BetaTilde,
+        }),
+        "ring2d",
+        &g,
+        &x,
+        7,
+    );
+    let beta = run(
+        &Solver::Ddpm(Ddpm {
+            variance: Variance::Beta,
+        }),
+        "ring2d",
+        &g,
+        &x,
+        7,
+    );
     let diff = ddim.max_abs_diff(&tilde);
     assert!(diff <= 1e-10, "DDIM η=1 vs DDPM β̃: {diff:e}");
     // Not a vacuous comparison: the other variance choice, and η = 0, land elsewhere.
@@ -79,7 +106,10 @@ fn euler_in_t_is_a_different_first_order_method_converging_to_ddim() {
     assert!(gaps[0] > 1e-2, "{gaps:?}");
     for w in gaps.windows(2) {
         let ratio = w[0] / w[1];
-        assert!((1.7..2.3).contains(&ratio), "gap should halve with the step: {gaps:?}");
+        assert!(
+            (1.7..2.3).contains(&ratio),
+            "gap should halve with the step: {gaps:?}"
+        );
     }
 }
 
@@ -89,7 +119,9 @@ fn stochastic_samplers_are_reproducible_from_their_seed() {
     let x = draw_noise(16, 2, 6);
     for solver in [
         Solver::Ddim(Ddim::new(0.5).unwrap()),
-        Solver::Ddpm(Ddpm { variance: Variance::Beta }),
+        Solver::Ddpm(Ddpm {
+            variance: Variance::Beta,
+        }),
         Solver::EulerMaruyama(pfode::solver::EulerMaruyama),
     ] {
         let a = run(&solver, "ring2d", &g, &x, 11);
@@ -105,6 +137,12 @@ fn an_explicit_grid_file_reproduces_the_built_grid_bit_for_bit() {
     let g = grid("karras", 12);
     let path = dir.path().join("grid.json");
     std::fs::write(&path, serde_json::to_string(g.times()).unwrap()).unwrap();
-    let from_file = TimeGrid::build(&Schedule::ddpm_linear(), &Spacing::File(path), None, GridOptions::default()).unwrap();
+    let from_file = TimeGrid::build(
+        &Schedule::ddpm_linear(),
+        &Spacing::File(path),
+        None,
+        GridOptions::default(),
+    )
+    .unwrap();
     assert_eq!(from_file, g);
 }

@@ -13,15 +13,35 @@ use pfode::Batch;
 const STEPS: [usize; 5] = [80, 160, 320, 640, 1280];
 
 /// RMS error of `solver` to the exact ODE solution, per step count.
-fn ode_errors(solver: &Solver, schedule: &Schedule, spacing: &Spacing, end: FinalSigma) -> Vec<f64> {
+fn ode_errors(
+    solver: &Solver,
+    schedule: &Schedule,
+    spacing: &Spacing,
+    end: FinalSigma,
+) -> Vec<f64> {
     let g = builtin("gauss2d").unwrap();
     let x_t = draw_noise(256, 2, 1);
     STEPS
         .iter()
         .map(|&n| {
-            let grid = TimeGrid::build(schedule, spacing, Some(n), GridOptions { final_sigma: end, rho: 7.0 }).unwrap();
+            let grid = TimeGrid::build(
+                schedule,
+                spacing,
+                Some(n),
+                GridOptions {
+                    final_sigma: end,
+                    rho: 7.0,
+                },
+            )
+            .unwrap();
             let (first, last) = (grid.times()[0], *grid.times().last().unwrap());
-            let exact = g.gaussian_flow(&x_t, &Level::at(schedule, first), &Level::at(schedule, last)).unwrap();
+            let exact = g
+                .gaussian_flow(
+                    &x_t,
+                    &Level::at(schedule, first),
+                    &Level::at(schedule, last),
+                )
+                .unwrap();
             let (out, nfe) = sample(solver, &g, schedule, &grid, x_t.clone(), 0).unwrap();
             assert_eq!(nfe, n);
             out.rms_distance(&exact)
@@ -33,11 +53,20 @@ fn first_order_solvers() -> Vec<(&'static str, Solver)> {
     vec![
         ("ddim", Solver::Ddim(Ddim::new(0.0).unwrap())),
         ("euler-t", Solver::Euler(Euler { coords: Coords::T })),
-        ("euler-sigma", Solver::Euler(Euler { coords: Coords::Sigma })),
-        ("euler-lambda", Solver::Euler(Euler { coords: Coords::Lambda })),
+        (
+            "euler-sigma",
+            Solver::Euler(Euler {
+                coords: Coords::Sigma,
+            }),
+        ),
+        (
+            "euler-lambda",
+            Solver::Euler(Euler {
+                coords: Coords::Lambda,
+            }),
+        ),
     ]
 }
-
 
 /// Orders of the first-order ODE samplers on both a discrete and a continuous schedule,
 /// on uniform-t and logsnr grids, ending on clean data (σ = 0) and at σ_min.
@@ -62,12 +91,25 @@ fn ddim_and_euler_in_t_sigma_lambda_are_first_order_on_gaussian() {
 
 /// Nested grids t_k = 1 - k/n on vp-linear: every coarse point is a fine point.
 fn nested_grid(schedule: &Schedule, n: usize) -> TimeGrid {
-    TimeGrid::new((0..=n).map(|k| 1.0 - k as f64 / n as f64).collect(), schedule).unwrap()
+    TimeGrid::new(
+        (0..=n).map(|k| 1.0 - k as f64 / n as f64).collect(),
+        schedule,
+    )
+    .unwrap()
 }
 
 fn em_run(model: &GaussianMixture, schedule: &Schedule, x_t: &Batch, n: usize, seed: u64) -> Batch {
     let solver = Solver::EulerMaruyama(EulerMaruyama);
-    sample(&solver, model, schedule, &nested_grid(schedule, n), x_t.clone(), seed).unwrap().0
+    sample(
+        &solver,
+        model,
+        schedule,
+        &nested_grid(schedule, n),
+        x_t.clone(),
+        seed,
+    )
+    .unwrap()
+    .0
 }
 
 const SDE_STEPS: [usize; 5] = [16, 32, 64, 128, 256];
@@ -80,12 +122,22 @@ fn euler_maruyama_has_strong_order_one_with_additive_noise() {
     let g = builtin("gauss2d").unwrap();
     let x_t = draw_noise(2000, 2, 5);
     let reference = em_run(&g, &schedule, &x_t, 4096, 9);
-    let errors: Vec<f64> = SDE_STEPS.iter().map(|&n| em_run(&g, &schedule, &x_t, n, 9).rms_distance(&reference)).collect();
+    let errors: Vec<f64> = SDE_STEPS
+        .iter()
+        .map(|&n| em_run(&g, &schedule, &x_t, n, 9).rms_distance(&reference))
+        .collect();
     let order = fitted_order(&SDE_STEPS, &errors);
-    assert!((order - 1.0).abs() <= 0.15, "strong order {order:.3}, errors {errors:?}");
+    assert!(
+        (order - 1.0).abs() <= 0.15,
+        "strong order {order:.3}, errors {errors:?}"
+    );
     // A different Brownian path gives errors of order one, not a converging sequence.
     let other = em_run(&g, &schedule, &x_t, 256, 10).rms_distance(&reference);
-    assert!(other > 20.0 * errors[4], "independent path {other} vs same path {}", errors[4]);
+    assert!(
+        other > 20.0 * errors[4],
+        "independent path {other} vs same path {}",
+        errors[4]
+    );
 }
 
 /// Weak error of the sample mean and variance, against an 8192-step run on the same
@@ -99,14 +151,22 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
     let l = Level::at(&schedule, 1.0);
     let sd = (l.alpha * l.alpha * 0.09 + l.sigma * l.sigma).sqrt();
     let mut x_t = draw_noise(n, 1, 3);
-    x_t.data.iter_mut().for_each(|z| *z = l.alpha * 0.5 + sd * *z);
+    x_t.data
+        .iter_mut()
+        .for_each(|z| *z = l.alpha * 0.5 + sd * *z);
     let moments = |b: &Batch| {
         let m = b.data.iter().sum::<f64>() / b.n as f64;
-        (m, b.data.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (b.n - 1) as f64)
+        (
+            m,
+            b.data.iter().map(|v| (v - m) * (v - m)).sum::<f64>() / (b.n - 1) as f64,
+        )
     };
     let (m_ref, v_ref) = moments(&em_run(&g, &schedule, &x_t, 8192, 4));
     // The fine run itself is an unbiased sampler of N(0.5, 0.3²) up to O(1/8192).
-    assert!((m_ref - 0.5).abs() < 0.01 && (v_ref - 0.09).abs() < 0.005, "{m_ref} {v_ref}");
+    assert!(
+        (m_ref - 0.5).abs() < 0.01 && (v_ref - 0.09).abs() < 0.005,
+        "{m_ref} {v_ref}"
+    );
     let steps = [64, 128, 256, 512, 1024];
     let (mut em, mut ev) = (vec![], vec![]);
     for &k in &steps {
@@ -115,6 +175,12 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
         ev.push((v - v_ref).abs());
     }
     let (om, ov) = (fitted_order(&steps, &em), fitted_order(&steps, &ev));
-    assert!((om - 1.0).abs() <= 0.2, "mean: weak order {om:.3}, errors {em:?}");
-    assert!((ov - 1.0).abs() <= 0.2, "variance: weak order {ov:.3}, errors {ev:?}");
+    assert!(
+        (om - 1.0).abs() <= 0.2,
+        "mean: weak order {om:.3}, errors {em:?}"
+    );
+    assert!(
+        (ov - 1.0).abs() <= 0.2,
+        "variance: weak order {ov:.3}, errors {ev:?}"
+    );
 }

@@ -65,7 +65,10 @@ impl GaussianMixture {
         }
         let dim = means[0].len();
         if dim == 0 {
-            return Err(Error::invalid("means[0]", "expected at least one coordinate"));
+            return Err(Error::invalid(
+                "means[0]",
+                "expected at least one coordinate",
+            ));
         }
         for (i, w) in weights.iter().enumerate() {
             if !(w.is_finite() && *w >= 0.0) {
@@ -87,13 +90,20 @@ impl GaussianMixture {
                 if row.len() != dim {
                     return Err(Error::invalid(
                         format!("{field}[{i}]"),
-                        format!("expected {dim} values (the dimension of means[0]), got {}", row.len()),
+                        format!(
+                            "expected {dim} values (the dimension of means[0]), got {}",
+                            row.len()
+                        ),
                     ));
                 }
                 for (j, v) in row.iter().enumerate() {
                     let ok = v.is_finite() && (field == "means" || *v > 0.0);
                     if !ok {
-                        let what = if field == "means" { "a finite mean" } else { "a positive finite std" };
+                        let what = if field == "means" {
+                            "a finite mean"
+                        } else {
+                            "a positive finite std"
+                        };
                         return Err(Error::invalid(
                             format!("{field}[{i}][{j}]"),
                             format!("expected {what}, got {v}"),
@@ -160,7 +170,11 @@ impl GaussianMixture {
                 data.push(self.mean_of(k)[j] + self.std_of(k)[j] * z[i * self.dim + j]);
             }
         }
-        Batch { n, d: self.dim, data }
+        Batch {
+            n,
+            d: self.dim,
+            data,
+        }
     }
 
     /// The closed-form probability-flow ODE map of a single Gaussian from level `from` to
@@ -168,7 +182,10 @@ impl GaussianMixture {
     /// `y_to - μ = (y_from - μ) sqrt((c² + σ_to²)/(c² + σ_from²))`.
     pub fn gaussian_flow(&self, x: &Batch, from: &Level, to: &Level) -> Result<Batch> {
         if self.components() != 1 {
-            return Err(Error::invalid("model", "the closed-form flow needs a single Gaussian"));
+            return Err(Error::invalid(
+                "model",
+                "the closed-form flow needs a single Gaussian",
+            ));
         }
         let (sf, st) = (from.sigma / from.alpha, to.sigma / to.alpha);
         let mut out = x.clone();
@@ -194,7 +211,11 @@ impl GaussianMixture {
     fn tables(&self, l: &Level) -> LevelTables {
         let (a, s) = (l.alpha, l.sigma);
         let centers = self.means.iter().map(|m| a * m).collect();
-        let inv_var: Vec<f64> = self.stds.iter().map(|c| 1.0 / (a * a * c * c + s * s)).collect();
+        let inv_var: Vec<f64> = self
+            .stds
+            .iter()
+            .map(|c| 1.0 / (a * a * c * c + s * s))
+            .collect();
         let log_norm = (0..self.components())
             .map(|k| {
                 let log_det: f64 = inv_var[k * self.dim..(k + 1) * self.dim]
@@ -211,22 +232,43 @@ impl GaussianMixture {
         }
     }
 
-    fn eps_row(&self, tb: &LevelTables, sigma: f64, x: &[f64], out: &mut [f64], logits: &mut [f64]) {
+    fn eps_row(
+        &self,
+        tb: &LevelTables,
+        sigma: f64,
+        x: &[f64],
+        out: &mut [f64],
+        logits: &mut [f64],
+    ) {
         let d = self.dim;
         for (k, logit) in logits.iter_mut().enumerate() {
-            let (c, iv) = (&tb.centers[k * d..(k + 1) * d], &tb.inv_var[k * d..(k + 1) * d]);
-            let q: f64 = x.iter().zip(c).zip(iv).map(|((x, c), iv)| (x - c) * (x - c) * iv).sum();
+            let (c, iv) = (
+                &tb.centers[k * d..(k + 1) * d],
+                &tb.inv_var[k * d..(k + 1) * d],
+            );
+            let q: f64 = x
+                .iter()
+                .zip(c)
+                .zip(iv)
+                .map(|((x, c), iv)| (x - c) * (x - c) * iv)
+                .sum();
             *logit = tb.log_norm[k] - 0.5 * q;
         }
         let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-        let total: f64 = logits.iter_mut().map(|l| {
-            *l = (*l - max).exp();
-            *l
-        }).sum();
+        let total: f64 = logits
+            .iter_mut()
+            .map(|l| {
+                *l = (*l - max).exp();
+                *l
+            })
+            .sum();
         out.iter_mut().for_each(|o| *o = 0.0);
         for (k, r) in logits.iter().enumerate() {
             let w = sigma * r / total;
-            let (c, iv) = (&tb.centers[k * d..(k + 1) * d], &tb.inv_var[k * d..(k + 1) * d]);
+            let (c, iv) = (
+                &tb.centers[k * d..(k + 1) * d],
+                &tb.inv_var[k * d..(k + 1) * d],
+            );
             for j in 0..d {
                 out[j] += w * (x[j] - c[j]) * iv[j];
             }
@@ -235,7 +277,11 @@ impl GaussianMixture {
 
     /// Log-density of the data distribution (t = 0) at each row of `x`.
     pub fn log_density(&self, x: &Batch) -> Vec<f64> {
-        let tb = self.tables(&Level { t: 0.0, alpha: 1.0, sigma: 0.0 });
+        let tb = self.tables(&Level {
+            t: 0.0,
+            alpha: 1.0,
+            sigma: 0.0,
+        });
         let d = self.dim;
         (0..x.n)
             .map(|i| {
@@ -243,7 +289,9 @@ impl GaussianMixture {
                 let logits: Vec<f64> = (0..self.components())
                     .map(|k| {
                         let q: f64 = (0..d)
-                            .map(|j| (row[j] - tb.centers[k * d + j]).powi(2) * tb.inv_var[k * d + j])
+                            .map(|j| {
+                                (row[j] - tb.centers[k * d + j]).powi(2) * tb.inv_var[k * d + j]
+                            })
                             .sum();
                         tb.log_norm[k] - 0.5 * q
                     })
@@ -268,20 +316,45 @@ impl ScoreModel for GaussianMixture {
         if x.d != self.dim {
             return Err(Error::invalid(
                 "x",
-                format!("model '{}' has dimension {}, input has {}", self.name, self.dim, x.d),
+                format!(
+                    "model '{}' has dimension {}, input has {}",
+                    self.name, self.dim, x.d
+                ),
             ));
         }
         let tb = self.tables(level);
         let d = self.dim;
-        out.par_chunks_mut(ROWS_PER_TASK * d)
+        let first_bad = out
+            .par_chunks_mut(ROWS_PER_TASK * d)
             .zip(x.data.par_chunks(ROWS_PER_TASK * d))
-            .for_each(|(o, xs)| {
+            .enumerate()
+            .filter_map(|(chunk, (o, xs))| {
                 let mut logits = vec![0.0; self.components()];
-                for (orow, xrow) in o.chunks_mut(d).zip(xs.chunks(d)) {
+                let mut bad = None;
+                for (r, (orow, xrow)) in o.chunks_mut(d).zip(xs.chunks(d)).enumerate() {
                     self.eps_row(&tb, level.sigma, xrow, orow, &mut logits);
+                    if bad.is_none() {
+                        if let Some(col) = orow.iter().position(|v| !v.is_finite()) {
+                            bad = Some((chunk * ROWS_PER_TASK + r, col, orow[col]));
+                        }
+                    }
                 }
-            });
-        Ok(())
+                bad
+            })
+            .min_by_key(|b| b.0);
+        match first_bad {
+            Some((row, col, value)) => Err(Error::NonFinite {
+                t: level.t,
+                row,
+                col,
+                value,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    fn checks_finite_output(&self) -> bool {
+        true
     }
 }
 
@@ -345,15 +418,26 @@ mod tests {
     #[test]
     fn eps_is_minus_sigma_times_the_finite_difference_score() {
         let m = builtin("ring2d").unwrap();
-        let l = Level { t: 0.5, alpha: 0.6, sigma: 0.8 };
+        let l = Level {
+            t: 0.5,
+            alpha: 0.6,
+            sigma: 0.8,
+        };
         // Score of p_t by central differences of its log-density: p_t is the mixture with
         // means aμ and stds sqrt(a²c² + s²).
         let marginal = GaussianMixture::new(
             "pt",
             m.weights.clone(),
-            (0..8).map(|k| m.mean_of(k).iter().map(|v| 0.6 * v).collect()).collect(),
             (0..8)
-                .map(|k| m.std_of(k).iter().map(|c| (0.36 * c * c + 0.64f64).sqrt()).collect())
+                .map(|k| m.mean_of(k).iter().map(|v| 0.6 * v).collect())
+                .collect(),
+            (0..8)
+                .map(|k| {
+                    m.std_of(k)
+                        .iter()
+                        .map(|c| (0.36 * c * c + 0.64f64).sqrt())
+                        .collect()
+                })
                 .collect(),
         )
         .unwrap();
@@ -378,7 +462,12 @@ mod tests {
         assert!(e.unwrap_err().to_string().contains("sum to 0.9"));
         let e = GaussianMixture::new("m", vec![1.0], vec![vec![0.0, 1.0]], vec![vec![1.0, -0.1]]);
         assert!(e.unwrap_err().to_string().contains("stds[0][1]"));
-        let e = GaussianMixture::new("m", vec![0.5, 0.5], vec![vec![0.0], vec![0.0, 1.0]], vec![vec![1.0]; 2]);
+        let e = GaussianMixture::new(
+            "m",
+            vec![0.5, 0.5],
+            vec![vec![0.0], vec![0.0, 1.0]],
+            vec![vec![1.0]; 2],
+        );
         assert!(e.unwrap_err().to_string().contains("means[1]"));
     }
 
@@ -389,7 +478,9 @@ mod tests {
         let (l1, l2, l3) = (Level::at(&s, 0.9), Level::at(&s, 0.4), Level::at(&s, 0.05));
         let x = Batch::new(2, 2, vec![0.3, -1.0, 1.0, 2.0]).unwrap();
         let direct = g.gaussian_flow(&x, &l1, &l3).unwrap();
-        let via = g.gaussian_flow(&g.gaussian_flow(&x, &l1, &l2).unwrap(), &l2, &l3).unwrap();
+        let via = g
+            .gaussian_flow(&g.gaussian_flow(&x, &l1, &l2).unwrap(), &l2, &l3)
+            .unwrap();
         assert!(direct.max_abs_diff(&via) < 1e-13);
     }
 

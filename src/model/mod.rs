@@ -44,6 +44,13 @@ pub trait ScoreModel: Send + Sync {
     /// Writes `ε̂(x, level)` for the rows of `x` into `out` (both `[n, dim]`).
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()>;
 
+    /// True if [`ScoreModel::eps_into`] itself returns [`crate::Error::NonFinite`] for any
+    /// NaN/Inf it would output, so [`Counted`] need not scan the output again (the
+    /// mixture checks each row while it is still in registers).
+    fn checks_finite_output(&self) -> bool {
+        false
+    }
+
     /// `ε̂(x, level)`.
     fn eps(&self, x: &Batch, level: &Level) -> Result<Batch> {
         let mut out = vec![0.0; x.data.len()];
@@ -74,7 +81,9 @@ pub fn x0_from_eps(x: &Batch, eps: &Batch, l: &Level) -> Batch {
 
 /// `v̂ = a ε̂ - s x̂_0`.
 pub fn velocity_from_eps(x: &Batch, eps: &Batch, l: &Level) -> Batch {
-    x.zip_map(eps, |x, e| l.alpha * e - l.sigma * (x - l.sigma * e) / l.alpha)
+    x.zip_map(eps, |x, e| {
+        l.alpha * e - l.sigma * (x - l.sigma * e) / l.alpha
+    })
 }
 
 /// `∇ log p = -ε̂ / s`.
@@ -98,7 +107,11 @@ mod tests {
 
     #[test]
     fn prediction_conversions_invert_each_other() {
-        let l = Level { t: 0.3, alpha: 0.8, sigma: 0.6 };
+        let l = Level {
+            t: 0.3,
+            alpha: 0.8,
+            sigma: 0.6,
+        };
         let x = Batch::new(1, 3, vec![0.5, -1.0, 2.0]).unwrap();
         let eps = Batch::new(1, 3, vec![0.1, 0.7, -0.4]).unwrap();
         let x0 = x0_from_eps(&x, &eps, &l);

@@ -18,7 +18,10 @@ impl Ddim {
     /// DDIM with `eta ≥ 0`.
     pub fn new(eta: f64) -> Result<Self> {
         if !(eta.is_finite() && eta >= 0.0) {
-            return Err(Error::invalid("--eta", format!("expected a finite η ≥ 0, got {eta}")));
+            return Err(Error::invalid(
+                "--eta",
+                format!("expected a finite η ≥ 0, got {eta}"),
+            ));
         }
         Ok(Ddim { eta })
     }
@@ -31,20 +34,30 @@ impl Sampler for Ddim {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
-        let (ab, ab_next) = (ctx.schedule.alpha_bar(ctx.t(i)), ctx.schedule.alpha_bar(ctx.t(i + 1)));
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+        let (ab, ab_next) = (
+            ctx.schedule.alpha_bar(ctx.t(i)),
+            ctx.schedule.alpha_bar(ctx.t(i + 1)),
+        );
         let eps = ctx.eps(&x, i)?;
-        let sigma_eta = self.eta * ((1.0 - ab_next) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_next).sqrt();
+        let sigma_eta =
+            self.eta * ((1.0 - ab_next) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_next).sqrt();
         let dir = (1.0 - ab_next - sigma_eta * sigma_eta).max(0.0).sqrt();
-        let (sqrt_ab, sqrt_ab_next) = (ab.sqrt(), ab_next.sqrt());
-        let mut out = x.zip_map(&eps, |x, e| {
-            let x0 = (x - (1.0 - ab).sqrt() * e) / sqrt_ab;
+        let (inv_sqrt_ab, sqrt_ab_next, s) = (1.0 / ab.sqrt(), ab_next.sqrt(), (1.0 - ab).sqrt());
+        x.update_with(&eps, |x, e| {
+            let x0 = (x - s * e) * inv_sqrt_ab;
             sqrt_ab_next * x0 + dir * e
         });
+        ctx.recycle(eps);
         if sigma_eta > 0.0 {
-            let z = noise::normals(ctx.seed, Purpose::StepNoise, i as u64, out.data.len());
-            out.data.iter_mut().zip(z).for_each(|(v, z)| *v += sigma_eta * z);
+            noise::add_scaled_normals(
+                ctx.seed,
+                Purpose::StepNoise,
+                i as u64,
+                sigma_eta,
+                &mut x.data,
+            );
         }
-        Ok((out, ()))
+        Ok((x, ()))
     }
 }

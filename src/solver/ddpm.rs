@@ -29,23 +29,31 @@ impl Sampler for Ddpm {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
-        let (ab, ab_next) = (ctx.schedule.alpha_bar(ctx.t(i)), ctx.schedule.alpha_bar(ctx.t(i + 1)));
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+        let (ab, ab_next) = (
+            ctx.schedule.alpha_bar(ctx.t(i)),
+            ctx.schedule.alpha_bar(ctx.t(i + 1)),
+        );
         let alpha = ab / ab_next;
         let beta = 1.0 - alpha;
         let eps = ctx.eps(&x, i)?;
-        let coef = beta / (1.0 - ab).sqrt();
-        let mut out = x.zip_map(&eps, |x, e| (x - coef * e) / alpha.sqrt());
+        let (coef, inv_sqrt_alpha) = (beta / (1.0 - ab).sqrt(), 1.0 / alpha.sqrt());
+        x.update_with(&eps, |x, e| (x - coef * e) * inv_sqrt_alpha);
+        ctx.recycle(eps);
         // No noise on the step onto clean data (as in Ho et al.: z = 0 at t = 1).
         if ctx.t(i + 1) > 0.0 {
             let var = match self.variance {
                 Variance::BetaTilde => beta * (1.0 - ab_next) / (1.0 - ab),
                 Variance::Beta => beta,
             };
-            let z = noise::normals(ctx.seed, Purpose::StepNoise, i as u64, out.data.len());
-            let sd = var.sqrt();
-            out.data.iter_mut().zip(z).for_each(|(v, z)| *v += sd * z);
+            noise::add_scaled_normals(
+                ctx.seed,
+                Purpose::StepNoise,
+                i as u64,
+                var.sqrt(),
+                &mut x.data,
+            );
         }
-        Ok((out, ()))
+        Ok((x, ()))
     }
 }

@@ -16,7 +16,7 @@ impl Sampler for DpmSolver1 {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let s = ctx.schedule;
         let eps = ctx.eps(&x, i)?;
@@ -27,6 +27,8 @@ impl Sampler for DpmSolver1 {
         } else {
             s.sigma(t_next) * (s.lambda(t_next) - s.lambda(t)).exp_m1()
         };
-        Ok((x.zip_map(&eps, |x, e| ratio * x - phi * e), ()))
+        x.update_with(&eps, |x, e| ratio * x - phi * e);
+        ctx.recycle(eps);
+        Ok((x, ()))
     }
 }

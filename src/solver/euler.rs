@@ -18,17 +18,27 @@ impl Sampler for Euler {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         // λ = +∞ at clean data: the λ-step there has infinite length, so the last step is
         // taken in σ instead (the denoising step x̂_0, as k-diffusion does).
-        let coords = if self.coords == Coords::Lambda && t_next == 0.0 { Coords::Sigma } else { self.coords };
-        let flow = ProbabilityFlow { model: ctx.model, schedule: ctx.schedule, coords };
-        let u = flow.to_state(&x, t);
+        let coords = if self.coords == Coords::Lambda && t_next == 0.0 {
+            Coords::Sigma
+        } else {
+            self.coords
+        };
+        let flow = ProbabilityFlow {
+            model: ctx.model,
+            schedule: ctx.schedule,
+            coords,
+        };
         let eps = ctx.eps(&x, i)?;
-        let du = flow.field_from_eps(t, &u, &eps);
+        let (to_u, to_x) = (1.0 / flow.scale(t), flow.scale(t_next));
+        let (cu, ce) = flow.field_coefficients(t);
         let h = flow.variable(t_next) - flow.variable(t);
-        let u_next = u.zip_map(&du, |u, d| u + h * d);
-        Ok((flow.to_x(&u_next, t_next), ()))
+        // u' = u + h (c_u u + c_ε ε̂), with u = x / scale(t) and x' = scale(t') u', fused.
+        x.update_with(&eps, |x, e| to_x * (x * to_u * (1.0 + h * cu) + h * ce * e));
+        ctx.recycle(eps);
+        Ok((x, ()))
     }
 }

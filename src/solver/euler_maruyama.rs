@@ -8,7 +8,7 @@ use super::{Ctx, Sampler};
 use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
-use crate::flow::reverse_sde_drift;
+use crate::flow::reverse_sde_coefficients;
 
 /// Euler–Maruyama with Itô (left-point) coefficients.
 #[derive(Clone, Debug)]
@@ -29,18 +29,26 @@ impl Sampler for EulerMaruyama {
         Ok(PathState { tree, w_now })
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, mut st: PathState) -> Result<(Batch, PathState)> {
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        mut x: Batch,
+        mut st: PathState,
+    ) -> Result<(Batch, PathState)> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let h = t - t_next;
         let eps = ctx.eps(&x, i)?;
-        let drift = reverse_sde_drift(ctx.schedule, t, &x, &eps);
-        let g = ctx.schedule.diffusion_sq(t).sqrt();
+        let (cx, ce) = reverse_sde_coefficients(ctx.schedule, t);
+        x.update_with(&eps, |x, e| x - h * (cx * x + ce * e));
+        ctx.recycle(eps);
+        // Reverse time: the increment over [t', t] enters as W(t) - W(t').
         let w_next = st.tree.value(t_next)?;
-        let mut out = x.zip_map(&drift, |x, d| x - h * d);
-        for ((v, a), b) in out.data.iter_mut().zip(&st.w_now).zip(&w_next) {
+        let g = ctx.schedule.diffusion_sq(t).sqrt();
+        for ((v, a), b) in x.data.iter_mut().zip(&st.w_now).zip(&w_next) {
             *v += g * (a - b);
         }
         st.w_now = w_next;
-        Ok((out, st))
+        Ok((x, st))
     }
 }

@@ -22,6 +22,7 @@ use crate::flow::Coords;
 use crate::grid::TimeGrid;
 use crate::model::{Counted, Level, ScoreModel};
 use crate::schedule::Schedule;
+use std::cell::RefCell;
 
 /// Everything a step needs besides the state.
 pub struct Ctx<'a> {
@@ -30,9 +31,32 @@ pub struct Ctx<'a> {
     pub grid: &'a TimeGrid,
     /// Seed for any noise the sampler injects.
     pub seed: u64,
+    /// Spent model-output buffers, reused so that a step allocates (and page-faults) nothing.
+    scratch: RefCell<Vec<Vec<f64>>>,
 }
 
-impl Ctx<'_> {
+impl<'a> Ctx<'a> {
+    /// A context for one run.
+    pub fn new(
+        model: &'a Counted<'a>,
+        schedule: &'a Schedule,
+        grid: &'a TimeGrid,
+        seed: u64,
+    ) -> Self {
+        Ctx {
+            model,
+            schedule,
+            grid,
+            seed,
+            scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// Hands a spent batch back for reuse by the next [`Ctx::eps`].
+    pub fn recycle(&self, b: Batch) {
+        self.scratch.borrow_mut().push(b.data);
+    }
+
     /// Time of grid point `i`.
     pub fn t(&self, i: usize) -> f64 {
         self.grid.times()[i]
@@ -45,7 +69,15 @@ impl Ctx<'_> {
 
     /// `ε̂` at grid point `i` (one NFE).
     pub fn eps(&self, x: &Batch, i: usize) -> Result<Batch> {
-        self.model.eps(x, &self.level(i))
+        let len = x.data.len();
+        let mut buf = self
+            .scratch
+            .borrow_mut()
+            .pop()
+            .filter(|b| b.len() == len)
+            .unwrap_or_else(|| vec![0.0; len]);
+        self.model.eps_into(x, &self.level(i), &mut buf)?;
+        Batch::new(x.n, x.d, buf)
     }
 }
 
@@ -56,7 +88,13 @@ pub trait Sampler {
     /// State before the first step.
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<Self::State>;
     /// Advances `x` from grid point `i` to `i + 1`.
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, state: Self::State) -> Result<(Batch, Self::State)>;
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        x: Batch,
+        state: Self::State,
+    ) -> Result<(Batch, Self::State)>;
 }
 
 /// Precision of the sampling state.
@@ -69,7 +107,12 @@ pub enum Precision {
 }
 
 /// Walks the whole grid: the one integration loop every sampler shares.
-pub fn integrate<S: Sampler>(sampler: &S, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
+pub fn integrate<S: Sampler>(
+    sampler: &S,
+    ctx: &Ctx,
+    x: Batch,
+    precision: Precision,
+) -> Result<Batch> {
     let mut state = sampler.init(ctx, &x)?;
     let mut x = x;
     for i in 0..ctx.grid.steps() {
@@ -136,7 +179,13 @@ pub const SOLVERS: &[SolverInfo] = &[
 pub fn info(name: &str) -> Result<&'static SolverInfo> {
     SOLVERS.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<_> = SOLVERS.iter().map(|s| s.name).collect();
-        Error::invalid("--solver", format!("unknown solver '{name}' (expected one of {})", names.join(", ")))
+        Error::invalid(
+            "--solver",
+            format!(
+                "unknown solver '{name}' (expected one of {})",
+                names.join(", ")
+            ),
+        )
     })
 }
 
@@ -164,7 +213,10 @@ impl Solver {
         let info = info(name)?;
         let reject = |given: bool, flag: &str| -> Result<()> {
             if given {
-                return Err(Error::invalid(flag, format!("solver '{}' does not take {flag}", info.name)));
+                return Err(Error::invalid(
+                    flag,
+                    format!("solver '{}' does not take {flag}", info.name),
+                ));
             }
             Ok(())
         };
@@ -179,9 +231,13 @@ impl Solver {
         }
         Ok(match name {
             "ddim" => Solver::Ddim(Ddim::new(opts.eta.unwrap_or(0.0))?),
-            "euler" => Solver::Euler(Euler { coords: opts.coords.unwrap_or(Coords::Sigma) }),
+            "euler" => Solver::Euler(Euler {
+                coords: opts.coords.unwrap_or(Coords::Sigma),
+            }),
             "dpm-solver-1" => Solver::DpmSolver1(DpmSolver1),
-            "ddpm" => Solver::Ddpm(Ddpm { variance: opts.variance.unwrap_or(Variance::BetaTilde) }),
+            "ddpm" => Solver::Ddpm(Ddpm {
+                variance: opts.variance.unwrap_or(Variance::BetaTilde),
+            }),
             "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama),
             _ => unreachable!("every registered solver is built above"),
         })
@@ -231,7 +287,7 @@ pub fn sample(
     seed: u64,
 ) -> Result<(Batch, usize)> {
     let counted = Counted::new(model, false);
-    let ctx = Ctx { model: &counted, schedule, grid, seed };
+    let ctx = Ctx::new(&counted, schedule, grid, seed);
     let out = solver.run(&ctx, x, Precision::F64)?;
     Ok((out, counted.nfe()))
 }
