@@ -542,3 +542,69 @@ fn help_shows_defaults_on_every_command() {
         }
     }
 }
+
+#[test]
+fn betas_from_a_file_define_the_schedule() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default linear betas written out must reproduce the default schedule exactly.
+    let betas: Vec<f64> = (0..1000)
+        .map(|i| 1e-4 + (0.02 - 1e-4) * i as f64 / 999.0)
+        .collect();
+    let file = dir.path().join("betas.json");
+    std::fs::write(&file, serde_json::to_string(&betas).unwrap()).unwrap();
+    let run = |extra: &[&str], out: &str| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "sample",
+            "--model",
+            "ring2d",
+            "--solver",
+            "ddim",
+            "--steps",
+            "10",
+            "--n",
+            "20",
+            "--out",
+            out.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = pfode(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        pfode::npy::read(&out).unwrap().data
+    };
+    let a = run(&[], "a.npy");
+    let b = run(&["--betas", file.to_str().unwrap()], "b.npy");
+    let gap = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(gap < 1e-12, "{gap}");
+    let c = run(&["--schedule", "cosine"], "c.npy");
+    assert!(
+        a.iter()
+            .zip(&c)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+            > 1e-2
+    );
+    std::fs::write(&file, "[0.1, 1.2]").unwrap();
+    let o = pfode(&[
+        "sample",
+        "--model",
+        "ring2d",
+        "--solver",
+        "ddim",
+        "--steps",
+        "1",
+        "--betas",
+        file.to_str().unwrap(),
+        "--out",
+        dir.path().join("d.npy").to_str().unwrap(),
+    ]);
+    assert!(
+        !o.status.success() && stderr(&o).contains("betas[1]"),
+        "{}",
+        stderr(&o)
+    );
+}

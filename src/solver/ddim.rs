@@ -43,11 +43,11 @@ impl Sampler for Ddim {
         let sigma_eta =
             self.eta * ((1.0 - ab_next) / (1.0 - ab)).sqrt() * (1.0 - ab / ab_next).sqrt();
         let dir = (1.0 - ab_next - sigma_eta * sigma_eta).max(0.0).sqrt();
-        let (inv_sqrt_ab, sqrt_ab_next, s) = (1.0 / ab.sqrt(), ab_next.sqrt(), (1.0 - ab).sqrt());
-        x.update_with(&eps, |x, e| {
-            let x0 = (x - s * e) * inv_sqrt_ab;
-            sqrt_ab_next * x0 + dir * e
-        });
+        // x' = sqrt(ᾱ') x̂_0 + dir ε̂ with x̂_0 = (x - sqrt(1 - ᾱ) ε̂)/sqrt(ᾱ), collected into
+        // x' = c_x x + c_ε ε̂ so the update is a single pass.
+        let c_x = (ab_next / ab).sqrt();
+        let c_eps = dir - c_x * (1.0 - ab).sqrt();
+        x.update_with(&eps, |x, e| c_x * x + c_eps * e);
         ctx.recycle(eps);
         if sigma_eta > 0.0 {
             noise::add_scaled_normals(

@@ -36,8 +36,10 @@ impl Sampler for Euler {
         let (to_u, to_x) = (1.0 / flow.scale(t), flow.scale(t_next));
         let (cu, ce) = flow.field_coefficients(t);
         let h = flow.variable(t_next) - flow.variable(t);
-        // u' = u + h (c_u u + c_ε ε̂), with u = x / scale(t) and x' = scale(t') u', fused.
-        x.update_with(&eps, |x, e| to_x * (x * to_u * (1.0 + h * cu) + h * ce * e));
+        // u' = u + h (c_u u + c_ε ε̂), with u = x / scale(t) and x' = scale(t') u', fused
+        // into x' = A x + B ε̂.
+        let (a, b) = (to_x * to_u * (1.0 + h * cu), to_x * h * ce);
+        x.update_with(&eps, |x, e| a * x + b * e);
         ctx.recycle(eps);
         Ok((x, ()))
     }
