@@ -69,6 +69,11 @@ impl Batch {
             .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)));
     }
 
+    /// In place, `self[i] = f(self[i])`.
+    pub fn map_in_place(&mut self, f: impl Fn(f64) -> f64) {
+        self.data.iter_mut().for_each(|a| *a = f(*a));
+    }
+
     /// Row `i`.
     pub fn row(&self, i: usize) -> &[f64] {
         &self.data[i * self.d..(i + 1) * self.d]

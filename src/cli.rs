@@ -120,8 +120,11 @@ pub struct SampleArgs {
     #[arg(long)]
     pub solver: String,
     /// Number of steps.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "nfe")]
     pub steps: Option<usize>,
+    /// Model-evaluation budget instead of --steps: the most steps whose NFE fits it.
+    #[arg(long)]
+    pub nfe: Option<usize>,
     /// Step spacing: leading, trailing, linspace, uniform, quadratic, logsnr, karras or
     /// file:PATH [default: trailing for discrete schedules, uniform for continuous ones].
     #[arg(long)]
@@ -147,6 +150,31 @@ pub struct SampleArgs {
     /// DDPM's reverse variance [default: beta-tilde].
     #[arg(long, value_enum)]
     pub variance: Option<Variance>,
+    /// EDM churn S_churn of stochastic Heun [default: 0, deterministic].
+    #[arg(long)]
+    pub s_churn: Option<f64>,
+    /// EDM churn applies for σ = s/a ≥ S_tmin [default: 0].
+    #[arg(long)]
+    pub s_tmin: Option<f64>,
+    /// EDM churn applies for σ = s/a ≤ S_tmax [default: inf].
+    #[arg(long)]
+    pub s_tmax: Option<f64>,
+    /// EDM S_noise [default: 1].
+    #[arg(long)]
+    pub s_noise: Option<f64>,
+    /// Relative tolerance of dopri5 [default: 1e-4].
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of dopri5 [default: 1e-4].
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// Multistep solvers: lower the order of the last steps when there are fewer than 15
+    /// [default: true].
+    #[arg(long)]
+    pub lower_order_final: Option<bool>,
+    /// UniPC without its corrector (UniP-2 alone, order 2).
+    #[arg(long)]
+    pub no_corrector: bool,
     /// Precision of the sampling state and model outputs; also the output dtype.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub dtype: Precision,
@@ -167,6 +195,14 @@ impl SampleArgs {
             eta: self.eta,
             coords: self.coords,
             variance: self.variance,
+            s_churn: self.s_churn,
+            s_tmin: self.s_tmin,
+            s_tmax: self.s_tmax,
+            s_noise: self.s_noise,
+            rtol: self.rtol,
+            atol: self.atol,
+            lower_order_final: self.lower_order_final,
+            no_corrector: self.no_corrector,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod io;
 pub mod model;
 pub mod noise;
 pub mod npy;
+pub mod reference;
 pub mod run;
 pub mod schedule;
 pub mod solver;

@@ -67,7 +67,7 @@ pub fn solvers_table() -> String {
             s.name, s.order, kind, s.summary
         ));
         if !s.options.is_empty() {
-            out.push_str(&format!("{:<35}{}\n", "", s.options));
+            out.push_str(&format!("{:<35}options: {}\n", "", s.options.join(" ")));
         }
     }
     out
@@ -142,7 +142,15 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     let model: GaussianMixture = model::resolve(&args.model)?;
     let solver = Solver::build(&args.solver, &args.solver_options())?;
     let spacing = args.spacing(&schedule)?;
-    let grid = TimeGrid::build(&schedule, &spacing, args.steps, args.grid_options())?;
+    let steps = match (args.nfe, solver.is_adaptive()) {
+        (Some(_), true) => {
+            return Err(Error::invalid("--nfe", "dopri5 chooses its own steps: set --rtol/--atol instead"))
+        }
+        (Some(budget), false) => Some(steps_for_nfe(&solver, &schedule, &spacing, args.grid_options(), budget, model.defined_at_clean())?),
+        (None, true) => Some(args.steps.unwrap_or(1)),
+        (None, false) => args.steps,
+    };
+    let grid = TimeGrid::build(&schedule, &spacing, steps, args.grid_options())?;
     let x_t = match &args.noise {
         Some(path) => read_noise(path, model.dim())?,
         None => {
@@ -170,8 +178,9 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         "pfode_version": env!("CARGO_PKG_VERSION"),
         "command": "sample",
         "model": {"spec": args.model, "description": model.describe()},
-        "solver": solver.info().name,
-        "order": solver.info().order,
+        "solver": solver.name(),
+        "order": solver.order(),
+        "nfe_budget": args.nfe,
         "options": solver.options_json(),
         "schedule": schedule.describe(),
         "spacing": spacing.to_string(),
@@ -210,9 +219,43 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         steps: grid.steps(),
         nfe: counted.nfe(),
         wall_s,
-        solver: solver.info().name.to_string(),
+        solver: solver.name().to_string(),
         sidecar: side,
     })
+}
+
+/// The most steps whose grid lets `solver` stay within `budget` model evaluations.
+pub fn steps_for_nfe(
+    solver: &Solver,
+    schedule: &crate::schedule::Schedule,
+    spacing: &crate::grid::Spacing,
+    opts: crate::grid::GridOptions,
+    budget: usize,
+    defined_at_clean: bool,
+) -> Result<usize> {
+    let nfe_of = |n: usize| -> Result<usize> {
+        let grid = TimeGrid::build(schedule, spacing, Some(n), opts)?;
+        solver.nfe_on(schedule, &grid, defined_at_clean)
+    };
+    let least = nfe_of(1)?;
+    if budget < least {
+        return Err(Error::invalid(
+            "--nfe",
+            format!("{budget} is too small: solver '{}' needs at least {least} model evaluations", solver.name()),
+        ));
+    }
+    // NFE grows with the step count: binary search for the largest n within budget.
+    let max_n = schedule.discrete().map_or(budget, |d| budget.min(d.num_train_timesteps()));
+    let (mut lo, mut hi) = (1, max_n);
+    while lo < hi {
+        let mid = (lo + hi).div_ceil(2);
+        if nfe_of(mid)? <= budget {
+            lo = mid;
+        } else {
+            hi = mid - 1;
+        }
+    }
+    Ok(lo)
 }
 
 /// Fraction of samples whose most likely component (at t = 0) is each component.
@@ -264,12 +307,21 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             steps: Some(50),
             spacing: None,
             out: out.clone(),
+            nfe: None,
             noise: None,
             n: Some(2000),
             seed: 0,
             eta: None,
             coords,
             variance: None,
+            s_churn: None,
+            s_tmin: None,
+            s_tmax: None,
+            s_noise: None,
+            rtol: None,
+            atol: None,
+            lower_order_final: None,
+            no_corrector: false,
             dtype: Precision::F64,
             final_sigma: crate::grid::FinalSigma::Zero,
             karras_rho: 7.0,

@@ -47,6 +47,10 @@ impl ScoreModel for Counted<'_> {
         true
     }
 
+    fn defined_at_clean(&self) -> bool {
+        self.inner.defined_at_clean()
+    }
+
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.eps_into(x, level, out)?;

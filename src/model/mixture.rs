@@ -356,6 +356,10 @@ impl ScoreModel for GaussianMixture {
     fn checks_finite_output(&self) -> bool {
         true
     }
+
+    fn defined_at_clean(&self) -> bool {
+        true
+    }
 }
 
 /// A built-in model by name (see [`BUILTINS`]).

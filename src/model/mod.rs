@@ -51,6 +51,12 @@ pub trait ScoreModel: Send + Sync {
         false
     }
 
+    /// True if the model can be evaluated on clean data (`s = 0`), where exact models give
+    /// `ε̂ = 0`; learned models are not, and solvers then avoid a stage at `σ = 0`.
+    fn defined_at_clean(&self) -> bool {
+        false
+    }
+
     /// `ε̂(x, level)`.
     fn eps(&self, x: &Batch, level: &Level) -> Result<Batch> {
         let mut out = vec![0.0; x.data.len()];
@@ -71,6 +77,29 @@ pub trait ScoreModel: Send + Sync {
     /// Score `∇ log p_t(x) = -ε̂ / s`.
     fn score(&self, x: &Batch, level: &Level) -> Result<Batch> {
         Ok(score_from_eps(&self.eps(x, level)?, level))
+    }
+}
+
+/// A model that predicts ε̂ = 0 everywhere: free to evaluate, used to count the NFE a
+/// solver needs on a grid by a dry run.
+pub struct ZeroModel {
+    pub dim: usize,
+    pub defined_at_clean: bool,
+}
+
+impl ScoreModel for ZeroModel {
+    fn dim(&self) -> usize {
+        self.dim
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"kind": "zero"})
+    }
+    fn eps_into(&self, _: &Batch, _: &Level, out: &mut [f64]) -> Result<()> {
+        out.fill(0.0);
+        Ok(())
+    }
+    fn defined_at_clean(&self) -> bool {
+        self.defined_at_clean
     }
 }
 

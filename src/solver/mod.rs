@@ -6,15 +6,35 @@
 
 mod ddim;
 mod ddpm;
+mod dopri5;
+mod dpm_solver;
 mod dpm_solver_1;
+mod dpm_solver_pp;
+mod dpm_solver_pp_sde;
 mod euler;
 mod euler_maruyama;
+mod exponential;
+mod heun;
+mod ipndm;
+mod midpoint;
+mod rk;
+mod rk4;
+mod unipc;
 
 pub use ddim::Ddim;
 pub use ddpm::{Ddpm, Variance};
+pub use dopri5::Dopri5;
+pub use dpm_solver::DpmSolver;
 pub use dpm_solver_1::DpmSolver1;
+pub use dpm_solver_pp::DpmSolverPp;
+pub use dpm_solver_pp_sde::DpmSolverPpSde;
 pub use euler::Euler;
 pub use euler_maruyama::EulerMaruyama;
+pub use heun::{Churn, Heun};
+pub use ipndm::Ipndm;
+pub use midpoint::Midpoint;
+pub use rk4::Rk4;
+pub use unipc::UniPc;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
@@ -69,6 +89,11 @@ impl<'a> Ctx<'a> {
 
     /// `ε̂` at grid point `i` (one NFE).
     pub fn eps(&self, x: &Batch, i: usize) -> Result<Batch> {
+        self.eps_at(x, self.t(i))
+    }
+
+    /// `ε̂` at any time `t` (one NFE).
+    pub fn eps_at(&self, x: &Batch, t: f64) -> Result<Batch> {
         let len = x.data.len();
         let mut buf = self
             .scratch
@@ -76,8 +101,16 @@ impl<'a> Ctx<'a> {
             .pop()
             .filter(|b| b.len() == len)
             .unwrap_or_else(|| vec![0.0; len]);
-        self.model.eps_into(x, &self.level(i), &mut buf)?;
+        self.model.eps_into(x, &Level::at(self.schedule, t), &mut buf)?;
         Batch::new(x.n, x.d, buf)
+    }
+
+    /// Data prediction `x̂_0 = (x - s ε̂)/a` at time `t > 0` (one NFE).
+    pub fn x0_at(&self, x: &Batch, t: f64) -> Result<Batch> {
+        let mut out = self.eps_at(x, t)?;
+        let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
+        out.update_with(x, |e, x| (x - s * e) / a);
+        Ok(out)
     }
 }
 
@@ -129,63 +162,42 @@ pub fn integrate<S: Sampler>(
 /// What `pfode solvers` prints about a solver.
 pub struct SolverInfo {
     pub name: &'static str,
-    /// Theoretical convergence order (strong order for SDE solvers).
+    /// Theoretical convergence order with default options (strong order for SDE solvers).
     pub order: f64,
     pub stochastic: bool,
-    pub options: &'static str,
+    /// Flags the solver accepts besides the common ones.
+    pub options: &'static [&'static str],
     pub summary: &'static str,
 }
 
+const COORDS: &str = "--coords";
+const CHURN: [&str; 4] = ["--s-churn", "--s-tmin", "--s-tmax", "--s-noise"];
+
 /// Every registered solver. Adding one: a file, a line here, a variant in [`Solver`].
 pub const SOLVERS: &[SolverInfo] = &[
-    SolverInfo {
-        name: "ddim",
-        order: 1.0,
-        stochastic: false,
-        options: "--eta E (default 0; η > 0 adds noise, η = 1 on consecutive steps is DDPM's posterior)",
-        summary: "DDIM (Song et al. 2021), textbook discrete form; η = 0 is Euler in σ",
-    },
-    SolverInfo {
-        name: "euler",
-        order: 1.0,
-        stochastic: false,
-        options: "--coords t|sigma|lambda (default sigma)",
-        summary: "explicit Euler on the probability-flow ODE",
-    },
-    SolverInfo {
-        name: "dpm-solver-1",
-        order: 1.0,
-        stochastic: false,
-        options: "",
-        summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM",
-    },
-    SolverInfo {
-        name: "ddpm",
-        order: 1.0,
-        stochastic: true,
-        options: "--variance beta-tilde|beta (default beta-tilde)",
-        summary: "DDPM ancestral sampling (Ho et al. 2020) between any two grid points; weak order 1",
-    },
-    SolverInfo {
-        name: "euler-maruyama",
-        order: 1.0,
-        stochastic: true,
-        options: "",
-        summary: "Euler–Maruyama on the reverse SDE with a seeded Brownian tree; strong order 1 (additive noise)",
-    },
+    SolverInfo { name: "ddim", order: 1.0, stochastic: false, options: &["--eta"], summary: "DDIM (Song et al. 2021), textbook form; η = 0 is Euler in σ, η = 1 on consecutive steps is DDPM" },
+    SolverInfo { name: "euler", order: 1.0, stochastic: false, options: &[COORDS], summary: "explicit Euler on the PF-ODE in t, σ or λ" },
+    SolverInfo { name: "heun", order: 2.0, stochastic: false, options: &[COORDS, CHURN[0], CHURN[1], CHURN[2], CHURN[3]], summary: "Heun (Karras et al. 2022, Alg. 1), EDM churn (Alg. 2) with --s-churn > 0" },
+    SolverInfo { name: "midpoint", order: 2.0, stochastic: false, options: &[COORDS], summary: "explicit midpoint on the PF-ODE" },
+    SolverInfo { name: "rk4", order: 4.0, stochastic: false, options: &[COORDS], summary: "classical Runge–Kutta on the PF-ODE" },
+    SolverInfo { name: "ipndm", order: 4.0, stochastic: false, options: &[], summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM), lower-order start" },
+    SolverInfo { name: "dopri5", order: 5.0, stochastic: false, options: &[COORDS, "--rtol", "--atol"], summary: "adaptive Dormand–Prince 5(4); NFE set by the tolerances" },
+    SolverInfo { name: "dpm-solver-1", order: 1.0, stochastic: false, options: &[], summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM" },
+    SolverInfo { name: "dpm-solver-2", order: 2.0, stochastic: false, options: &[], summary: "singlestep DPM-Solver-2, noise prediction (Lu et al. 2022)" },
+    SolverInfo { name: "dpm-solver-3", order: 3.0, stochastic: false, options: &[], summary: "singlestep DPM-Solver-3, noise prediction (Lu et al. 2022)" },
+    SolverInfo { name: "dpm-solver++2m", order: 2.0, stochastic: false, options: &["--lower-order-final"], summary: "multistep DPM-Solver++(2M), data prediction (Lu et al. 2022b)" },
+    SolverInfo { name: "dpm-solver++3m", order: 3.0, stochastic: false, options: &["--lower-order-final"], summary: "multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)" },
+    SolverInfo { name: "unipc", order: 3.0, stochastic: false, options: &["--lower-order-final", "--no-corrector"], summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with --no-corrector" },
+    SolverInfo { name: "ddpm", order: 1.0, stochastic: true, options: &["--variance"], summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1" },
+    SolverInfo { name: "euler-maruyama", order: 1.0, stochastic: true, options: &[], summary: "Euler–Maruyama on the reverse SDE, Brownian tree; strong order 1 (additive noise)" },
+    SolverInfo { name: "dpm-solver++2m-sde", order: 1.0, stochastic: true, options: &["--lower-order-final"], summary: "SDE-DPM-Solver++(2M), data prediction (Lu et al. 2022b)" },
 ];
 
 /// Looks a solver up by name.
 pub fn info(name: &str) -> Result<&'static SolverInfo> {
     SOLVERS.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<_> = SOLVERS.iter().map(|s| s.name).collect();
-        Error::invalid(
-            "--solver",
-            format!(
-                "unknown solver '{name}' (expected one of {})",
-                names.join(", ")
-            ),
-        )
+        Error::invalid("--solver", format!("unknown solver '{name}' (expected one of {})", names.join(", ")))
     })
 }
 
@@ -195,6 +207,38 @@ pub struct SolverOptions {
     pub eta: Option<f64>,
     pub coords: Option<Coords>,
     pub variance: Option<Variance>,
+    pub s_churn: Option<f64>,
+    pub s_tmin: Option<f64>,
+    pub s_tmax: Option<f64>,
+    pub s_noise: Option<f64>,
+    pub rtol: Option<f64>,
+    pub atol: Option<f64>,
+    pub lower_order_final: Option<bool>,
+    pub no_corrector: bool,
+}
+
+impl SolverOptions {
+    /// The flags that were given.
+    fn given(&self) -> Vec<&'static str> {
+        let mut v = Vec::new();
+        let flags: [(&'static str, bool); 10] = [
+            ("--eta", self.eta.is_some()),
+            (COORDS, self.coords.is_some()),
+            ("--variance", self.variance.is_some()),
+            (CHURN[0], self.s_churn.is_some()),
+            (CHURN[1], self.s_tmin.is_some()),
+            (CHURN[2], self.s_tmax.is_some()),
+            (CHURN[3], self.s_noise.is_some()),
+            ("--rtol", self.rtol.is_some()),
+            ("--atol", self.atol.is_some()),
+            ("--lower-order-final", self.lower_order_final.is_some()),
+        ];
+        v.extend(flags.iter().filter(|f| f.1).map(|f| f.0));
+        if self.no_corrector {
+            v.push("--no-corrector");
+        }
+        v
+    }
 }
 
 /// A configured solver.
@@ -202,66 +246,123 @@ pub struct SolverOptions {
 pub enum Solver {
     Ddim(Ddim),
     Euler(Euler),
+    Heun(Heun),
+    Midpoint(Midpoint),
+    Rk4(Rk4),
+    Ipndm(Ipndm),
+    Dopri5(Dopri5),
     DpmSolver1(DpmSolver1),
+    DpmSolver(DpmSolver),
+    DpmSolverPp(DpmSolverPp),
+    UniPc(UniPc),
     Ddpm(Ddpm),
     EulerMaruyama(EulerMaruyama),
+    DpmSolverPpSde(DpmSolverPpSde),
 }
 
 impl Solver {
     /// Builds solver `name`, rejecting options it does not take.
     pub fn build(name: &str, opts: &SolverOptions) -> Result<Self> {
         let info = info(name)?;
-        let reject = |given: bool, flag: &str| -> Result<()> {
-            if given {
-                return Err(Error::invalid(
-                    flag,
-                    format!("solver '{}' does not take {flag}", info.name),
-                ));
-            }
-            Ok(())
-        };
-        if name != "ddim" {
-            reject(opts.eta.is_some(), "--eta")?;
+        if let Some(flag) = opts.given().into_iter().find(|f| !info.options.contains(f)) {
+            let accepted = if info.options.is_empty() { "no options".to_string() } else { info.options.join(", ") };
+            return Err(Error::invalid(flag, format!("solver '{name}' does not take {flag} (it takes {accepted})")));
         }
-        if name != "euler" {
-            reject(opts.coords.is_some(), "--coords")?;
-        }
-        if name != "ddpm" {
-            reject(opts.variance.is_some(), "--variance")?;
-        }
+        let coords = opts.coords.unwrap_or(Coords::Sigma);
+        let lof = opts.lower_order_final.unwrap_or(true);
         Ok(match name {
             "ddim" => Solver::Ddim(Ddim::new(opts.eta.unwrap_or(0.0))?),
-            "euler" => Solver::Euler(Euler {
-                coords: opts.coords.unwrap_or(Coords::Sigma),
-            }),
+            "euler" => Solver::Euler(Euler { coords }),
+            "heun" => {
+                let d = Churn::default();
+                let churn = Churn {
+                    s_churn: opts.s_churn.unwrap_or(d.s_churn),
+                    s_tmin: opts.s_tmin.unwrap_or(d.s_tmin),
+                    s_tmax: opts.s_tmax.unwrap_or(d.s_tmax),
+                    s_noise: opts.s_noise.unwrap_or(d.s_noise),
+                };
+                Solver::Heun(Heun::new(coords, churn)?)
+            }
+            "midpoint" => Solver::Midpoint(Midpoint { coords }),
+            "rk4" => Solver::Rk4(Rk4 { coords }),
+            "ipndm" => Solver::Ipndm(Ipndm::new(ipndm::MAX_ORDER)?),
+            "dopri5" => Solver::Dopri5(Dopri5::new(coords, opts.rtol.unwrap_or(1e-4), opts.atol.unwrap_or(1e-4))?),
             "dpm-solver-1" => Solver::DpmSolver1(DpmSolver1),
-            "ddpm" => Solver::Ddpm(Ddpm {
-                variance: opts.variance.unwrap_or(Variance::BetaTilde),
-            }),
+            "dpm-solver-2" => Solver::DpmSolver(DpmSolver::new(2)?),
+            "dpm-solver-3" => Solver::DpmSolver(DpmSolver::new(3)?),
+            "dpm-solver++2m" => Solver::DpmSolverPp(DpmSolverPp::new(2, lof)?),
+            "dpm-solver++3m" => Solver::DpmSolverPp(DpmSolverPp::new(3, lof)?),
+            "unipc" => Solver::UniPc(UniPc::new(2, !opts.no_corrector, lof)?),
+            "ddpm" => Solver::Ddpm(Ddpm { variance: opts.variance.unwrap_or(Variance::BetaTilde) }),
             "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama),
+            "dpm-solver++2m-sde" => Solver::DpmSolverPpSde(DpmSolverPpSde { lower_order_final: lof }),
             _ => unreachable!("every registered solver is built above"),
         })
     }
 
-    /// Registry entry.
-    pub fn info(&self) -> &'static SolverInfo {
-        let name = match self {
+    /// Registry name.
+    pub fn name(&self) -> &'static str {
+        match self {
             Solver::Ddim(_) => "ddim",
             Solver::Euler(_) => "euler",
+            Solver::Heun(_) => "heun",
+            Solver::Midpoint(_) => "midpoint",
+            Solver::Rk4(_) => "rk4",
+            Solver::Ipndm(_) => "ipndm",
+            Solver::Dopri5(_) => "dopri5",
             Solver::DpmSolver1(_) => "dpm-solver-1",
+            Solver::DpmSolver(s) => if s.order == 2 { "dpm-solver-2" } else { "dpm-solver-3" },
+            Solver::DpmSolverPp(s) => if s.order == 2 { "dpm-solver++2m" } else { "dpm-solver++3m" },
+            Solver::UniPc(_) => "unipc",
             Solver::Ddpm(_) => "ddpm",
             Solver::EulerMaruyama(_) => "euler-maruyama",
-        };
-        info(name).expect("registered")
+            Solver::DpmSolverPpSde(_) => "dpm-solver++2m-sde",
+        }
+    }
+
+    /// Registry entry.
+    pub fn info(&self) -> &'static SolverInfo {
+        info(self.name()).expect("registered")
+    }
+
+    /// Theoretical order of this configuration.
+    pub fn order(&self) -> f64 {
+        match self {
+            Solver::UniPc(u) => u.convergence_order() as f64,
+            _ => self.info().order,
+        }
+    }
+
+    /// True if this configuration injects noise.
+    pub fn is_stochastic(&self) -> bool {
+        match self {
+            Solver::Ddim(d) => d.eta > 0.0,
+            Solver::Heun(h) => h.is_stochastic(),
+            _ => self.info().stochastic,
+        }
+    }
+
+    /// True for adaptive solvers, whose NFE is set by tolerances, not steps.
+    pub fn is_adaptive(&self) -> bool {
+        matches!(self, Solver::Dopri5(_))
     }
 
     /// The effective options, for sidecars.
     pub fn options_json(&self) -> serde_json::Value {
+        use serde_json::json;
         match self {
-            Solver::Ddim(s) => serde_json::json!({"eta": s.eta}),
-            Solver::Euler(s) => serde_json::json!({"coords": s.coords}),
-            Solver::Ddpm(s) => serde_json::json!({"variance": s.variance}),
-            Solver::DpmSolver1(_) | Solver::EulerMaruyama(_) => serde_json::json!({}),
+            Solver::Ddim(s) => json!({"eta": s.eta}),
+            Solver::Euler(s) => json!({"coords": s.coords}),
+            Solver::Heun(s) => json!({"coords": s.coords, "churn": s.churn}),
+            Solver::Midpoint(s) => json!({"coords": s.coords}),
+            Solver::Rk4(s) => json!({"coords": s.coords}),
+            Solver::Ipndm(s) => json!({"order": s.order}),
+            Solver::Dopri5(s) => json!({"coords": s.coords, "rtol": s.rtol, "atol": s.atol}),
+            Solver::DpmSolverPp(s) => json!({"lower_order_final": s.lower_order_final}),
+            Solver::UniPc(s) => json!({"predictor_order": s.order, "corrector": s.corrector, "lower_order_final": s.lower_order_final}),
+            Solver::Ddpm(s) => json!({"variance": s.variance}),
+            Solver::DpmSolverPpSde(s) => json!({"lower_order_final": s.lower_order_final}),
+            Solver::DpmSolver1(_) | Solver::DpmSolver(_) | Solver::EulerMaruyama(_) => json!({}),
         }
     }
 
@@ -270,10 +371,26 @@ impl Solver {
         match self {
             Solver::Ddim(s) => integrate(s, ctx, x, precision),
             Solver::Euler(s) => integrate(s, ctx, x, precision),
+            Solver::Heun(s) => integrate(s, ctx, x, precision),
+            Solver::Midpoint(s) => integrate(s, ctx, x, precision),
+            Solver::Rk4(s) => integrate(s, ctx, x, precision),
+            Solver::Ipndm(s) => integrate(s, ctx, x, precision),
+            Solver::Dopri5(s) => integrate(s, ctx, x, precision),
             Solver::DpmSolver1(s) => integrate(s, ctx, x, precision),
+            Solver::DpmSolver(s) => integrate(s, ctx, x, precision),
+            Solver::DpmSolverPp(s) => integrate(s, ctx, x, precision),
+            Solver::UniPc(s) => integrate(s, ctx, x, precision),
             Solver::Ddpm(s) => integrate(s, ctx, x, precision),
             Solver::EulerMaruyama(s) => integrate(s, ctx, x, precision),
+            Solver::DpmSolverPpSde(s) => integrate(s, ctx, x, precision),
         }
+    }
+
+    /// NFE this solver uses on `grid`, counted by a dry run on a free model.
+    pub fn nfe_on(&self, schedule: &Schedule, grid: &TimeGrid, defined_at_clean: bool) -> Result<usize> {
+        let model = crate::model::ZeroModel { dim: 1, defined_at_clean };
+        let (_, nfe) = sample(self, &model, schedule, grid, Batch::zeros(1, 1), 0)?;
+        Ok(nfe)
     }
 }
 
