@@ -29,6 +29,9 @@ pub enum Command {
     Check(CheckCommand),
     /// List solvers with their theoretical order and options.
     Solvers,
+    /// Tightly solved probability-flow ODE (DOP853, f64) from x_T to t = 0: the reference
+    /// every sampler's error is measured against.
+    Reference(ReferenceArgs),
     /// The main job on built-in defaults: the DDIM ≡ Euler check and ring2d samples.
     Demo(DemoArgs),
 }
@@ -175,6 +178,9 @@ pub struct SampleArgs {
     /// UniPC without its corrector (UniP-2 alone, order 2).
     #[arg(long)]
     pub no_corrector: bool,
+    /// iPNDM's first steps: rk3 (order 4, +4 NFE) or multistep (AB1–AB3, order 2) [default: rk3].
+    #[arg(long, value_enum)]
+    pub warm_start: Option<crate::solver::WarmStart>,
     /// Precision of the sampling state and model outputs; also the output dtype.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub dtype: Precision,
@@ -203,6 +209,7 @@ impl SampleArgs {
             atol: self.atol,
             lower_order_final: self.lower_order_final,
             no_corrector: self.no_corrector,
+            warm_start: self.warm_start,
         }
     }
 
@@ -222,6 +229,38 @@ impl SampleArgs {
             None => Ok(Spacing::Uniform),
         }
     }
+}
+
+/// Arguments of `pfode reference`.
+#[derive(Args, Debug, Clone)]
+pub struct ReferenceArgs {
+    /// Model (built-in name or mixture JSON).
+    #[arg(long)]
+    pub model: String,
+    /// Initial noise x_T ([N, D] .npy, f64 or f32).
+    #[arg(long)]
+    pub noise: PathBuf,
+    /// Output .npy of the solution at t = 0; the sidecar goes next to it as .json.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Start time of x_T [default: the schedule's t_max, i.e. training index T - 1].
+    #[arg(long)]
+    pub t_start: Option<f64>,
+    /// Relative tolerance of DOP853.
+    #[arg(long, default_value_t = 1e-10)]
+    pub rtol: f64,
+    /// Absolute tolerance of DOP853.
+    #[arg(long, default_value_t = 1e-10)]
+    pub atol: f64,
+    /// Also write OUT.trajectory.npy ([M, N, D]) at these decreasing times: a comma-separated
+    /// list or a JSON file.
+    #[arg(long, value_name = "TIMES")]
+    pub trajectory: Option<String>,
+    /// Integrate the batch as one system or each sample on its own.
+    #[arg(long, value_enum, default_value_t = crate::reference::Mode::Batch)]
+    pub mode: crate::reference::Mode,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 /// Arguments of `pfode check ddim-euler`.

@@ -43,7 +43,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { rtol: 1e-10, atol: 1e-10, mode: Mode::Batch }
+        Settings {
+            rtol: 1e-10,
+            atol: 1e-10,
+            mode: Mode::Batch,
+        }
     }
 }
 
@@ -52,7 +56,10 @@ impl Settings {
     pub fn validate(&self) -> Result<()> {
         for (name, v) in [("--rtol", self.rtol), ("--atol", self.atol)] {
             if !(v.is_finite() && v > 0.0 && v < 1.0) {
-                return Err(Error::invalid(name, format!("expected a tolerance in (0, 1), got {v}")));
+                return Err(Error::invalid(
+                    name,
+                    format!("expected a tolerance in (0, 1), got {v}"),
+                ));
             }
         }
         Ok(())
@@ -81,8 +88,15 @@ impl System<f64, DVector<f64>> for Flow<'_> {
         let sigma = state[len];
         let t = self.schedule.t_of_sigma_ratio(sigma.max(0.0));
         let level = Level::at(self.schedule, t);
-        let x = Batch { n: len / self.d, d: self.d, data: state.iter().take(len).map(|v| v * level.alpha).collect() };
-        if let Err(e) = self.model.eps_into(&x, &level, &mut d_state.as_mut_slice()[..len]) {
+        let x = Batch {
+            n: len / self.d,
+            d: self.d,
+            data: state.iter().take(len).map(|v| v * level.alpha).collect(),
+        };
+        if let Err(e) = self
+            .model
+            .eps_into(&x, &level, &mut d_state.as_mut_slice()[..len])
+        {
             self.error.borrow_mut().get_or_insert(e);
             d_state.fill(f64::NAN);
         }
@@ -95,13 +109,36 @@ impl System<f64, DVector<f64>> for Flow<'_> {
 }
 
 /// Integrates rows of `x` (all at time `t_from`) to `t_to < t_from`.
-fn solve_block(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64, t_to: f64, s: &Settings) -> Result<(Batch, Stats)> {
+fn solve_block(
+    model: &dyn ScoreModel,
+    schedule: &Schedule,
+    x: &Batch,
+    t_from: f64,
+    t_to: f64,
+    s: &Settings,
+) -> Result<(Batch, Stats)> {
     let (a_from, a_to) = (schedule.alpha(t_from), schedule.alpha(t_to));
     let (sig_from, sig_to) = (schedule.sigma_ratio(t_from), schedule.sigma_ratio(t_to));
-    let y0 = DVector::from_iterator(x.data.len() + 1, x.data.iter().map(|v| v / a_from).chain([sig_from]));
+    let y0 = DVector::from_iterator(
+        x.data.len() + 1,
+        x.data.iter().map(|v| v / a_from).chain([sig_from]),
+    );
     let error = RefCell::new(None);
-    let flow = Flow { model, schedule, d: x.d, error: &error };
-    let mut stepper = Dop853::new(flow, sig_from, sig_to, sig_to - sig_from, y0, s.rtol, s.atol);
+    let flow = Flow {
+        model,
+        schedule,
+        d: x.d,
+        error: &error,
+    };
+    let mut stepper = Dop853::new(
+        flow,
+        sig_from,
+        sig_to,
+        sig_to - sig_from,
+        y0,
+        s.rtol,
+        s.atol,
+    );
     stepper.set_output(OutputType::Sparse);
     let result = stepper.integrate();
     let y_end = stepper.y_out().last().cloned();
@@ -117,7 +154,11 @@ fn solve_block(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f
     if (end - sig_to).abs() > 1e-12 * sig_from.abs().max(1.0) || y.iter().any(|v| !v.is_finite()) {
         return Err(Error::invalid("reference", format!("integration stopped at σ = {end} before σ = {sig_to} (model error or non-finite state)")));
     }
-    let out = Batch { n: x.n, d: x.d, data: y.iter().take(x.data.len()).map(|v| v * a_to).collect() };
+    let out = Batch {
+        n: x.n,
+        d: x.d,
+        data: y.iter().take(x.data.len()).map(|v| v * a_to).collect(),
+    };
     let st = Stats {
         model_calls: stats.num_eval as usize,
         accepted_steps: stats.accepted_steps as usize,
@@ -127,13 +168,29 @@ fn solve_block(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f
 }
 
 /// Integrates the probability-flow ODE from `t_from` to `t_to` for every row of `x`.
-pub fn solve(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64, t_to: f64, s: &Settings) -> Result<(Batch, Stats)> {
+pub fn solve(
+    model: &dyn ScoreModel,
+    schedule: &Schedule,
+    x: &Batch,
+    t_from: f64,
+    t_to: f64,
+    s: &Settings,
+) -> Result<(Batch, Stats)> {
     s.validate()?;
     if !(t_to >= 0.0 && t_to < t_from && t_from <= schedule.t_max() * (1.0 + 1e-12)) {
-        return Err(Error::invalid("--t-start", format!("expected 0 ≤ end < start ≤ {}, got start {t_from}, end {t_to}", schedule.t_max())));
+        return Err(Error::invalid(
+            "--t-start",
+            format!(
+                "expected 0 ≤ end < start ≤ {}, got start {t_from}, end {t_to}",
+                schedule.t_max()
+            ),
+        ));
     }
     if x.d != model.dim() {
-        return Err(Error::invalid("noise", format!("expected dimension {}, got {}", model.dim(), x.d)));
+        return Err(Error::invalid(
+            "noise",
+            format!("expected dimension {}, got {}", model.dim(), x.d),
+        ));
     }
     // A model undefined on clean data is integrated to the first training step, then
     // denoised there exactly (x̂₀ = the σ = 0 end of that last, infinitesimal, step).
@@ -141,7 +198,13 @@ pub fn solve(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64
         let t_min = schedule.t_min().min(0.5 * t_from);
         let (x_min, st) = solve(model, schedule, x, t_from, t_min, s)?;
         let x0 = model.data_prediction(&x_min, &Level::at(schedule, t_min))?;
-        return Ok((x0, Stats { model_calls: st.model_calls + 1, ..st }));
+        return Ok((
+            x0,
+            Stats {
+                model_calls: st.model_calls + 1,
+                ..st
+            },
+        ));
     }
     match s.mode {
         Mode::Batch => solve_block(model, schedule, x, t_from, t_to, s),
@@ -149,7 +212,11 @@ pub fn solve(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64
             let rows: Vec<Result<(Batch, Stats)>> = (0..x.n)
                 .into_par_iter()
                 .map(|i| {
-                    let row = Batch { n: 1, d: x.d, data: x.row(i).to_vec() };
+                    let row = Batch {
+                        n: 1,
+                        d: x.d,
+                        data: x.row(i).to_vec(),
+                    };
                     solve_block(model, schedule, &row, t_from, t_to, s)
                 })
                 .collect();
@@ -162,19 +229,36 @@ pub fn solve(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64
                 total.accepted_steps += st.accepted_steps;
                 total.rejected_steps += st.rejected_steps;
             }
-            Ok((Batch { n: x.n, d: x.d, data }, total))
+            Ok((
+                Batch {
+                    n: x.n,
+                    d: x.d,
+                    data,
+                },
+                total,
+            ))
         }
     }
 }
 
 /// States at each of `times` (strictly decreasing, first ≤ `t_from`), integrating piecewise.
-pub fn trajectory(model: &dyn ScoreModel, schedule: &Schedule, x: &Batch, t_from: f64, times: &[f64], s: &Settings) -> Result<(Vec<Batch>, Stats)> {
+pub fn trajectory(
+    model: &dyn ScoreModel,
+    schedule: &Schedule,
+    x: &Batch,
+    t_from: f64,
+    times: &[f64],
+    s: &Settings,
+) -> Result<(Vec<Batch>, Stats)> {
     let mut out = Vec::with_capacity(times.len());
     let (mut cur, mut t) = (x.clone(), t_from);
     let mut total = Stats::default();
     for (k, &tk) in times.iter().enumerate() {
         if tk > t {
-            return Err(Error::invalid(format!("--trajectory[{k}]"), format!("times must decrease from the start {t_from}; got {tk} after {t}")));
+            return Err(Error::invalid(
+                format!("--trajectory[{k}]"),
+                format!("times must decrease from the start {t_from}; got {tk} after {t}"),
+            ));
         }
         if tk < t {
             let (next, st) = solve(model, schedule, &cur, t, tk, s)?;

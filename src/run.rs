@@ -51,6 +51,18 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo(&args),
+        Command::Reference(args) => {
+            let (wall, stats) = reference(&args)?;
+            println!(
+                "wrote {}: DOP853 at rtol {:e}, atol {:e}, {} model calls, {:.3} s",
+                args.out.display(),
+                args.rtol,
+                args.atol,
+                stats.model_calls,
+                wall
+            );
+            Ok(())
+        }
     }
 }
 
@@ -144,9 +156,19 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     let spacing = args.spacing(&schedule)?;
     let steps = match (args.nfe, solver.is_adaptive()) {
         (Some(_), true) => {
-            return Err(Error::invalid("--nfe", "dopri5 chooses its own steps: set --rtol/--atol instead"))
+            return Err(Error::invalid(
+                "--nfe",
+                "dopri5 chooses its own steps: set --rtol/--atol instead",
+            ))
         }
-        (Some(budget), false) => Some(steps_for_nfe(&solver, &schedule, &spacing, args.grid_options(), budget, model.defined_at_clean())?),
+        (Some(budget), false) => Some(steps_for_nfe(
+            &solver,
+            &schedule,
+            &spacing,
+            args.grid_options(),
+            budget,
+            model.defined_at_clean(),
+        )?),
         (None, true) => Some(args.steps.unwrap_or(1)),
         (None, false) => args.steps,
     };
@@ -224,6 +246,118 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     })
 }
 
+/// Parses `--trajectory`: a JSON file or a comma-separated list of times.
+fn parse_times(spec: &str) -> Result<Vec<f64>> {
+    let path = Path::new(spec);
+    if spec.ends_with(".json") || path.exists() {
+        return crate::io::read_json(path);
+    }
+    spec.split(',')
+        .map(|s| {
+            s.trim().parse::<f64>().map_err(|_| {
+                Error::invalid(
+                    "--trajectory",
+                    format!(
+                        "'{s}' is not a number (expected comma-separated times or a JSON file)"
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+/// `pfode reference`: returns wall time and solver statistics.
+pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::reference::Stats)> {
+    use crate::reference::{self as rf, Settings};
+    if args.out.extension().is_none_or(|e| e != "npy") {
+        return Err(Error::invalid(
+            "--out",
+            format!("expected a path ending in .npy, got {}", args.out.display()),
+        ));
+    }
+    let schedule = args.schedule.build()?;
+    let model = model::resolve(&args.model)?;
+    let settings = Settings {
+        rtol: args.rtol,
+        atol: args.atol,
+        mode: args.mode,
+    };
+    settings.validate()?;
+    let x_t = read_noise(&args.noise, model.dim())?;
+    let t_start = args.t_start.unwrap_or(schedule.t_max());
+    let times = args.trajectory.as_deref().map(parse_times).transpose()?;
+    let start = Instant::now();
+    let (out, traj, stats) = match &times {
+        Some(ts) => {
+            let (states, st) = rf::trajectory(&model, &schedule, &x_t, t_start, ts, &settings)?;
+            let (fin, st2) = match ts.last() {
+                Some(0.0) => (
+                    states.last().unwrap().clone(),
+                    crate::reference::Stats::default(),
+                ),
+                Some(&last) => rf::solve(
+                    &model,
+                    &schedule,
+                    states.last().unwrap(),
+                    last,
+                    0.0,
+                    &settings,
+                )?,
+                None => rf::solve(&model, &schedule, &x_t, t_start, 0.0, &settings)?,
+            };
+            let st = crate::reference::Stats {
+                model_calls: st.model_calls + st2.model_calls,
+                accepted_steps: st.accepted_steps + st2.accepted_steps,
+                rejected_steps: st.rejected_steps + st2.rejected_steps,
+            };
+            (fin, Some(states), st)
+        }
+        None => {
+            let (fin, st) = rf::solve(&model, &schedule, &x_t, t_start, 0.0, &settings)?;
+            (fin, None, st)
+        }
+    };
+    let wall = start.elapsed().as_secs_f64();
+    let side = json!({
+        "pfode_version": env!("CARGO_PKG_VERSION"),
+        "command": "reference",
+        "model": {"spec": args.model, "description": model.describe()},
+        "schedule": schedule.describe(),
+        "method": "DOP853 (ode_solvers), sigma-coordinates, f64",
+        "rtol": args.rtol,
+        "atol": args.atol,
+        "mode": args.mode,
+        "t_start": t_start,
+        "nfe": stats.model_calls,
+        "stats": stats,
+        "trajectory_times": times,
+        "wall_time_s": wall,
+        "noise": args.noise.display().to_string(),
+        "n": x_t.n,
+        "dim": x_t.d,
+    });
+    let traj_path = args.out.with_extension("trajectory.npy");
+    npy::write(&args.out, &[out.n, out.d], &out.data, Dtype::F64)?;
+    let written = (|| {
+        if let Some(states) = &traj {
+            let data: Vec<f64> = states.iter().flat_map(|b| b.data.iter().cloned()).collect();
+            npy::write(&traj_path, &[states.len(), x_t.n, x_t.d], &data, Dtype::F64)?;
+        }
+        crate::io::write_atomic(
+            &sidecar_path(&args.out),
+            serde_json::to_string_pretty(&side)
+                .expect("json")
+                .as_bytes(),
+        )
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&args.out);
+        let _ = std::fs::remove_file(&traj_path);
+        return Err(e);
+    }
+    Ok((wall, stats))
+}
+
 /// The most steps whose grid lets `solver` stay within `budget` model evaluations.
 pub fn steps_for_nfe(
     solver: &Solver,
@@ -241,11 +375,16 @@ pub fn steps_for_nfe(
     if budget < least {
         return Err(Error::invalid(
             "--nfe",
-            format!("{budget} is too small: solver '{}' needs at least {least} model evaluations", solver.name()),
+            format!(
+                "{budget} is too small: solver '{}' needs at least {least} model evaluations",
+                solver.name()
+            ),
         ));
     }
     // NFE grows with the step count: binary search for the largest n within budget.
-    let max_n = schedule.discrete().map_or(budget, |d| budget.min(d.num_train_timesteps()));
+    let max_n = schedule
+        .discrete()
+        .map_or(budget, |d| budget.min(d.num_train_timesteps()));
     let (mut lo, mut hi) = (1, max_n);
     while lo < hi {
         let mid = (lo + hi).div_ceil(2);
@@ -322,6 +461,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             atol: None,
             lower_order_final: None,
             no_corrector: false,
+            warm_start: None,
             dtype: Precision::F64,
             final_sigma: crate::grid::FinalSigma::Zero,
             karras_rho: 7.0,

@@ -20,7 +20,10 @@ impl DpmSolver {
     /// Order 2 or 3.
     pub fn new(order: usize) -> Result<Self> {
         if !(2..=3).contains(&order) {
-            return Err(Error::invalid("order", format!("singlestep DPM-Solver has order 2 or 3, got {order}")));
+            return Err(Error::invalid(
+                "order",
+                format!("singlestep DPM-Solver has order 2 or 3, got {order}"),
+            ));
         }
         Ok(DpmSolver { order })
     }

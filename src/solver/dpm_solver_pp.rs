@@ -27,9 +27,15 @@ impl DpmSolverPp {
     /// Order 2 or 3.
     pub fn new(order: usize, lower_order_final: bool) -> Result<Self> {
         if !(2..=3).contains(&order) {
-            return Err(Error::invalid("order", format!("multistep DPM-Solver++ has order 2 or 3, got {order}")));
+            return Err(Error::invalid(
+                "order",
+                format!("multistep DPM-Solver++ has order 2 or 3, got {order}"),
+            ));
         }
-        Ok(DpmSolverPp { order, lower_order_final })
+        Ok(DpmSolverPp {
+            order,
+            lower_order_final,
+        })
     }
 }
 
@@ -38,7 +44,13 @@ pub struct History(pub Vec<(f64, Batch)>);
 
 /// The order a multistep method may use at step `i`: limited by the history, by the
 /// final-step rules, and to 1 onto clean data.
-pub fn multistep_order(ctx: &Ctx, i: usize, order: usize, available: usize, lower_order_final: bool) -> usize {
+pub fn multistep_order(
+    ctx: &Ctx,
+    i: usize,
+    order: usize,
+    available: usize,
+    lower_order_final: bool,
+) -> usize {
     let n = ctx.grid.steps();
     let mut k = order.min(available);
     if ctx.t(i + 1) == 0.0 {
@@ -57,7 +69,13 @@ impl Sampler for DpmSolverPp {
         Ok(History(Vec::new()))
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, mut hist: History) -> Result<(Batch, History)> {
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        mut x: Batch,
+        mut hist: History,
+    ) -> Result<(Batch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         let m0 = ctx.x0_at(&x, s.t)?;

@@ -22,7 +22,13 @@ impl Sampler for DpmSolverPpSde {
         Ok(History(Vec::new()))
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, mut hist: History) -> Result<(Batch, History)> {
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        mut x: Batch,
+        mut hist: History,
+    ) -> Result<(Batch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         let m0 = ctx.x0_at(&x, s.t)?;

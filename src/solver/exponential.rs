@@ -16,6 +16,11 @@ pub struct Point {
 impl Point {
     /// The scales of `schedule` at `t`.
     pub fn at(schedule: &Schedule, t: f64) -> Self {
-        Point { t, alpha: schedule.alpha(t), sigma: schedule.sigma(t), lambda: schedule.lambda(t) }
+        Point {
+            t,
+            alpha: schedule.alpha(t),
+            sigma: schedule.sigma(t),
+            lambda: schedule.lambda(t),
+        }
     }
 }

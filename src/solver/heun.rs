@@ -22,7 +22,12 @@ pub struct Churn {
 
 impl Default for Churn {
     fn default() -> Self {
-        Churn { s_churn: 0.0, s_tmin: 0.0, s_tmax: f64::INFINITY, s_noise: 1.0 }
+        Churn {
+            s_churn: 0.0,
+            s_tmin: 0.0,
+            s_tmax: f64::INFINITY,
+            s_noise: 1.0,
+        }
     }
 }
 
@@ -38,16 +43,31 @@ impl Heun {
     pub fn new(coords: Coords, churn: Churn) -> Result<Self> {
         let c = churn;
         if !(c.s_churn.is_finite() && c.s_churn >= 0.0) {
-            return Err(Error::invalid("--s-churn", format!("expected a finite value ≥ 0, got {}", c.s_churn)));
+            return Err(Error::invalid(
+                "--s-churn",
+                format!("expected a finite value ≥ 0, got {}", c.s_churn),
+            ));
         }
         if !(c.s_noise.is_finite() && c.s_noise >= 0.0) {
-            return Err(Error::invalid("--s-noise", format!("expected a finite value ≥ 0, got {}", c.s_noise)));
+            return Err(Error::invalid(
+                "--s-noise",
+                format!("expected a finite value ≥ 0, got {}", c.s_noise),
+            ));
         }
         if !(c.s_tmin >= 0.0 && c.s_tmin <= c.s_tmax) {
-            return Err(Error::invalid("--s-tmin/--s-tmax", format!("expected 0 ≤ s_tmin ≤ s_tmax, got {} and {}", c.s_tmin, c.s_tmax)));
+            return Err(Error::invalid(
+                "--s-tmin/--s-tmax",
+                format!(
+                    "expected 0 ≤ s_tmin ≤ s_tmax, got {} and {}",
+                    c.s_tmin, c.s_tmax
+                ),
+            ));
         }
         if c.s_churn > 0.0 && coords != Coords::Sigma {
-            return Err(Error::invalid("--s-churn", "churn is defined in σ-coordinates: use --coords sigma"));
+            return Err(Error::invalid(
+                "--s-churn",
+                "churn is defined in σ-coordinates: use --coords sigma",
+            ));
         }
         Ok(Heun { coords, churn })
     }

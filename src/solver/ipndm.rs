@@ -4,27 +4,57 @@
 //!
 //! Step i uses the last `min(i + 1, 4)` values of ε̂: `y' = y + ∫_σ^σ' P(s) ds`, where P
 //! interpolates ε̂ at the past σ's. One NFE per step; never evaluates at the step's end.
+//!
+//! The warm start decides the global order. With the purely multistep start (AB1, AB2, AB3
+//! as k-diffusion does), the first Euler step's O(h²) local error caps the method at order
+//! 2 (measured on Gaussian data: 2.0 from 5 120 to 20 480 steps, though ≈ 3.7 at 40–320).
+//! The default starts with two third-order Runge–Kutta steps (Kutta; +2 NFE each), which
+//! keeps the global order 4.
 
+use super::rk::{rk_step_from, RK3};
 use super::{Ctx, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::flow::Coords;
 
 /// Highest order (number of past evaluations combined).
 pub const MAX_ORDER: usize = 4;
+
+/// How the first steps are taken, before enough history exists.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WarmStart {
+    /// Two third-order Runge–Kutta steps: global order 4, +4 NFE.
+    Rk3,
+    /// Adams–Bashforth of orders 1, 2, 3: no extra NFE, global order 2.
+    Multistep,
+}
 
 /// Variable-step iPNDM of order up to `order`.
 #[derive(Clone, Debug)]
 pub struct Ipndm {
     pub order: usize,
+    pub warm_start: WarmStart,
 }
 
 impl Ipndm {
     /// iPNDM with `order` in 1..=4.
-    pub fn new(order: usize) -> Result<Self> {
+    pub fn new(order: usize, warm_start: WarmStart) -> Result<Self> {
         if !(1..=MAX_ORDER).contains(&order) {
-            return Err(Error::invalid("--order", format!("iPNDM order must be 1..=4, got {order}")));
+            return Err(Error::invalid(
+                "--order",
+                format!("iPNDM order must be 1..=4, got {order}"),
+            ));
         }
-        Ok(Ipndm { order })
+        Ok(Ipndm { order, warm_start })
+    }
+
+    /// Global convergence order (see the module notes on the warm start).
+    pub fn convergence_order(&self) -> usize {
+        match self.warm_start {
+            WarmStart::Rk3 => self.order,
+            WarmStart::Multistep => self.order.min(2),
+        }
     }
 }
 
@@ -62,11 +92,22 @@ impl Sampler for Ipndm {
         Ok(History(Vec::new()))
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, mut hist: History) -> Result<(Batch, History)> {
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        mut x: Batch,
+        mut hist: History,
+    ) -> Result<(Batch, History)> {
         let s = ctx.schedule;
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let (sigma, sigma_next) = (s.sigma_ratio(t), s.sigma_ratio(t_next));
         let eps = ctx.eps(&x, i)?;
+        if self.warm_start == WarmStart::Rk3 && i < 2 && self.order > 2 {
+            hist.0.insert(0, (sigma, eps.clone()));
+            let x = rk_step_from(ctx, Coords::Sigma, &RK3, t, t_next, x, Some(eps))?;
+            return Ok((x, hist));
+        }
         hist.0.insert(0, (sigma, eps));
         if let Some((_, old)) = (hist.0.len() > self.order).then(|| hist.0.pop().unwrap()) {
             ctx.recycle(old);

@@ -31,7 +31,7 @@ pub use dpm_solver_pp_sde::DpmSolverPpSde;
 pub use euler::Euler;
 pub use euler_maruyama::EulerMaruyama;
 pub use heun::{Churn, Heun};
-pub use ipndm::Ipndm;
+pub use ipndm::{Ipndm, WarmStart};
 pub use midpoint::Midpoint;
 pub use rk4::Rk4;
 pub use unipc::UniPc;
@@ -101,7 +101,8 @@ impl<'a> Ctx<'a> {
             .pop()
             .filter(|b| b.len() == len)
             .unwrap_or_else(|| vec![0.0; len]);
-        self.model.eps_into(x, &Level::at(self.schedule, t), &mut buf)?;
+        self.model
+            .eps_into(x, &Level::at(self.schedule, t), &mut buf)?;
         Batch::new(x.n, x.d, buf)
     }
 
@@ -180,7 +181,7 @@ pub const SOLVERS: &[SolverInfo] = &[
     SolverInfo { name: "heun", order: 2.0, stochastic: false, options: &[COORDS, CHURN[0], CHURN[1], CHURN[2], CHURN[3]], summary: "Heun (Karras et al. 2022, Alg. 1), EDM churn (Alg. 2) with --s-churn > 0" },
     SolverInfo { name: "midpoint", order: 2.0, stochastic: false, options: &[COORDS], summary: "explicit midpoint on the PF-ODE" },
     SolverInfo { name: "rk4", order: 4.0, stochastic: false, options: &[COORDS], summary: "classical Runge–Kutta on the PF-ODE" },
-    SolverInfo { name: "ipndm", order: 4.0, stochastic: false, options: &[], summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM), lower-order start" },
+    SolverInfo { name: "ipndm", order: 4.0, stochastic: false, options: &["--warm-start"], summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM); RK3 warm start (order 4) or multistep (order 2)" },
     SolverInfo { name: "dopri5", order: 5.0, stochastic: false, options: &[COORDS, "--rtol", "--atol"], summary: "adaptive Dormand–Prince 5(4); NFE set by the tolerances" },
     SolverInfo { name: "dpm-solver-1", order: 1.0, stochastic: false, options: &[], summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM" },
     SolverInfo { name: "dpm-solver-2", order: 2.0, stochastic: false, options: &[], summary: "singlestep DPM-Solver-2, noise prediction (Lu et al. 2022)" },
@@ -197,7 +198,13 @@ pub const SOLVERS: &[SolverInfo] = &[
 pub fn info(name: &str) -> Result<&'static SolverInfo> {
     SOLVERS.iter().find(|s| s.name == name).ok_or_else(|| {
         let names: Vec<_> = SOLVERS.iter().map(|s| s.name).collect();
-        Error::invalid("--solver", format!("unknown solver '{name}' (expected one of {})", names.join(", ")))
+        Error::invalid(
+            "--solver",
+            format!(
+                "unknown solver '{name}' (expected one of {})",
+                names.join(", ")
+            ),
+        )
     })
 }
 
@@ -215,13 +222,15 @@ pub struct SolverOptions {
     pub atol: Option<f64>,
     pub lower_order_final: Option<bool>,
     pub no_corrector: bool,
+    pub warm_start: Option<WarmStart>,
 }
 
 impl SolverOptions {
     /// The flags that were given.
     fn given(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let flags: [(&'static str, bool); 10] = [
+        let flags: [(&'static str, bool); 11] = [
+            ("--warm-start", self.warm_start.is_some()),
             ("--eta", self.eta.is_some()),
             (COORDS, self.coords.is_some()),
             ("--variance", self.variance.is_some()),
@@ -265,8 +274,15 @@ impl Solver {
     pub fn build(name: &str, opts: &SolverOptions) -> Result<Self> {
         let info = info(name)?;
         if let Some(flag) = opts.given().into_iter().find(|f| !info.options.contains(f)) {
-            let accepted = if info.options.is_empty() { "no options".to_string() } else { info.options.join(", ") };
-            return Err(Error::invalid(flag, format!("solver '{name}' does not take {flag} (it takes {accepted})")));
+            let accepted = if info.options.is_empty() {
+                "no options".to_string()
+            } else {
+                info.options.join(", ")
+            };
+            return Err(Error::invalid(
+                flag,
+                format!("solver '{name}' does not take {flag} (it takes {accepted})"),
+            ));
         }
         let coords = opts.coords.unwrap_or(Coords::Sigma);
         let lof = opts.lower_order_final.unwrap_or(true);
@@ -285,17 +301,28 @@ impl Solver {
             }
             "midpoint" => Solver::Midpoint(Midpoint { coords }),
             "rk4" => Solver::Rk4(Rk4 { coords }),
-            "ipndm" => Solver::Ipndm(Ipndm::new(ipndm::MAX_ORDER)?),
-            "dopri5" => Solver::Dopri5(Dopri5::new(coords, opts.rtol.unwrap_or(1e-4), opts.atol.unwrap_or(1e-4))?),
+            "ipndm" => Solver::Ipndm(Ipndm::new(
+                ipndm::MAX_ORDER,
+                opts.warm_start.unwrap_or(WarmStart::Rk3),
+            )?),
+            "dopri5" => Solver::Dopri5(Dopri5::new(
+                coords,
+                opts.rtol.unwrap_or(1e-4),
+                opts.atol.unwrap_or(1e-4),
+            )?),
             "dpm-solver-1" => Solver::DpmSolver1(DpmSolver1),
             "dpm-solver-2" => Solver::DpmSolver(DpmSolver::new(2)?),
             "dpm-solver-3" => Solver::DpmSolver(DpmSolver::new(3)?),
             "dpm-solver++2m" => Solver::DpmSolverPp(DpmSolverPp::new(2, lof)?),
             "dpm-solver++3m" => Solver::DpmSolverPp(DpmSolverPp::new(3, lof)?),
             "unipc" => Solver::UniPc(UniPc::new(2, !opts.no_corrector, lof)?),
-            "ddpm" => Solver::Ddpm(Ddpm { variance: opts.variance.unwrap_or(Variance::BetaTilde) }),
+            "ddpm" => Solver::Ddpm(Ddpm {
+                variance: opts.variance.unwrap_or(Variance::BetaTilde),
+            }),
             "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama),
-            "dpm-solver++2m-sde" => Solver::DpmSolverPpSde(DpmSolverPpSde { lower_order_final: lof }),
+            "dpm-solver++2m-sde" => Solver::DpmSolverPpSde(DpmSolverPpSde {
+                lower_order_final: lof,
+            }),
             _ => unreachable!("every registered solver is built above"),
         })
     }
@@ -311,8 +338,20 @@ impl Solver {
             Solver::Ipndm(_) => "ipndm",
             Solver::Dopri5(_) => "dopri5",
             Solver::DpmSolver1(_) => "dpm-solver-1",
-            Solver::DpmSolver(s) => if s.order == 2 { "dpm-solver-2" } else { "dpm-solver-3" },
-            Solver::DpmSolverPp(s) => if s.order == 2 { "dpm-solver++2m" } else { "dpm-solver++3m" },
+            Solver::DpmSolver(s) => {
+                if s.order == 2 {
+                    "dpm-solver-2"
+                } else {
+                    "dpm-solver-3"
+                }
+            }
+            Solver::DpmSolverPp(s) => {
+                if s.order == 2 {
+                    "dpm-solver++2m"
+                } else {
+                    "dpm-solver++3m"
+                }
+            }
             Solver::UniPc(_) => "unipc",
             Solver::Ddpm(_) => "ddpm",
             Solver::EulerMaruyama(_) => "euler-maruyama",
@@ -329,6 +368,7 @@ impl Solver {
     pub fn order(&self) -> f64 {
         match self {
             Solver::UniPc(u) => u.convergence_order() as f64,
+            Solver::Ipndm(s) => s.convergence_order() as f64,
             _ => self.info().order,
         }
     }
@@ -356,10 +396,12 @@ impl Solver {
             Solver::Heun(s) => json!({"coords": s.coords, "churn": s.churn}),
             Solver::Midpoint(s) => json!({"coords": s.coords}),
             Solver::Rk4(s) => json!({"coords": s.coords}),
-            Solver::Ipndm(s) => json!({"order": s.order}),
+            Solver::Ipndm(s) => json!({"order": s.order, "warm_start": s.warm_start}),
             Solver::Dopri5(s) => json!({"coords": s.coords, "rtol": s.rtol, "atol": s.atol}),
             Solver::DpmSolverPp(s) => json!({"lower_order_final": s.lower_order_final}),
-            Solver::UniPc(s) => json!({"predictor_order": s.order, "corrector": s.corrector, "lower_order_final": s.lower_order_final}),
+            Solver::UniPc(s) => {
+                json!({"predictor_order": s.order, "corrector": s.corrector, "lower_order_final": s.lower_order_final})
+            }
             Solver::Ddpm(s) => json!({"variance": s.variance}),
             Solver::DpmSolverPpSde(s) => json!({"lower_order_final": s.lower_order_final}),
             Solver::DpmSolver1(_) | Solver::DpmSolver(_) | Solver::EulerMaruyama(_) => json!({}),
@@ -387,8 +429,16 @@ impl Solver {
     }
 
     /// NFE this solver uses on `grid`, counted by a dry run on a free model.
-    pub fn nfe_on(&self, schedule: &Schedule, grid: &TimeGrid, defined_at_clean: bool) -> Result<usize> {
-        let model = crate::model::ZeroModel { dim: 1, defined_at_clean };
+    pub fn nfe_on(
+        &self,
+        schedule: &Schedule,
+        grid: &TimeGrid,
+        defined_at_clean: bool,
+    ) -> Result<usize> {
+        let model = crate::model::ZeroModel {
+            dim: 1,
+            defined_at_clean,
+        };
         let (_, nfe) = sample(self, &model, schedule, grid, Batch::zeros(1, 1), 0)?;
         Ok(nfe)
     }

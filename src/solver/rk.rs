@@ -31,12 +31,36 @@ pub fn needs_clean_stage(ctx: &Ctx, tab: &Tableau, t_next: f64) -> bool {
 }
 
 /// One step of `tab` from `t` to `t_next` in `coords`.
-pub fn rk_step(ctx: &Ctx, coords: Coords, tab: &Tableau, t: f64, t_next: f64, x: Batch) -> Result<Batch> {
+pub fn rk_step(
+    ctx: &Ctx,
+    coords: Coords,
+    tab: &Tableau,
+    t: f64,
+    t_next: f64,
+    x: Batch,
+) -> Result<Batch> {
+    rk_step_from(ctx, coords, tab, t, t_next, x, None)
+}
+
+/// [`rk_step`] reusing `eps_start`, the model output at `(x, t)`, if the caller has it.
+pub fn rk_step_from(
+    ctx: &Ctx,
+    coords: Coords,
+    tab: &Tableau,
+    t: f64,
+    t_next: f64,
+    x: Batch,
+    mut eps_start: Option<Batch>,
+) -> Result<Batch> {
     if needs_clean_stage(ctx, tab, t_next) {
-        return rk_step(ctx, coords, &EULER, t, t_next, x);
+        return rk_step_from(ctx, coords, &EULER, t, t_next, x, eps_start);
     }
     let coords = step_coords(coords, t_next);
-    let flow = ProbabilityFlow { model: ctx.model, schedule: ctx.schedule, coords };
+    let flow = ProbabilityFlow {
+        model: ctx.model,
+        schedule: ctx.schedule,
+        coords,
+    };
     let (tau, tau_next) = (flow.variable(t), flow.variable(t_next));
     let h = tau_next - tau;
     let u = flow.to_state(&x, t);
@@ -54,12 +78,18 @@ pub fn rk_step(ctx: &Ctx, coords: Coords, tab: &Tableau, t: f64, t_next: f64, x:
                 uj.update_with(k, |u, k| u + h * a * k);
             }
         }
-        let scale = flow.scale(tj);
-        let xj = uj.zip_map(&uj, |u, _| u * scale);
-        let eps = ctx.eps_at(&xj, tj)?;
+        let eps = match eps_start.take() {
+            Some(e) if j == 0 => e,
+            _ => {
+                let scale = flow.scale(tj);
+                let xj = uj.zip_map(&uj, |u, _| u * scale);
+                let eps = ctx.eps_at(&xj, tj)?;
+                ctx.recycle(xj);
+                eps
+            }
+        };
         ks.push(flow.field_from_eps(tj, &uj, &eps));
         ctx.recycle(eps);
-        ctx.recycle(xj);
     }
     let mut u_next = u;
     for (k, &b) in ks.iter().zip(tab.b) {
@@ -73,13 +103,32 @@ pub fn rk_step(ctx: &Ctx, coords: Coords, tab: &Tableau, t: f64, t_next: f64, x:
 }
 
 /// Forward Euler as a tableau.
-pub const EULER: Tableau = Tableau { a: &[&[]], b: &[1.0], c: &[0.0] };
+pub const EULER: Tableau = Tableau {
+    a: &[&[]],
+    b: &[1.0],
+    c: &[0.0],
+};
 
 /// Heun's second-order method (explicit trapezoid).
-pub const HEUN: Tableau = Tableau { a: &[&[], &[1.0]], b: &[0.5, 0.5], c: &[0.0, 1.0] };
+pub const HEUN: Tableau = Tableau {
+    a: &[&[], &[1.0]],
+    b: &[0.5, 0.5],
+    c: &[0.0, 1.0],
+};
 
 /// The explicit midpoint method.
-pub const MIDPOINT: Tableau = Tableau { a: &[&[], &[0.5]], b: &[0.0, 1.0], c: &[0.0, 0.5] };
+pub const MIDPOINT: Tableau = Tableau {
+    a: &[&[], &[0.5]],
+    b: &[0.0, 1.0],
+    c: &[0.0, 0.5],
+};
+
+/// Kutta's third-order method.
+pub const RK3: Tableau = Tableau {
+    a: &[&[], &[0.5], &[-1.0, 2.0]],
+    b: &[1.0 / 6.0, 2.0 / 3.0, 1.0 / 6.0],
+    c: &[0.0, 0.5, 1.0],
+};
 
 /// The classical fourth-order Runge–Kutta method.
 pub const RK4: Tableau = Tableau {

@@ -21,6 +21,9 @@ impl Sampler for Rk4 {
     }
 
     fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
-        Ok((rk_step(ctx, self.coords, &RK4, ctx.t(i), ctx.t(i + 1), x)?, ()))
+        Ok((
+            rk_step(ctx, self.coords, &RK4, ctx.t(i), ctx.t(i + 1), x)?,
+            (),
+        ))
     }
 }

@@ -21,9 +21,16 @@ impl UniPc {
     /// Predictor order 1..=3.
     pub fn new(order: usize, corrector: bool, lower_order_final: bool) -> Result<Self> {
         if !(1..=3).contains(&order) {
-            return Err(Error::invalid("order", format!("UniPC predictor order must be 1..=3, got {order}")));
+            return Err(Error::invalid(
+                "order",
+                format!("UniPC predictor order must be 1..=3, got {order}"),
+            ));
         }
-        Ok(UniPc { order, corrector, lower_order_final })
+        Ok(UniPc {
+            order,
+            corrector,
+            lower_order_final,
+        })
     }
 
     /// Convergence order: the predictor's, plus one with the corrector.
@@ -58,16 +65,30 @@ fn rhos(rks: &[f64], h: f64, predictor: bool) -> Result<Vec<f64>> {
     }
     let r = DMatrix::from_fn(n, n, |row, col| rks[col].powi(row as i32));
     let rhs = DVector::from_column_slice(&b[..n]);
-    let sol = r.lu().solve(&rhs).ok_or_else(|| Error::invalid("unipc", "singular coefficient system (repeated λ in the grid?)"))?;
+    let sol = r.lu().solve(&rhs).ok_or_else(|| {
+        Error::invalid(
+            "unipc",
+            "singular coefficient system (repeated λ in the grid?)",
+        )
+    })?;
     Ok(sol.iter().cloned().collect())
 }
 
 /// `(σ_t/σ_s) x - a_t (e^{-h} - 1) m₀ - a_t B(h) Σ ρ_j D_j`: the shared update, with
 /// `D_j = (m_j - m₀)/r_j` from the history and optionally the new output `m_t` (corrector).
-fn update(x: &Batch, s: &Point, t: &Point, hist: &[(f64, Batch)], k: usize, m_t: Option<&Batch>) -> Result<Batch> {
+fn update(
+    x: &Batch,
+    s: &Point,
+    t: &Point,
+    hist: &[(f64, Batch)],
+    k: usize,
+    m_t: Option<&Batch>,
+) -> Result<Batch> {
     let h = t.lambda - s.lambda;
     let m0 = &hist[0].1;
-    let mut out = x.zip_map(m0, |x, m| t.sigma / s.sigma * x - t.alpha * (-h).exp_m1() * m);
+    let mut out = x.zip_map(m0, |x, m| {
+        t.sigma / s.sigma * x - t.alpha * (-h).exp_m1() * m
+    });
     let mut rks: Vec<f64> = hist[1..k].iter().map(|(l, _)| (l - s.lambda) / h).collect();
     rks.push(1.0);
     let terms = k - 1 + usize::from(m_t.is_some());
@@ -91,7 +112,10 @@ impl Sampler for UniPc {
     type State = State;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<State> {
-        Ok(State { hist: Vec::new(), last: None })
+        Ok(State {
+            hist: Vec::new(),
+            last: None,
+        })
     }
 
     fn step(&self, ctx: &Ctx, i: usize, x: Batch, mut st: State) -> Result<(Batch, State)> {
@@ -100,9 +124,14 @@ impl Sampler for UniPc {
         let m = ctx.x0_at(&x, s.t)?;
         // UniC: correct the point we arrived at, using the output just evaluated there.
         let x = match st.last.take() {
-            Some((x_prev, t_prev, k_prev)) if self.corrector => {
-                update(&x_prev, &Point::at(sch, t_prev), &s, &st.hist, k_prev, Some(&m))?
-            }
+            Some((x_prev, t_prev, k_prev)) if self.corrector => update(
+                &x_prev,
+                &Point::at(sch, t_prev),
+                &s,
+                &st.hist,
+                k_prev,
+                Some(&m),
+            )?,
             _ => x,
         };
         st.hist.insert(0, (s.lambda, m));
