@@ -1,52 +1,54 @@
-//! Per-step cost of each solver beyond its model call, on a 4096 × 16 exact mixture.
+//! Per-evaluation cost of each solver beyond its model calls, on a 4096 × 16 exact mixture,
+//! and the speed of `pfode reference`.
 //!
 //! Criterion times one model call and a 20-step run of each solver. The summary isolates the
-//! solver's own cost by running it on a free model (one that only fills its output) and
-//! prints it as a fraction of the exact-mixture call (target: ≤ 5 % for the arithmetic),
-//! with the cost of drawing Gaussian noise shown separately for stochastic solvers.
-//! Subtracting two noisy timings of the real model instead would drown a 5 % effect in the
-//! ±5–10 % run-to-run noise of a 2-core machine.
+//! solver's own cost by running it on a free model (one that only fills its output), per
+//! model evaluation, as a fraction of the exact-mixture call (target: ≤ 5 %), with the cost
+//! of drawing Gaussian noise shown separately for stochastic solvers. Subtracting two noisy
+//! timings of the real model instead would drown a 5 % effect in the ±5–10 % run-to-run
+//! noise of a 2-core machine. Then it times `pfode reference` on 10 000 ring2d samples
+//! against scipy's per-sample DOP853 (time recorded in tests/fixtures/scipy_reference.json).
 
 use criterion::{criterion_group, Criterion};
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Counted, Level, ScoreModel};
 use pfode::noise::{self, Purpose};
+use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{
-    Ctx, Ddim, Ddpm, DpmSolver1, Euler, EulerMaruyama, Precision, Solver, Variance,
-};
+use pfode::solver::{Ctx, Ddim, Precision, Solver, SolverOptions, SOLVERS};
 use std::time::Instant;
 
 const STEPS: usize = 20;
 
-fn solvers() -> Vec<(&'static str, Solver)> {
-    vec![
-        ("ddim", Solver::Ddim(Ddim::new(0.0).unwrap())),
-        ("ddim-eta1", Solver::Ddim(Ddim::new(1.0).unwrap())),
-        (
-            "euler-sigma",
-            Solver::Euler(Euler {
-                coords: Coords::Sigma,
-            }),
-        ),
-        ("euler-t", Solver::Euler(Euler { coords: Coords::T })),
-        (
-            "euler-lambda",
-            Solver::Euler(Euler {
-                coords: Coords::Lambda,
-            }),
-        ),
-        ("dpm-solver-1", Solver::DpmSolver1(DpmSolver1)),
-        (
-            "ddpm",
-            Solver::Ddpm(Ddpm {
-                variance: Variance::BetaTilde,
-            }),
-        ),
-        ("euler-maruyama", Solver::EulerMaruyama(EulerMaruyama)),
-    ]
+/// Every registered solver with default options, plus the variants worth separating.
+fn solvers() -> Vec<(String, Solver)> {
+    let mut v: Vec<(String, Solver)> = SOLVERS
+        .iter()
+        .map(|s| {
+            (
+                s.name.to_string(),
+                Solver::build(s.name, &SolverOptions::default()).unwrap(),
+            )
+        })
+        .collect();
+    v.push(("ddim --eta 1".into(), Solver::Ddim(Ddim::new(1.0).unwrap())));
+    for coords in [Coords::T, Coords::Lambda] {
+        let o = SolverOptions {
+            coords: Some(coords),
+            ..Default::default()
+        };
+        v.push((
+            format!("euler --coords {coords}"),
+            Solver::build("euler", &o).unwrap(),
+        ));
+        v.push((
+            format!("heun --coords {coords}"),
+            Solver::build("heun", &o).unwrap(),
+        ));
+    }
+    v
 }
 
 struct Setup {
@@ -96,16 +98,17 @@ impl ScoreModel for FreeModel {
     fn checks_finite_output(&self) -> bool {
         true
     }
+    fn defined_at_clean(&self) -> bool {
+        true
+    }
 }
 
-fn run(s: &Setup, solver: &Solver) -> pfode::Batch {
-    run_with(s, &s.model, solver)
-}
-
-fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> pfode::Batch {
+/// Runs the solver; returns the output and its NFE.
+fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch, usize) {
     let counted = Counted::new(model, false);
     let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
-    solver.run(&ctx, s.x.clone(), Precision::F64).unwrap()
+    let out = solver.run(&ctx, s.x.clone(), Precision::F64).unwrap();
+    (out, counted.nfe())
 }
 
 fn bench(c: &mut Criterion) {
@@ -115,9 +118,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| model_call(&s, &mut out))
     });
     let mut group = c.benchmark_group(format!("solver_{STEPS}_steps"));
-    group.sample_size(20);
+    group.sample_size(10);
     for (name, solver) in solvers() {
-        group.bench_function(name, |b| b.iter(|| run(&s, &solver)));
+        group.bench_function(name.as_str(), |b| {
+            b.iter(|| run_with(&s, &s.model, &solver))
+        });
     }
     group.finish();
 }
@@ -131,7 +136,7 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .collect();
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    v.sort_by(|a, b| a.total_cmp(b));
     v[reps / 2]
 }
 
@@ -148,9 +153,6 @@ fn summary() {
     let normals = median_secs(200, || {
         noise::add_scaled_normals(1, Purpose::StepNoise, 0, 1.0, &mut buf)
     });
-    println!("\nsolver cost per step beyond the model call (4096 × 16 mixture, K = 8, {STEPS}-step runs)");
-    println!("mixture model call: {:.1} µs; one batch of 65 536 normals: {:.1} µs ({:.1} % of a model call)", model * 1e6, normals * 1e6, 100.0 * normals / model);
-    // The Brownian tree's cost per step along the same grid.
     let times = s.grid.times().to_vec();
     let tree = median_secs(20, || {
         let mut w = pfode::brownian::BrownianTree::new(1, s.x.data.len(), 0.0, s.schedule.t_max());
@@ -158,25 +160,72 @@ fn summary() {
             std::hint::black_box(w.value(t).unwrap());
         }
     }) / STEPS as f64;
+    println!("\nsolver cost per model evaluation beyond the model call (4096 × 16 mixture, K = 8, {STEPS}-step trailing runs)");
     println!(
-        "{:<16} {:>12} {:>14} {:>20}",
-        "solver", "solver (µs)", "of model call", "of which noise (µs)"
+        "mixture model call: {:.1} µs; one batch of 65 536 normals: {:.1} µs ({:.1} % of a model call); Brownian tree per step: {:.1} µs",
+        model * 1e6,
+        normals * 1e6,
+        100.0 * normals / model,
+        tree * 1e6
+    );
+    println!(
+        "{:<22} {:>5} {:>14} {:>14} {:>24}",
+        "solver", "nfe", "per NFE (µs)", "of model call", "noise draws / NFE (µs)"
     );
     for (name, solver) in solvers() {
-        let per_step = median_secs(100, || {
+        let nfe = run_with(&s, &FreeModel, &solver).1;
+        let per_nfe = median_secs(60, || {
             std::hint::black_box(run_with(&s, &FreeModel, &solver));
-        }) / STEPS as f64
+        }) / nfe as f64
             - fill;
-        let draws = match name {
-            "ddim-eta1" | "ddpm" => format!("{:.1}", normals * 1e6),
-            "euler-maruyama" => format!("{:.1} (tree)", tree * 1e6),
-            _ => "-".into(),
+        let draws = if name == "euler-maruyama" {
+            format!("{:.1} (tree)", tree * STEPS as f64 / nfe as f64 * 1e6)
+        } else if solver.is_stochastic() {
+            format!("{:.1}", normals * STEPS as f64 / nfe as f64 * 1e6)
+        } else {
+            "-".into()
         };
         println!(
-            "{name:<16} {:>12.1} {:>13.1}% {:>20}",
-            per_step * 1e6,
-            100.0 * per_step / model,
+            "{name:<22} {nfe:>5} {:>14.1} {:>13.1}% {:>24}",
+            per_nfe * 1e6,
+            100.0 * per_nfe / model,
             draws
+        );
+    }
+}
+
+/// `pfode reference` on 10 000 ring2d samples at rtol = atol = 1e-10, in both modes.
+fn reference_summary() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/scipy_reference.json"
+    );
+    let fixture: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let scipy = fixture["seconds_per_sample_512"].as_f64().unwrap();
+    let schedule = Schedule::ddpm_linear();
+    let model = builtin("ring2d").unwrap();
+    let x = draw_noise(10_000, 2, 0);
+    println!(
+        "\npfode reference, ring2d, 10 000 samples, rtol = atol = 1e-10 (scipy solve_ivp DOP853: {:.2} ms per sample)",
+        scipy * 1e3
+    );
+    for mode in [Mode::Batch, Mode::PerSample] {
+        let settings = Settings {
+            rtol: 1e-10,
+            atol: 1e-10,
+            mode,
+        };
+        let wall = median_secs(3, || {
+            std::hint::black_box(
+                reference::solve(&model, &schedule, &x, 1.0, 0.0, &settings).unwrap(),
+            );
+        });
+        let per = wall / 10_000.0;
+        println!(
+            "{mode:?}: {wall:.2} s, {:.1} µs per sample, {:.0}× faster than scipy per sample",
+            per * 1e6,
+            scipy / per
         );
     }
 }
@@ -187,4 +236,5 @@ fn main() {
     benches();
     Criterion::default().configure_from_args().final_summary();
     summary();
+    reference_summary();
 }

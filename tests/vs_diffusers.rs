@@ -13,7 +13,10 @@ use pfode::Batch;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/diffusers_solvers.json");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/diffusers_solvers.json"
+    );
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -25,7 +28,11 @@ fn matrix(v: &Value) -> Batch {
 fn model(name: &str) -> GaussianMixture {
     match name {
         "ring2d" => builtin("ring2d").unwrap(),
-        _ => GaussianMixture::from_json(std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mix8d.json"))).unwrap(),
+        _ => GaussianMixture::from_json(std::path::Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/mix8d.json"
+        )))
+        .unwrap(),
     }
 }
 
@@ -33,7 +40,13 @@ fn model(name: &str) -> GaussianMixture {
 fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
     let f = fixture();
     let schedule = Schedule::ddpm_linear();
-    let spacings = [Spacing::Trailing, Spacing::LogSnr, Spacing::Karras, Spacing::Uniform, Spacing::Quadratic];
+    let spacings = [
+        Spacing::Trailing,
+        Spacing::LogSnr,
+        Spacing::Karras,
+        Spacing::Uniform,
+        Spacing::Quadratic,
+    ];
     let mut table = String::new();
     for name in ["ring2d", "mix8d"] {
         let m = model(name);
@@ -45,18 +58,40 @@ fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
                 .unwrap()
                 .iter()
                 .filter(|r| r["model"] == name && r["nfe"] == nfe)
-                .map(|r| (r["solver"].as_str().unwrap().to_string(), matrix(&r["x0"]).rms_distance(&reference)))
+                .map(|r| {
+                    (
+                        r["solver"].as_str().unwrap().to_string(),
+                        matrix(&r["x0"]).rms_distance(&reference),
+                    )
+                })
                 .collect();
             assert_eq!(theirs.len(), 4);
             let mut ours = Vec::new();
-            for info in SOLVERS.iter().filter(|s| !s.stochastic && s.name != "dopri5") {
+            for info in SOLVERS
+                .iter()
+                .filter(|s| !s.stochastic && s.name != "dopri5")
+            {
                 let solver = Solver::build(info.name, &SolverOptions::default()).unwrap();
                 for spacing in &spacings {
-                    let steps = steps_for_nfe(&solver, &schedule, spacing, GridOptions::default(), nfe, true).unwrap();
-                    let grid = TimeGrid::build(&schedule, spacing, Some(steps), GridOptions::default()).unwrap();
-                    let (out, used) = sample(&solver, &m, &schedule, &grid, x_t.clone(), 0).unwrap();
+                    let steps = steps_for_nfe(
+                        &solver,
+                        &schedule,
+                        spacing,
+                        GridOptions::default(),
+                        nfe,
+                        true,
+                    )
+                    .unwrap();
+                    let grid =
+                        TimeGrid::build(&schedule, spacing, Some(steps), GridOptions::default())
+                            .unwrap();
+                    let (out, used) =
+                        sample(&solver, &m, &schedule, &grid, x_t.clone(), 0).unwrap();
                     assert!(used <= nfe);
-                    ours.push((format!("{} / {spacing}", info.name), out.rms_distance(&reference)));
+                    ours.push((
+                        format!("{} / {spacing}", info.name),
+                        out.rms_distance(&reference),
+                    ));
                 }
             }
             theirs.sort_by(|a, b| a.1.total_cmp(&b.1));
@@ -64,7 +99,12 @@ fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
             table.push_str(&format!("{name} NFE {nfe}: pfode best {} {:.3e} (next {} {:.3e}); diffusers best {} {:.3e}; diffusers: {}\n",
                 ours[0].0, ours[0].1, ours[1].0, ours[1].1, theirs[0].0, theirs[0].1,
                 theirs.iter().map(|(n, e)| format!("{n} {e:.3e}")).collect::<Vec<_>>().join(", ")));
-            assert!(ours[0].1 <= theirs[0].1, "{name} NFE {nfe}: pfode {:?} vs diffusers {:?}", ours[0], theirs[0]);
+            assert!(
+                ours[0].1 <= theirs[0].1,
+                "{name} NFE {nfe}: pfode {:?} vs diffusers {:?}",
+                ours[0],
+                theirs[0]
+            );
         }
     }
     println!("{table}");

@@ -72,14 +72,15 @@ impl Dopri5 {
     }
 }
 
-fn rms_norm(v: &Batch, scale: &[f64]) -> f64 {
-    let s: f64 = v
+/// RMS of `err / (atol + rtol·max(|u|, |v|))`.
+fn error_norm(err: &Batch, u: &Batch, v: &Batch, rtol: f64, atol: f64) -> f64 {
+    let sum: f64 = err
         .data
         .iter()
-        .zip(scale)
-        .map(|(e, sc)| (e / sc).powi(2))
+        .zip(u.data.iter().zip(&v.data))
+        .map(|(e, (a, b))| (e / (atol + rtol * a.abs().max(b.abs()))).powi(2))
         .sum();
-    (s / v.data.len() as f64).sqrt()
+    (sum / err.data.len() as f64).sqrt()
 }
 
 impl Sampler for Dopri5 {
@@ -112,81 +113,79 @@ impl Dopri5 {
         };
         let (tau0, tau1) = (flow.variable(t0), flow.variable(t1));
         let span = tau1 - tau0;
+        let dir = span.signum();
+        // The field at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
         let field = |tau: f64, u: &Batch| -> Result<Batch> {
             let t = if tau == tau1 { t1 } else { flow.time_of(tau) };
             let scale = flow.scale(t);
-            let x = u.zip_map(u, |u, _| u * scale);
-            let eps = ctx.eps_at(&x, t)?;
-            Ok(flow.field_from_eps(t, u, &eps))
+            let x = ctx.combination(&[(scale, u)]);
+            let mut k = ctx.eps_at(&x, t)?;
+            ctx.recycle(x);
+            let (cu, ce) = flow.field_coefficients(t);
+            k.combine(ce, &[(cu, u)]);
+            Ok(k)
         };
-        let mut u = flow.to_state(&x, t0);
+        let mut u = ctx.combination(&[(1.0 / flow.scale(t0), &x)]);
+        ctx.recycle(x);
         let mut tau = tau0;
         let mut k1 = field(tau, &u)?;
-        let tol = |u: &Batch, v: &Batch| -> Vec<f64> {
-            u.data
-                .iter()
-                .zip(&v.data)
-                .map(|(a, b)| self.atol + self.rtol * a.abs().max(b.abs()))
-                .collect()
-        };
         // Initial step (Hairer et al., §II.4): one extra evaluation.
-        let sc = tol(&u, &u);
-        let (d0, d1) = (rms_norm(&u, &sc), rms_norm(&k1, &sc));
+        let scale_norm = |v: &Batch| error_norm(v, &u, &u, self.rtol, self.atol);
+        let (d0, d1) = (scale_norm(&u), scale_norm(&k1));
         let h0 = if d0 < 1e-5 || d1 < 1e-5 {
             1e-6
         } else {
             0.01 * d0 / d1
         }
         .min(span.abs());
-        let mut probe = u.clone();
-        probe.update_with(&k1, |u, k| u + h0 * span.signum() * k);
-        let k_probe = field(tau + h0 * span.signum(), &probe)?;
-        let d2 = rms_norm(&k_probe.zip_map(&k1, |a, b| a - b), &sc) / h0;
+        let probe = ctx.combination(&[(1.0, &u), (h0 * dir, &k1)]);
+        let k_probe = field(tau + h0 * dir, &probe)?;
+        let diff = ctx.combination(&[(1.0, &k_probe), (-1.0, &k1)]);
+        let d2 = scale_norm(&diff) / h0;
+        for b in [probe, k_probe, diff] {
+            ctx.recycle(b);
+        }
         let h1 = if d1.max(d2) <= 1e-15 {
             (h0 * 1e-3).max(1e-6)
         } else {
             (0.01 / d1.max(d2)).powf(0.2)
         };
-        let mut h = (100.0 * h0).min(h1).min(span.abs()) * span.signum();
+        let mut h = (100.0 * h0).min(h1).min(span.abs()) * dir;
         for _ in 0..MAX_STEPS {
-            if (tau1 - tau) * span.signum() <= 0.0 {
-                return Ok(flow.to_x(&u, t1));
+            if (tau1 - tau) * dir <= 0.0 {
+                let scale = flow.scale(t1);
+                u.map_in_place(|v| v * scale);
+                ctx.recycle(k1);
+                return Ok(u);
             }
-            if (tau + h - tau1) * span.signum() > 0.0 {
+            let last = (tau + h - tau1) * dir >= 0.0;
+            if last {
                 h = tau1 - tau;
             }
-            let mut ks = vec![k1.clone()];
-            for j in 1..7 {
-                let mut uj = u.clone();
-                for (k, &a) in ks.iter().zip(A[j]) {
-                    if a != 0.0 {
-                        uj.update_with(k, |u, k| u + h * a * k);
-                    }
-                }
-                let tau_j = if j >= 5 { tau + h } else { tau + C[j] * h };
-                ks.push(field(
-                    if j >= 5 && tau + h == tau1 {
-                        tau1
-                    } else {
-                        tau_j
-                    },
-                    &uj,
-                )?);
+            let tau_end = if last { tau1 } else { tau + h };
+            let mut ks: Vec<Batch> = Vec::with_capacity(7);
+            for j in 1..6 {
+                let mut terms: Vec<(f64, &Batch)> = vec![(1.0, &u), (h * A[j][0], &k1)];
+                terms.extend(ks.iter().zip(&A[j][1..]).map(|(k, &a)| (h * a, k)));
+                let uj = ctx.combination(&terms);
+                let tau_j = if j == 5 { tau_end } else { tau + C[j] * h };
+                ks.push(field(tau_j, &uj)?);
+                ctx.recycle(uj);
             }
-            // Stage 7 was evaluated at the 5th-order solution: that is u_new (FSAL).
-            let mut u_new = u.clone();
-            for (k, &a) in ks.iter().zip(A[6]) {
-                if a != 0.0 {
-                    u_new.update_with(k, |u, k| u + h * a * k);
-                }
+            // The fifth-order solution; its slope is the seventh stage (FSAL).
+            let mut terms: Vec<(f64, &Batch)> = vec![(1.0, &u), (h * A[6][0], &k1)];
+            terms.extend(ks.iter().zip(&A[6][1..]).map(|(k, &a)| (h * a, k)));
+            let u_new = ctx.combination(&terms);
+            let k7 = field(tau_end, &u_new)?;
+            let mut terms: Vec<(f64, &Batch)> = vec![(h * E[0], &k1)];
+            terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
+            terms.push((h * E[6], &k7));
+            let err = ctx.combination(&terms);
+            let norm = error_norm(&err, &u, &u_new, self.rtol, self.atol);
+            ctx.recycle(err);
+            for k in ks {
+                ctx.recycle(k);
             }
-            let mut err = Batch::zeros(u.n, u.d);
-            for (k, &e) in ks.iter().zip(&E) {
-                if e != 0.0 {
-                    err.update_with(k, |r, k| r + h * e * k);
-                }
-            }
-            let norm = rms_norm(&err, &tol(&u, &u_new));
             if !norm.is_finite() {
                 return Err(Error::invalid(
                     "dopri5",
@@ -194,13 +193,12 @@ impl Dopri5 {
                 ));
             }
             if norm <= 1.0 {
-                tau = if (tau + h - tau1).abs() <= 1e-15 * tau1.abs().max(1.0) {
-                    tau1
-                } else {
-                    tau + h
-                };
-                u = u_new;
-                k1 = ks.pop().unwrap();
+                tau = tau_end;
+                ctx.recycle(std::mem::replace(&mut u, u_new));
+                ctx.recycle(std::mem::replace(&mut k1, k7));
+            } else {
+                ctx.recycle(u_new);
+                ctx.recycle(k7);
             }
             let factor = if norm == 0.0 {
                 5.0

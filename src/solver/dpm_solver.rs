@@ -29,11 +29,10 @@ impl DpmSolver {
     }
 }
 
-/// `x_u = (a_u/a_s) x - s_u (e^{r h} - 1) ε̂_s`: the first-order move from s to u.
-fn first_order(ctx: &Ctx, s: &Point, u: &Point, x: &Batch, eps: &Batch) -> Batch {
+/// Coefficients of `x_u = (a_u/a_s) x - s_u (e^{r h} - 1) ε̂_s`, the first-order move.
+fn first_order(ctx: &Ctx, s: &Point, u: &Point) -> (f64, f64) {
     let ratio = (ctx.schedule.log_alpha(u.t) - ctx.schedule.log_alpha(s.t)).exp();
-    let phi = u.sigma * (u.lambda - s.lambda).exp_m1();
-    x.zip_map(eps, |x, e| ratio * x - phi * e)
+    (ratio, -u.sigma * (u.lambda - s.lambda).exp_m1())
 }
 
 impl Sampler for DpmSolver {
@@ -43,7 +42,7 @@ impl Sampler for DpmSolver {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         if t.t == 0.0 {
@@ -52,31 +51,38 @@ impl Sampler for DpmSolver {
         let h = t.lambda - s.lambda;
         let at = |r: f64| Point::at(sch, sch.t_of_lambda(s.lambda + r * h));
         let eps0 = ctx.eps_at(&x, s.t)?;
-        let base = first_order(ctx, &s, &t, &x, &eps0);
-        let out = if self.order == 2 {
+        let (ratio, c_eps) = first_order(ctx, &s, &t);
+        // Every stage and the result are linear in x and the ε̂'s: one sweep each.
+        if self.order == 2 {
             let r1 = 0.5;
             let s1 = at(r1);
-            let u = first_order(ctx, &s, &s1, &x, &eps0);
+            let (ru, cu) = first_order(ctx, &s, &s1);
+            let u = ctx.combination(&[(ru, &x), (cu, &eps0)]);
             let eps1 = ctx.eps_at(&u, s1.t)?;
+            ctx.recycle(u);
+            // x_t = base - s_t/(2 r1) (e^h - 1) (ε̂1 - ε̂0).
             let c = t.sigma / (2.0 * r1) * h.exp_m1();
-            let mut out = base;
-            out.update_with(&eps1.zip_map(&eps0, |a, b| a - b), |x, d| x - c * d);
-            out
+            x.combine(ratio, &[(c_eps + c, &eps0), (-c, &eps1)]);
+            ctx.recycle(eps1);
         } else {
             let (r1, r2) = (1.0 / 3.0, 2.0 / 3.0);
             let (s1, s2) = (at(r1), at(r2));
-            let u1 = first_order(ctx, &s, &s1, &x, &eps0);
-            let d1 = ctx.eps_at(&u1, s1.t)?.zip_map(&eps0, |a, b| a - b);
-            let mut u2 = first_order(ctx, &s, &s2, &x, &eps0);
+            let (ru1, cu1) = first_order(ctx, &s, &s1);
+            let u1 = ctx.combination(&[(ru1, &x), (cu1, &eps0)]);
+            let eps1 = ctx.eps_at(&u1, s1.t)?;
+            ctx.recycle(u1);
+            let (ru2, cu2) = first_order(ctx, &s, &s2);
             let c2 = s2.sigma * r2 / r1 * ((r2 * h).exp_m1() / (r2 * h) - 1.0);
-            u2.update_with(&d1, |u, d| u - c2 * d);
-            let d2 = ctx.eps_at(&u2, s2.t)?.zip_map(&eps0, |a, b| a - b);
+            // u2 = first order to s2 - c2 (ε̂1 - ε̂0).
+            let u2 = ctx.combination(&[(ru2, &x), (cu2 + c2, &eps0), (-c2, &eps1)]);
+            ctx.recycle(eps1);
+            let eps2 = ctx.eps_at(&u2, s2.t)?;
+            ctx.recycle(u2);
             let c = t.sigma / r2 * (h.exp_m1() / h - 1.0);
-            let mut out = base;
-            out.update_with(&d2, |x, d| x - c * d);
-            out
-        };
+            x.combine(ratio, &[(c_eps + c, &eps0), (-c, &eps2)]);
+            ctx.recycle(eps2);
+        }
         ctx.recycle(eps0);
-        Ok((out, ()))
+        Ok((x, ()))
     }
 }

@@ -42,11 +42,12 @@ impl Sampler for DpmSolverPpSde {
         let decay = (-2.0 * h).exp(); // e^{-2h}, 0 onto clean data
         let (ratio, c0) = (t.sigma / s.sigma * (-h).exp(), t.alpha * (1.0 - decay));
         let m = &hist.0;
-        x.update_with(&m[0].1, |x, m0| ratio * x + c0 * m0);
         if k == 2 {
-            let r0 = (m[0].0 - m[1].0) / h;
-            let c = 0.5 * c0 / r0;
-            x.update_with(&m[0].1.zip_map(&m[1].1, |a, b| a - b), |x, d| x + c * d);
+            // + ½ a_t (1 - e^{-2h}) (m0 - m1)/r0.
+            let c = 0.5 * c0 * h / (m[0].0 - m[1].0);
+            x.combine(ratio, &[(c0 + c, &m[0].1), (-c, &m[1].1)]);
+        } else {
+            x.combine(ratio, &[(c0, &m[0].1)]);
         }
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {

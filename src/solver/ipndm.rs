@@ -114,13 +114,15 @@ impl Sampler for Ipndm {
         }
         let nodes: Vec<f64> = hist.0.iter().map(|(sg, _)| sg - sigma).collect();
         let w = adams_weights(&nodes, sigma_next - sigma);
-        // y' = y + Σ w_j ε̂_j, with y = x/a and x' = a' y'.
+        // y' = y + Σ w_j ε̂_j, with y = x/a and x' = a' y': one sweep.
         let (a, a_next) = (s.alpha(t), s.alpha(t_next));
-        x.map_in_place(|x| x / a);
-        for ((_, e), &wj) in hist.0.iter().zip(&w) {
-            x.update_with(e, |y, e| y + wj * e);
-        }
-        x.map_in_place(|y| y * a_next);
+        let terms: Vec<(f64, &Batch)> = hist
+            .0
+            .iter()
+            .zip(&w)
+            .map(|((_, e), &wj)| (a_next * wj, e))
+            .collect();
+        x.combine(a_next / a, &terms);
         Ok((x, hist))
     }
 }

@@ -72,9 +72,29 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Hands a spent batch back for reuse by the next [`Ctx::eps`].
+    /// Hands a spent batch back for reuse by [`Ctx::eps`] and [`Ctx::combination`].
     pub fn recycle(&self, b: Batch) {
         self.scratch.borrow_mut().push(b.data);
+    }
+
+    fn buffer(&self, len: usize) -> Vec<f64> {
+        self.scratch
+            .borrow_mut()
+            .pop()
+            .filter(|b| b.len() == len)
+            .unwrap_or_else(|| vec![0.0; len])
+    }
+
+    /// A new batch `Σ_j c_j·terms_j` (at least one term), from a recycled buffer.
+    pub fn combination(&self, terms: &[(f64, &Batch)]) -> Batch {
+        let first = terms[0].1;
+        let mut out = Batch {
+            n: first.n,
+            d: first.d,
+            data: self.buffer(first.data.len()),
+        };
+        out.set_combination(terms);
+        out
     }
 
     /// Time of grid point `i`.
@@ -110,7 +130,9 @@ impl<'a> Ctx<'a> {
     pub fn x0_at(&self, x: &Batch, t: f64) -> Result<Batch> {
         let mut out = self.eps_at(x, t)?;
         let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
-        out.update_with(x, |e, x| (x - s * e) / a);
+        // Multiplying by 1/a, not dividing: a divide per element costs more than the rest.
+        let (cx, ce) = (1.0 / a, -s / a);
+        out.update_with(x, |e, x| cx * x + ce * e);
         Ok(out)
     }
 }

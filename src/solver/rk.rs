@@ -1,5 +1,9 @@
 //! Explicit Runge–Kutta steps over the probability-flow field, with Butcher tableaus as
-//! data; shared by `heun`, `midpoint` and `rk4`.
+//! data; shared by `heun`, `midpoint`, `rk4` and iPNDM's warm start.
+//!
+//! Every stage is one fused sweep: the stage point `x_j = scale(t_j)·(u + h Σ a_jl k_l)`
+//! is formed directly from x and the stored slopes, and the slope `k_j = c_u u_j + c_ε ε̂_j`
+//! overwrites the model output in place, so a step allocates nothing after the first.
 
 use super::Ctx;
 use crate::batch::Batch;
@@ -49,7 +53,7 @@ pub fn rk_step_from(
     tab: &Tableau,
     t: f64,
     t_next: f64,
-    x: Batch,
+    mut x: Batch,
     mut eps_start: Option<Batch>,
 ) -> Result<Batch> {
     if needs_clean_stage(ctx, tab, t_next) {
@@ -63,8 +67,8 @@ pub fn rk_step_from(
     };
     let (tau, tau_next) = (flow.variable(t), flow.variable(t_next));
     let h = tau_next - tau;
-    let u = flow.to_state(&x, t);
-    ctx.recycle(x);
+    // u = x / scale(t): folded into the coefficient of x in every sweep.
+    let to_u = 1.0 / flow.scale(t);
     let mut ks: Vec<Batch> = Vec::with_capacity(tab.b.len());
     for (j, &c) in tab.c.iter().enumerate() {
         let tj = match c {
@@ -72,34 +76,46 @@ pub fn rk_step_from(
             1.0 => t_next,
             _ => flow.time_of(tau + c * h),
         };
-        let mut uj = u.clone();
-        for (k, &a) in ks.iter().zip(tab.a[j]) {
-            if a != 0.0 {
-                uj.update_with(k, |u, k| u + h * a * k);
-            }
-        }
-        let eps = match eps_start.take() {
-            Some(e) if j == 0 => e,
-            _ => {
-                let scale = flow.scale(tj);
-                let xj = uj.zip_map(&uj, |u, _| u * scale);
-                let eps = ctx.eps_at(&xj, tj)?;
+        let scale = flow.scale(tj);
+        let (cu, ce) = flow.field_coefficients(tj);
+        let mut k = match eps_start.take().filter(|_| j == 0) {
+            Some(e) => e,
+            None if j == 0 => ctx.eps_at(&x, tj)?,
+            None => {
+                let mut terms: Vec<(f64, &Batch)> = vec![(scale * to_u, &x)];
+                terms.extend(ks.iter().zip(tab.a[j]).map(|(k, &a)| (scale * h * a, k)));
+                let xj = ctx.combination(&terms);
+                let mut eps = ctx.eps_at(&xj, tj)?;
+                if cu != 0.0 {
+                    // k = c_u u_j + c_ε ε̂ with u_j = x_j / scale.
+                    eps.combine(ce, &[(cu / scale, &xj)]);
+                } else if ce != 1.0 {
+                    eps.map_in_place(|e| ce * e);
+                }
                 ctx.recycle(xj);
-                eps
+                ks.push(eps);
+                continue;
             }
         };
-        ks.push(flow.field_from_eps(tj, &uj, &eps));
-        ctx.recycle(eps);
-    }
-    let mut u_next = u;
-    for (k, &b) in ks.iter().zip(tab.b) {
-        if b != 0.0 {
-            u_next.update_with(k, |u, k| u + h * b * k);
+        if cu != 0.0 {
+            k.combine(ce, &[(cu * to_u, &x)]);
+        } else if ce != 1.0 {
+            k.map_in_place(|e| ce * e);
         }
+        ks.push(k);
     }
+    // x' = scale(t')·(u + h Σ b_j k_j), in place.
     let scale = flow.scale(t_next);
-    u_next.map_in_place(|u| u * scale);
-    Ok(u_next)
+    let terms: Vec<(f64, &Batch)> = ks
+        .iter()
+        .zip(tab.b)
+        .map(|(k, &b)| (scale * h * b, k))
+        .collect();
+    x.combine(scale * to_u, &terms);
+    for k in ks {
+        ctx.recycle(k);
+    }
+    Ok(x)
 }
 
 /// Forward Euler as a tableau.
@@ -133,6 +149,6 @@ pub const RK3: Tableau = Tableau {
 /// The classical fourth-order Runge–Kutta method.
 pub const RK4: Tableau = Tableau {
     a: &[&[], &[0.5], &[0.0, 0.5], &[0.0, 0.0, 1.0]],
-    b: &[1.0 / 6.0, 1.0 / 3.0, 1.0 / 3.0, 1.0 / 6.0],
+    b: &[1.0 / 6.0, 2.0 / 3.0 / 2.0, 1.0 / 3.0, 1.0 / 6.0],
     c: &[0.0, 0.5, 0.5, 1.0],
 };

@@ -74,9 +74,41 @@ fn rhos(rks: &[f64], h: f64, predictor: bool) -> Result<Vec<f64>> {
     Ok(sol.iter().cloned().collect())
 }
 
-/// `(σ_t/σ_s) x - a_t (e^{-h} - 1) m₀ - a_t B(h) Σ ρ_j D_j`: the shared update, with
-/// `D_j = (m_j - m₀)/r_j` from the history and optionally the new output `m_t` (corrector).
+/// Coefficients of `(σ_t/σ_s) x - a_t (e^{-h} - 1) m₀ - a_t B(h) Σ ρ_j D_j`, the shared
+/// update, with `D_j = (m_j - m₀)/r_j` from the history and, for the corrector, the new
+/// output `m_t` (`D = m_t - m₀`): returned as weights on x, then on m₀, m₁…, then m_t.
+fn weights(
+    s: &Point,
+    t: &Point,
+    hist: &[(f64, Batch)],
+    k: usize,
+    corrector: bool,
+) -> Result<(f64, Vec<f64>)> {
+    let h = t.lambda - s.lambda;
+    let mut w = vec![0.0; k + usize::from(corrector)];
+    w[0] = -t.alpha * (-h).exp_m1();
+    let mut rks: Vec<f64> = hist[1..k].iter().map(|(l, _)| (l - s.lambda) / h).collect();
+    rks.push(1.0);
+    if k - 1 + usize::from(corrector) > 0 {
+        let rho = rhos(&rks, h, !corrector)?;
+        let b_h = (-h).exp_m1();
+        for j in 0..k - 1 {
+            let c = t.alpha * b_h * rho[j] / rks[j];
+            w[j + 1] -= c;
+            w[0] += c;
+        }
+        if corrector {
+            let c = t.alpha * b_h * rho[k - 1];
+            w[k] -= c;
+            w[0] += c;
+        }
+    }
+    Ok((t.sigma / s.sigma, w))
+}
+
+/// The update as a new batch.
 fn update(
+    ctx: &Ctx,
     x: &Batch,
     s: &Point,
     t: &Point,
@@ -84,28 +116,13 @@ fn update(
     k: usize,
     m_t: Option<&Batch>,
 ) -> Result<Batch> {
-    let h = t.lambda - s.lambda;
-    let m0 = &hist[0].1;
-    let mut out = x.zip_map(m0, |x, m| {
-        t.sigma / s.sigma * x - t.alpha * (-h).exp_m1() * m
-    });
-    let mut rks: Vec<f64> = hist[1..k].iter().map(|(l, _)| (l - s.lambda) / h).collect();
-    rks.push(1.0);
-    let terms = k - 1 + usize::from(m_t.is_some());
-    if terms == 0 {
-        return Ok(out);
-    }
-    let rho = rhos(&rks, h, m_t.is_none())?;
-    let b_h = (-h).exp_m1();
-    for (j, (_, mj)) in hist[1..k].iter().enumerate() {
-        let c = t.alpha * b_h * rho[j] / rks[j];
-        out.update_with(&mj.zip_map(m0, |a, b| a - b), |x, d| x - c * d);
-    }
+    let (cx, w) = weights(s, t, hist, k, m_t.is_some())?;
+    let mut terms: Vec<(f64, &Batch)> = vec![(cx, x)];
+    terms.extend(hist[..k].iter().zip(&w).map(|((_, m), &c)| (c, m)));
     if let Some(mt) = m_t {
-        let c = t.alpha * b_h * rho[k - 1];
-        out.update_with(&mt.zip_map(m0, |a, b| a - b), |x, d| x - c * d);
+        terms.push((w[k], mt));
     }
-    Ok(out)
+    Ok(ctx.combination(&terms))
 }
 
 impl Sampler for UniPc {
@@ -124,20 +141,27 @@ impl Sampler for UniPc {
         let m = ctx.x0_at(&x, s.t)?;
         // UniC: correct the point we arrived at, using the output just evaluated there.
         let x = match st.last.take() {
-            Some((x_prev, t_prev, k_prev)) if self.corrector => update(
-                &x_prev,
-                &Point::at(sch, t_prev),
-                &s,
-                &st.hist,
-                k_prev,
-                Some(&m),
-            )?,
-            _ => x,
+            Some((x_prev, t_prev, k_prev)) => {
+                let corrected = if self.corrector {
+                    let prev = Point::at(sch, t_prev);
+                    let c = update(ctx, &x_prev, &prev, &s, &st.hist, k_prev, Some(&m))?;
+                    ctx.recycle(x);
+                    c
+                } else {
+                    x
+                };
+                ctx.recycle(x_prev);
+                corrected
+            }
+            None => x,
         };
         st.hist.insert(0, (s.lambda, m));
-        st.hist.truncate(self.order);
+        if st.hist.len() > self.order {
+            let (_, old) = st.hist.pop().unwrap();
+            ctx.recycle(old);
+        }
         let k = multistep_order(ctx, i, self.order, st.hist.len(), self.lower_order_final);
-        let out = update(&x, &s, &t, &st.hist, k, None)?;
+        let out = update(ctx, &x, &s, &t, &st.hist, k, None)?;
         st.last = Some((x, s.t, k));
         Ok((out, st))
     }
