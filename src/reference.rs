@@ -75,6 +75,17 @@ pub struct Stats {
     pub rejected_steps: usize,
 }
 
+impl std::ops::Add for Stats {
+    type Output = Stats;
+    fn add(self, o: Stats) -> Stats {
+        Stats {
+            model_calls: self.model_calls + o.model_calls,
+            accepted_steps: self.accepted_steps + o.accepted_steps,
+            rejected_steps: self.rejected_steps + o.rejected_steps,
+        }
+    }
+}
+
 struct Flow<'a> {
     model: &'a dyn ScoreModel,
     schedule: &'a Schedule,
@@ -225,9 +236,7 @@ pub fn solve(
             for r in rows {
                 let (b, st) = r?;
                 data.extend_from_slice(&b.data);
-                total.model_calls += st.model_calls;
-                total.accepted_steps += st.accepted_steps;
-                total.rejected_steps += st.rejected_steps;
+                total = total + st;
             }
             Ok((
                 Batch {
@@ -262,9 +271,7 @@ pub fn trajectory(
         }
         if tk < t {
             let (next, st) = solve(model, schedule, &cur, t, tk, s)?;
-            total.model_calls += st.model_calls;
-            total.accepted_steps += st.accepted_steps;
-            total.rejected_steps += st.rejected_steps;
+            total = total + st;
             cur = next;
             t = tk;
         }

@@ -305,11 +305,7 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
                 )?,
                 None => rf::solve(&model, &schedule, &x_t, t_start, 0.0, &settings)?,
             };
-            let st = crate::reference::Stats {
-                model_calls: st.model_calls + st2.model_calls,
-                accepted_steps: st.accepted_steps + st2.accepted_steps,
-                rejected_steps: st.rejected_steps + st2.rejected_steps,
-            };
+            let st = st + st2;
             (fin, Some(states), st)
         }
         None => {

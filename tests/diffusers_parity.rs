@@ -6,26 +6,15 @@
 //! n ∤ T: diffusers steps to t - T//n, then restarts from the next timestep), pfode steps
 //! grid point to grid point, and these tests show the difference and which is right.
 
+mod common;
+
+use common::{fixture, matrix};
 use pfode::grid::{diffusers_timesteps, GridOptions, Spacing, TimeGrid};
 use pfode::model::{GaussianMixture, Level};
 use pfode::schedule::Schedule;
 use pfode::solver::{sample, Ddim, Solver};
 use pfode::Batch;
 use serde_json::Value;
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/diffusers_ddim.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(v: &Value) -> Batch {
-    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
-    let (n, d) = (rows.len(), rows[0].len());
-    Batch::new(n, d, rows.concat()).unwrap()
-}
 
 fn model(f: &Value, name: &str) -> GaussianMixture {
     let m = &f["models"][name];
@@ -69,7 +58,7 @@ struct Case {
 }
 
 fn cases() -> Vec<Case> {
-    let f = fixture();
+    let f = fixture("diffusers_ddim.json");
     f["cases"]
         .as_array()
         .unwrap()
@@ -203,7 +192,7 @@ fn grid_stepping_converges_where_diffusers_t_minus_t_over_n_step_does_not() {
 
 #[test]
 fn discrete_schedules_match_diffusers_alphas_cumprod() {
-    let f = fixture();
+    let f = fixture("diffusers_ddim.json");
     let schedules = [
         ("linear", Schedule::ddpm_linear()),
         (

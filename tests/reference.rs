@@ -1,6 +1,9 @@
 //! `pfode reference`: DOP853 in f64 against an independent solver, its own tolerance
 //! sensitivity, a closed form, and the command line.
 
+mod common;
+
+use common::{fixture, matrix};
 use pfode::model::{builtin, Level};
 use pfode::reference::{solve, Mode, Settings};
 use pfode::run::draw_noise;
@@ -8,19 +11,6 @@ use pfode::schedule::Schedule;
 use pfode::Batch;
 use serde_json::Value;
 use std::process::Command;
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/scipy_reference.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(v: &Value) -> Batch {
-    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
-    Batch::new(rows.len(), rows[0].len(), rows.concat()).unwrap()
-}
 
 fn tol(t: f64, mode: Mode) -> Settings {
     Settings {
@@ -32,7 +22,7 @@ fn tol(t: f64, mode: Mode) -> Settings {
 
 #[test]
 fn reference_agrees_with_scipy_dop853_to_1e_8() {
-    let f = fixture();
+    let f = fixture("scipy_reference.json");
     let s = Schedule::ddpm_linear();
     // Same start: scipy's σ(t = 1) from the cumulative product in f64.
     assert!((s.sigma_ratio(1.0) - f["sigma_start"].as_f64().unwrap()).abs() < 1e-10);

@@ -3,27 +3,15 @@
 //! and UniPC, on the same exact models and the same x_T (fixtures made by
 //! scripts/make_comparison_fixtures.py).
 
+mod common;
+
+use common::{fixture, matrix};
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, GaussianMixture};
 use pfode::reference::{solve, Settings};
 use pfode::run::steps_for_nfe;
 use pfode::schedule::Schedule;
 use pfode::solver::{sample, Solver, SolverOptions, SOLVERS};
-use pfode::Batch;
-use serde_json::Value;
-
-fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/diffusers_solvers.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn matrix(v: &Value) -> Batch {
-    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
-    Batch::new(rows.len(), rows[0].len(), rows.concat()).unwrap()
-}
 
 fn model(name: &str) -> GaussianMixture {
     match name {
@@ -38,7 +26,7 @@ fn model(name: &str) -> GaussianMixture {
 
 #[test]
 fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
-    let f = fixture();
+    let f = fixture("diffusers_solvers.json");
     let schedule = Schedule::ddpm_linear();
     let spacings = [
         Spacing::Trailing,

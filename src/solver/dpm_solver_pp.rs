@@ -8,7 +8,7 @@
 //! NFE), and then is third order.
 
 use super::exponential::Point;
-use super::{Ctx, Sampler};
+use super::{Ctx, History, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 
@@ -39,9 +39,6 @@ impl DpmSolverPp {
     }
 }
 
-/// Past (λ, x̂₀) pairs, newest first.
-pub struct History(pub Vec<(f64, Batch)>);
-
 /// The order a multistep method may use at step `i`: limited by the history, by the
 /// final-step rules, and to 1 onto clean data.
 pub fn multistep_order(
@@ -66,7 +63,7 @@ impl Sampler for DpmSolverPp {
     type State = History;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<History> {
-        Ok(History(Vec::new()))
+        Ok(History::default())
     }
 
     fn step(
@@ -79,11 +76,7 @@ impl Sampler for DpmSolverPp {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         let m0 = ctx.x0_at(&x, s.t)?;
-        hist.0.insert(0, (s.lambda, m0));
-        if hist.0.len() > self.order {
-            let (_, old) = hist.0.pop().unwrap();
-            ctx.recycle(old);
-        }
+        hist.push(ctx, s.lambda, m0, self.order);
         let k = multistep_order(ctx, i, self.order, hist.0.len(), self.lower_order_final);
         let h = t.lambda - s.lambda;
         if self.order == 3 && i == 0 && k == 1 && ctx.grid.steps() > 1 {

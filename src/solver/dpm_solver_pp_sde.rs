@@ -2,9 +2,9 @@
 //! k-diffusion): the multistep data-prediction solver of the reverse SDE, with fresh noise
 //! of variance `s_t² (1 - e^{-2h})` per step.
 
-use super::dpm_solver_pp::{multistep_order, History};
+use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
-use super::{Ctx, Sampler};
+use super::{Ctx, History, Sampler};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::{self, Purpose};
@@ -19,7 +19,7 @@ impl Sampler for DpmSolverPpSde {
     type State = History;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<History> {
-        Ok(History(Vec::new()))
+        Ok(History::default())
     }
 
     fn step(
@@ -32,11 +32,7 @@ impl Sampler for DpmSolverPpSde {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         let m0 = ctx.x0_at(&x, s.t)?;
-        hist.0.insert(0, (s.lambda, m0));
-        if hist.0.len() > 2 {
-            let (_, old) = hist.0.pop().unwrap();
-            ctx.recycle(old);
-        }
+        hist.push(ctx, s.lambda, m0, 2);
         let k = multistep_order(ctx, i, 2, hist.0.len(), self.lower_order_final);
         let h = t.lambda - s.lambda;
         let decay = (-2.0 * h).exp(); // e^{-2h}, 0 onto clean data

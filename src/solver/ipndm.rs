@@ -12,7 +12,7 @@
 //! keeps the global order 4.
 
 use super::rk::{rk_step_from, RK3};
-use super::{Ctx, Sampler};
+use super::{Ctx, History, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -82,14 +82,11 @@ pub fn adams_weights(nodes: &[f64], h: f64) -> Vec<f64> {
         .collect()
 }
 
-/// Past (σ, ε̂) pairs, newest first.
-pub struct History(Vec<(f64, Batch)>);
-
 impl Sampler for Ipndm {
     type State = History;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<History> {
-        Ok(History(Vec::new()))
+        Ok(History::default())
     }
 
     fn step(
@@ -104,14 +101,11 @@ impl Sampler for Ipndm {
         let (sigma, sigma_next) = (s.sigma_ratio(t), s.sigma_ratio(t_next));
         let eps = ctx.eps(&x, i)?;
         if self.warm_start == WarmStart::Rk3 && i < 2 && self.order > 2 {
-            hist.0.insert(0, (sigma, eps.clone()));
+            hist.push(ctx, sigma, eps.clone(), self.order);
             let x = rk_step_from(ctx, Coords::Sigma, &RK3, t, t_next, x, Some(eps))?;
             return Ok((x, hist));
         }
-        hist.0.insert(0, (sigma, eps));
-        if let Some((_, old)) = (hist.0.len() > self.order).then(|| hist.0.pop().unwrap()) {
-            ctx.recycle(old);
-        }
+        hist.push(ctx, sigma, eps, self.order);
         let nodes: Vec<f64> = hist.0.iter().map(|(sg, _)| sg - sigma).collect();
         let w = adams_weights(&nodes, sigma_next - sigma);
         // y' = y + Σ w_j ε̂_j, with y = x/a and x' = a' y': one sweep.

@@ -137,6 +137,22 @@ impl<'a> Ctx<'a> {
     }
 }
 
+/// Past model outputs of a multistep method, newest first, keyed by their time variable
+/// (σ or λ); the per-run state that multistep samplers hand back and forth.
+#[derive(Default)]
+pub struct History(pub Vec<(f64, Batch)>);
+
+impl History {
+    /// Adds the newest output, keeping at most `keep` (older buffers go back to the pool).
+    pub fn push(&mut self, ctx: &Ctx, key: f64, value: Batch, keep: usize) {
+        self.0.insert(0, (key, value));
+        while self.0.len() > keep {
+            let (_, old) = self.0.pop().unwrap();
+            ctx.recycle(old);
+        }
+    }
+}
+
 /// A sampler: `init` once, then `step` from grid point `i` to `i + 1`.
 pub trait Sampler {
     /// Per-run state (e.g. multistep history), passed in and handed back.

@@ -1,0 +1,16 @@
+//! Helpers shared by the integration tests: committed fixtures and their arrays.
+
+use pfode::Batch;
+use serde_json::Value;
+
+/// A JSON fixture from tests/fixtures.
+pub fn fixture(name: &str) -> Value {
+    let path = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// A `[[f64; D]; N]` JSON array as a batch.
+pub fn matrix(v: &Value) -> Batch {
+    let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
+    Batch::new(rows.len(), rows[0].len(), rows.concat()).unwrap()
+}
