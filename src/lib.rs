@@ -10,6 +10,7 @@ pub mod error;
 pub mod flow;
 pub mod grid;
 pub mod io;
+pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod npy;

@@ -393,30 +393,6 @@ pub fn steps_for_nfe(
     Ok(lo)
 }
 
-/// Fraction of samples whose most likely component (at t = 0) is each component.
-pub fn mode_fractions(model: &GaussianMixture, x: &Batch) -> Vec<f64> {
-    let mut counts = vec![0usize; model.components()];
-    for i in 0..x.n {
-        let row = x.row(i);
-        let best = (0..model.components())
-            .map(|k| {
-                let q: f64 = row
-                    .iter()
-                    .zip(model.mean_of(k).iter().zip(model.std_of(k)))
-                    .map(|(x, (m, c))| ((x - m) / c).powi(2) + 2.0 * c.ln())
-                    .sum();
-                model.weights()[k].ln() - 0.5 * q
-            })
-            .enumerate()
-            .fold(
-                (0, f64::NEG_INFINITY),
-                |acc, (k, v)| if v > acc.1 { (k, v) } else { acc },
-            );
-        counts[best.0] += 1;
-    }
-    counts.iter().map(|&c| c as f64 / x.n as f64).collect()
-}
-
 /// `pfode demo`: the identity check, then ring2d samples with their mode coverage.
 pub fn demo(args: &DemoArgs) -> Result<()> {
     println!("== pfode demo: DDIM (η = 0) is exactly Euler in σ = s/a ==");
@@ -465,7 +441,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         };
         let report = sample(&sample_args)?;
         let x = read_noise(&out, 2)?;
-        let fr = mode_fractions(&model::builtin("ring2d").unwrap(), &x);
+        let fr = crate::metrics::mode_fractions(&model::builtin("ring2d").unwrap(), &x);
         let worst = fr.iter().map(|f| (f - 0.125).abs()).fold(0.0, f64::max);
         println!(
             "{tag:<8} 50 trailing steps, nfe {}: mode fractions {:?} (max gap to 0.125: {:.3}); wrote {}",
