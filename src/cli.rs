@@ -34,6 +34,12 @@ pub enum Command {
     Reference(ReferenceArgs),
     /// The main job on built-in defaults: the DDIM ≡ Euler check and ring2d samples.
     Demo(DemoArgs),
+    /// Run every combination of an experiment spec into a tidy results.csv.
+    Sweep(SweepArgs),
+    /// Combine shard folders into the table an unsharded sweep writes.
+    Merge(MergeArgs),
+    /// Fit observed convergence orders from a results folder (writes orders.csv).
+    Orders(OrdersArgs),
 }
 
 /// Identity checks.
@@ -280,6 +286,46 @@ pub struct CheckArgs {
     pub seed: u64,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
+}
+
+/// Arguments of `pfode sweep`.
+#[derive(Args, Debug, Clone)]
+pub struct SweepArgs {
+    /// Experiment spec (TOML).
+    pub spec: PathBuf,
+    /// Results folder [default: results/<experiment name>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Run only the k-th of n deterministic slices (k/n, 0-based), e.g. for a job array.
+    #[arg(long)]
+    pub shard: Option<String>,
+    /// Continue a sweep in an existing folder; finished runs are never redone.
+    #[arg(long)]
+    pub resume: bool,
+    /// Runs in parallel [default: all cores].
+    #[arg(long)]
+    pub jobs: Option<usize>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Arguments of `pfode merge`.
+#[derive(Args, Debug, Clone)]
+pub struct MergeArgs {
+    /// Shard folders.
+    #[arg(required = true)]
+    pub dirs: Vec<PathBuf>,
+    /// Merged results folder.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Arguments of `pfode orders`.
+#[derive(Args, Debug, Clone)]
+pub struct OrdersArgs {
+    /// Results folder of a sweep.
+    pub dir: PathBuf,
 }
 
 /// Arguments of `pfode demo`.

@@ -11,7 +11,9 @@ use crate::model::{Level, ScoreModel};
 use crate::schedule::Schedule;
 
 /// The coordinates a generic integrator works in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Coords {
     /// State x, variable t: `dx/dt = f x + g² ε̂ / (2 s)`.

@@ -87,7 +87,9 @@ impl std::fmt::Display for Spacing {
 }
 
 /// Where the last step ends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum FinalSigma {
     /// On clean data, ᾱ = 1 (diffusers' `set_alpha_to_one=True`).

@@ -7,6 +7,7 @@ pub mod check;
 pub mod cli;
 pub mod convergence;
 pub mod error;
+pub mod experiment;
 pub mod flow;
 pub mod grid;
 pub mod io;

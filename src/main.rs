@@ -1,6 +1,12 @@
 use clap::Parser;
 
 fn main() {
+    // Exit quietly when the reader of our output goes away (`pfode orders … | head`),
+    // as command-line tools do, instead of panicking on a broken pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = pfode::cli::Cli::parse();
     if let Err(e) = pfode::run::main(cli) {
         eprintln!("error: {e}");

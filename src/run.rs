@@ -51,6 +51,60 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => demo(&args),
+        Command::Sweep(args) => {
+            use crate::experiment::{runner, sweep, Spec, SweepOptions};
+            let (spec, _) = Spec::from_file(&args.spec)?;
+            let out = args
+                .out
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("results").join(&spec.name));
+            let opts = SweepOptions {
+                out: out.clone(),
+                shard: args.shard.as_deref().map(runner::parse_shard).transpose()?,
+                resume: args.resume,
+                jobs: args.jobs.unwrap_or_else(|| {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                }),
+                quiet: args.quiet,
+            };
+            let r = sweep(&args.spec, &opts)?;
+            println!(
+                "{}: {} runs ({} done now, {} already done) in {:.1} s -> {}",
+                spec.name,
+                r.runs_total,
+                r.runs_done_now,
+                r.runs_skipped,
+                r.wall_s,
+                out.join("results.csv").display()
+            );
+            Ok(())
+        }
+        Command::Merge(args) => {
+            let n = crate::experiment::merge(&args.dirs, &args.out)?;
+            println!(
+                "merged {} rows from {} folders into {}",
+                n,
+                args.dirs.len(),
+                args.out.join("results.csv").display()
+            );
+            Ok(())
+        }
+        Command::Orders(args) => {
+            let orders = crate::experiment::orders::orders(&args.dir)?;
+            println!(
+                "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9}  nfe",
+                "model", "solver", "options", "spacing", "declared", "observed"
+            );
+            for o in &orders {
+                println!(
+                    "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9.2}  {}",
+                    o.model, o.solver, o.options, o.spacing, o.declared, o.observed, o.nfe_used
+                );
+            }
+            Ok(())
+        }
         Command::Reference(args) => {
             let (wall, stats) = reference(&args)?;
             println!(

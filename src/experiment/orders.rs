@@ -1,0 +1,100 @@
+//! `pfode orders`: observed convergence orders from a results table.
+
+use super::table;
+use crate::convergence::fitted_order;
+use crate::error::{Error, Result};
+use crate::solver::Solver;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Errors below this are round-off, not discretisation, and are left out of fits.
+const FLOOR: f64 = 1e-10;
+
+/// (model, solver, options, spacing): what an order is fitted for.
+type Group = (String, String, String, String);
+
+/// One fitted order.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Order {
+    pub model: String,
+    pub solver: String,
+    pub options: String,
+    pub spacing: String,
+    pub declared: f64,
+    pub observed: f64,
+    pub nfe_used: String,
+}
+
+/// Fits the order of `error_rms` against NFE on the three largest NFE above the round-off
+/// floor, per (model, solver, options, spacing), averaging seeds. Writes `orders.csv`.
+pub fn orders(dir: &Path) -> Result<Vec<Order>> {
+    let (rows, _) = table::read(&dir.join("results.csv"))?;
+    let mut groups: BTreeMap<Group, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.metric == "error_rms" && r.value.is_finite())
+    {
+        groups
+            .entry((
+                r.model.clone(),
+                r.solver.clone(),
+                r.options.clone(),
+                r.spacing.clone(),
+            ))
+            .or_default()
+            .entry(r.nfe)
+            .or_default()
+            .push(r.value);
+    }
+    if groups.is_empty() {
+        return Err(Error::file(
+            &dir.join("results.csv"),
+            "no finite error_rms rows to fit",
+        ));
+    }
+    let mut out = Vec::new();
+    for ((model, solver, options, spacing), by_nfe) in groups {
+        let pts: Vec<(usize, f64)> = by_nfe
+            .into_iter()
+            .map(|(n, v)| (n, v.iter().sum::<f64>() / v.len() as f64))
+            .filter(|p| p.1 > FLOOR)
+            .collect();
+        let tail = &pts[pts.len().saturating_sub(3)..];
+        let observed = if tail.len() >= 2 {
+            let (n, e): (Vec<usize>, Vec<f64>) = tail.iter().cloned().unzip();
+            fitted_order(&n, &e)
+        } else {
+            f64::NAN
+        };
+        let spec: super::spec::SolverSpec = serde_json::from_str(&options)
+            .ok()
+            .map(|mut s: super::spec::SolverSpec| {
+                s.name = solver.clone();
+                s
+            })
+            .unwrap_or_default();
+        let declared = Solver::build(&solver, &spec.options())
+            .map(|s| s.order())
+            .unwrap_or(f64::NAN);
+        let nfe_used = tail
+            .iter()
+            .map(|p| p.0.to_string())
+            .collect::<Vec<_>>()
+            .join(" ");
+        out.push(Order {
+            model,
+            solver,
+            options,
+            spacing,
+            declared,
+            observed,
+            nfe_used,
+        });
+    }
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for o in &out {
+        w.serialize(o).expect("serialise");
+    }
+    crate::io::write_atomic(&dir.join("orders.csv"), &w.into_inner().expect("buffer"))?;
+    Ok(out)
+}

@@ -1,0 +1,536 @@
+//! Runs every combination of a spec, writing tidy rows as runs finish.
+//!
+//! * Resume: a run's rows are appended in one write; on restart, rows of runs that are not
+//!   complete (and a trailing partial line) are dropped, and complete runs are skipped.
+//! * Shards: `--shard k/n` runs the runs whose index is k mod n; `merge` combines shard
+//!   folders into exactly the table an unsharded run writes (wall times aside).
+//! * Determinism: every run depends only on the spec and its own seed; the final table is
+//!   sorted by run index, so thread count and completion order leave no trace.
+
+use super::spec::{SolverSpec, Spec};
+use super::table::{self, Row};
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::grid::{GridOptions, Spacing, TimeGrid};
+use crate::metrics::{self, Kernel};
+use crate::model::{self, GaussianMixture, ScoreModel};
+use crate::reference::{self, Mode, Settings};
+use crate::run::{draw_noise, steps_for_nfe};
+use crate::schedule::Schedule;
+use crate::solver::{sample, Solver};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+/// Samples used by the O(N²) kernel metrics (MMD, KID): the first ones of each run.
+const KERNEL_SAMPLES: usize = 500;
+
+/// How a sweep runs.
+#[derive(Clone, Debug)]
+pub struct SweepOptions {
+    pub out: PathBuf,
+    /// `(k, n)`: run the k-th of n slices.
+    pub shard: Option<(usize, usize)>,
+    pub resume: bool,
+    pub jobs: usize,
+    pub quiet: bool,
+}
+
+/// One run of the sweep.
+#[derive(Clone, Debug)]
+pub struct RunKey {
+    pub index: usize,
+    pub model: String,
+    pub solver: SolverSpec,
+    pub spacing: String,
+    pub nfe: usize,
+    pub seed: u64,
+}
+
+/// Every run of a spec, in a fixed order.
+pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
+    let mut runs = Vec::new();
+    for model in &spec.models {
+        for seed in &spec.seeds {
+            for solver in &spec.solvers {
+                for spacing in &spec.spacings {
+                    for &nfe in &spec.nfe {
+                        runs.push(RunKey {
+                            index: runs.len(),
+                            model: model.clone(),
+                            solver: solver.clone(),
+                            spacing: spacing.clone(),
+                            nfe,
+                            seed: *seed,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    runs
+}
+
+/// Metric names a run records, in order (the count tells complete runs from cut ones).
+pub fn metric_names(spec: &Spec) -> Vec<String> {
+    let mut names = vec!["diverged".to_string()];
+    for m in &spec.metrics {
+        match m.as_str() {
+            "error" => names.extend(
+                [
+                    "error_mean",
+                    "error_rms",
+                    "error_median",
+                    "error_p95",
+                    "error_max",
+                ]
+                .map(String::from),
+            ),
+            other => names.push(other.to_string()),
+        }
+    }
+    names
+}
+
+/// Parses `k/n`.
+pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
+    let bad = || Error::invalid("--shard", format!("expected k/n with 0 ≤ k < n, got '{s}'"));
+    let (k, n) = s.split_once('/').ok_or_else(bad)?;
+    let (k, n): (usize, usize) = (
+        k.trim().parse().map_err(|_| bad())?,
+        n.trim().parse().map_err(|_| bad())?,
+    );
+    if n == 0 || k >= n {
+        return Err(bad());
+    }
+    Ok((k, n))
+}
+
+fn schedule_of(spec: &Spec) -> Result<Schedule> {
+    use crate::cli::{ScheduleArgs, ScheduleName};
+    use clap::ValueEnum;
+    let name = ScheduleName::from_str(&spec.schedule, false)
+        .map_err(|_| Error::invalid("schedule", format!("unknown schedule '{}'", spec.schedule)))?;
+    ScheduleArgs {
+        schedule: name,
+        num_train_timesteps: 1000,
+        beta_start: None,
+        beta_end: None,
+        betas: None,
+    }
+    .build()
+}
+
+/// Everything shared by the runs of one (model, seed): x_T, the reference, exact samples.
+struct Prepared {
+    model: GaussianMixture,
+    x_t: Batch,
+    reference: Batch,
+    exact: Batch,
+    bandwidth: f64,
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The reference for (model, x_T), computed once and cached on disk under `cache/`.
+fn cached_reference(
+    dir: &Path,
+    spec: &Spec,
+    schedule: &Schedule,
+    model: &GaussianMixture,
+    x_t: &Batch,
+    seed: u64,
+) -> Result<Batch> {
+    let key = format!(
+        "{}|{}|{}|{}|{}|{}|{}",
+        model.describe(),
+        schedule.name(),
+        spec.samples,
+        seed,
+        schedule.t_max(),
+        spec.reference.rtol,
+        spec.reference.atol
+    );
+    let path = dir
+        .join("cache")
+        .join(format!("ref-{:016x}.npy", fnv1a(key.as_bytes())));
+    if path.exists() {
+        let a = crate::npy::read(&path)?;
+        if a.shape == [x_t.n, x_t.d] {
+            return Batch::new(x_t.n, x_t.d, a.data);
+        }
+    }
+    let settings = Settings {
+        rtol: spec.reference.rtol,
+        atol: spec.reference.atol,
+        mode: Mode::Batch,
+    };
+    let (r, _) = reference::solve(model, schedule, x_t, schedule.t_max(), 0.0, &settings)?;
+    std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
+    crate::npy::write(&path, &[r.n, r.d], &r.data, crate::npy::Dtype::F64)?;
+    Ok(r)
+}
+
+fn median_bandwidth(x: &Batch) -> f64 {
+    let n = x.n.min(200);
+    let mut d2: Vec<f64> = (0..n)
+        .flat_map(|i| (i + 1..n).map(move |j| (i, j)))
+        .map(|(i, j)| {
+            x.row(i)
+                .iter()
+                .zip(x.row(j))
+                .map(|(a, b)| (a - b).powi(2))
+                .sum()
+        })
+        .collect();
+    d2.sort_by(f64::total_cmp);
+    (d2[d2.len() / 2] / 2.0).sqrt().max(1e-12)
+}
+
+fn first(b: &Batch, n: usize) -> Batch {
+    let n = n.min(b.n);
+    Batch {
+        n,
+        d: b.d,
+        data: b.data[..n * b.d].to_vec(),
+    }
+}
+
+/// Runs one combination and returns its rows (a divergent run records NaN and `diverged`).
+fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Result<Vec<Row>> {
+    let solver = Solver::build(&key.solver.name, &key.solver.options())?;
+    let spacing: Spacing = key.spacing.parse()?;
+    let opts = GridOptions {
+        final_sigma: spec.final_sigma,
+        rho: 7.0,
+    };
+    let start = Instant::now();
+    let (steps, result) = match steps_for_nfe(
+        &solver,
+        schedule,
+        &spacing,
+        opts,
+        key.nfe,
+        p.model.defined_at_clean(),
+    ) {
+        Ok(steps) => {
+            let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
+            (
+                steps,
+                sample(&solver, &p.model, schedule, &grid, p.x_t.clone(), key.seed),
+            )
+        }
+        Err(e) => (0, Err(e)),
+    };
+    let wall_ms = start.elapsed().as_secs_f64() * 1e3;
+    let (out, nfe) = match result {
+        Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => (Some(out), nfe),
+        Ok(_) | Err(Error::NonFinite { .. }) => (None, key.nfe),
+        Err(e) => return Err(e),
+    };
+    let names = metric_names(spec);
+    let mut values = vec![f64::NAN; names.len()];
+    values[0] = if out.is_some() { 0.0 } else { 1.0 };
+    if let Some(x) = &out {
+        let mut k = 1;
+        for m in &spec.metrics {
+            match m.as_str() {
+                "error" => {
+                    let e = metrics::error_stats(x, &p.reference)?;
+                    values[k..k + 5].copy_from_slice(&[e.mean, e.rms, e.median, e.p95, e.max]);
+                    k += 5;
+                    continue;
+                }
+                "frechet" => values[k] = metrics::frechet_to_mixture(x, &p.model)?,
+                "sliced_wasserstein" => {
+                    values[k] = metrics::sliced_wasserstein(x, &p.exact, 64, key.seed)?
+                }
+                "mmd" => {
+                    values[k] = metrics::mmd2_unbiased(
+                        &first(x, KERNEL_SAMPLES),
+                        &first(&p.exact, KERNEL_SAMPLES),
+                        Kernel::Rbf {
+                            bandwidth: p.bandwidth,
+                        },
+                    )?
+                }
+                "kid" => {
+                    values[k] = metrics::mmd2_unbiased(
+                        &first(x, KERNEL_SAMPLES),
+                        &first(&p.exact, KERNEL_SAMPLES),
+                        Kernel::Cubic,
+                    )?
+                }
+                "nll" => values[k] = metrics::nll(x, &p.model)?,
+                "mode_coverage" => values[k] = metrics::mode_coverage_gap(&p.model, x),
+                _ => unreachable!("validated"),
+            }
+            k += 1;
+        }
+    }
+    let coords = key.solver.coords.map(|c| c.to_string()).unwrap_or_default();
+    Ok(names
+        .into_iter()
+        .zip(values)
+        .map(|(metric, value)| Row {
+            run: key.index,
+            experiment: spec.name.clone(),
+            model: key.model.clone(),
+            schedule: spec.schedule.clone(),
+            solver: key.solver.name.clone(),
+            options: key.solver.options_label(),
+            coords: coords.clone(),
+            spacing: key.spacing.clone(),
+            steps,
+            nfe,
+            seed: key.seed,
+            metric,
+            value,
+            wall_ms,
+        })
+        .collect())
+}
+
+/// What a sweep did.
+pub struct SweepReport {
+    pub runs_total: usize,
+    pub runs_done_now: usize,
+    pub runs_skipped: usize,
+    pub wall_s: f64,
+}
+
+/// Runs a spec (or one shard of it) into `opts.out`.
+pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
+    let (spec, text) = Spec::from_file(spec_path)?;
+    let schedule = schedule_of(&spec).map_err(|e| Error::file(spec_path, e.to_string()))?;
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let csv_path = out.join("results.csv");
+    let all = enumerate(&spec);
+    let mine: Vec<RunKey> = all
+        .iter()
+        .filter(|r| opts.shard.is_none_or(|(k, n)| r.index % n == k))
+        .cloned()
+        .collect();
+    let per_run = metric_names(&spec).len();
+
+    // Resume: keep complete runs only, drop a cut tail.
+    let mut done = std::collections::BTreeSet::new();
+    if csv_path.exists() {
+        if !opts.resume {
+            return Err(Error::invalid(
+                "--out",
+                format!(
+                    "{} already exists: pass --resume to continue it, or choose another folder",
+                    csv_path.display()
+                ),
+            ));
+        }
+        let (rows, _) = table::read(&csv_path)?;
+        let mut count = std::collections::BTreeMap::new();
+        rows.iter()
+            .for_each(|r| *count.entry(r.run).or_insert(0usize) += 1);
+        done = count
+            .into_iter()
+            .filter(|&(_, c)| c == per_run)
+            .map(|(run, _)| run)
+            .collect();
+        let kept: Vec<Row> = rows.into_iter().filter(|r| done.contains(&r.run)).collect();
+        crate::io::write_atomic(
+            &csv_path,
+            &[table::header(), table::to_csv(&kept, false)].concat(),
+        )?;
+    } else {
+        crate::io::write_atomic(&csv_path, &table::header())?;
+    }
+    write_meta(out, &spec, &text)?;
+
+    let todo: Vec<&RunKey> = mine.iter().filter(|r| !done.contains(&r.index)).collect();
+    let bar = if opts.quiet {
+        ProgressBar::hidden()
+    } else {
+        ProgressBar::new(todo.len() as u64)
+    };
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, ETA {eta}").expect("template"),
+    );
+    let file = Mutex::new(
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&csv_path)
+            .map_err(|e| Error::io(&csv_path, e))?,
+    );
+    let start = Instant::now();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(opts.jobs.max(1))
+        .build()
+        .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
+    pool.install(|| -> Result<()> {
+        // Prepare each (model, seed) once: noise, cached reference, exact samples.
+        let mut groups: Vec<(String, u64)> =
+            todo.iter().map(|r| (r.model.clone(), r.seed)).collect();
+        groups.dedup();
+        groups.sort();
+        groups.dedup();
+        let prepared: Vec<((String, u64), Prepared)> = groups
+            .into_iter()
+            .map(|(name, seed)| {
+                let m = model::resolve(&name).map_err(|e| Error::file(spec_path, e.to_string()))?;
+                let x_t = draw_noise(spec.samples, m.dim_(), seed);
+                let reference = cached_reference(out, &spec, &schedule, &m, &x_t, seed)?;
+                let exact = m.sample(spec.samples, seed.wrapping_add(0x5eed));
+                let bandwidth = median_bandwidth(&exact);
+                Ok((
+                    (name, seed),
+                    Prepared {
+                        model: m,
+                        x_t,
+                        reference,
+                        exact,
+                        bandwidth,
+                    },
+                ))
+            })
+            .collect::<Result<_>>()?;
+        todo.par_iter().try_for_each(|key| -> Result<()> {
+            let p = &prepared
+                .iter()
+                .find(|(k, _)| k.0 == key.model && k.1 == key.seed)
+                .expect("prepared")
+                .1;
+            let rows = run_one(&spec, &schedule, p, key)?;
+            let bytes = table::to_csv(&rows, false);
+            let mut f = file.lock().expect("lock");
+            f.write_all(&bytes)
+                .and_then(|_| f.sync_data())
+                .map_err(|e| Error::io(&csv_path, e))?;
+            bar.inc(1);
+            Ok(())
+        })
+    })?;
+    bar.finish_and_clear();
+    // Final table in run order, whatever the completion order was.
+    let (mut rows, _) = table::read(&csv_path)?;
+    rows.sort_by_key(|r| r.run);
+    crate::io::write_atomic(
+        &csv_path,
+        &[table::header(), table::to_csv(&rows, false)].concat(),
+    )?;
+    Ok(SweepReport {
+        runs_total: mine.len(),
+        runs_done_now: todo.len(),
+        runs_skipped: mine.len() - todo.len(),
+        wall_s: start.elapsed().as_secs_f64(),
+    })
+}
+
+fn write_meta(out: &Path, spec: &Spec, text: &str) -> Result<()> {
+    let git = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_default();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let meta = serde_json::json!({
+        "pfode_version": env!("CARGO_PKG_VERSION"),
+        "git_revision": git,
+        "experiment": spec.name,
+        "spec_hash": format!("{:016x}", fnv1a(text.as_bytes())),
+        "machine": {"hostname": host, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
+        "date_utc": utc_date(secs),
+    });
+    crate::io::write_atomic(
+        &out.join("meta.json"),
+        serde_json::to_string_pretty(&meta)
+            .expect("json")
+            .as_bytes(),
+    )?;
+    crate::io::write_atomic(&out.join("spec.toml"), text.as_bytes())
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` from Unix seconds (civil-from-days, Hinnant's algorithm).
+pub fn utc_date(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Combines shard folders into `out`: rows sorted by run, duplicates removed, and only the
+/// spec shared by all shards accepted.
+pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
+    if dirs.is_empty() {
+        return Err(Error::invalid("DIR", "expected at least one shard folder"));
+    }
+    let spec_text = std::fs::read_to_string(dirs[0].join("spec.toml"))
+        .map_err(|e| Error::io(&dirs[0].join("spec.toml"), e))?;
+    let mut rows = Vec::new();
+    for d in dirs {
+        let other = std::fs::read_to_string(d.join("spec.toml"))
+            .map_err(|e| Error::io(&d.join("spec.toml"), e))?;
+        if other != spec_text {
+            return Err(Error::file(
+                &d.join("spec.toml"),
+                "spec differs from the first shard's",
+            ));
+        }
+        rows.extend(table::read(&d.join("results.csv"))?.0);
+    }
+    rows.sort_by_key(|r| r.run);
+    rows.dedup_by(|a, b| a.run == b.run && a.metric == b.metric);
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    crate::io::write_atomic(
+        &out.join("results.csv"),
+        &[table::header(), table::to_csv(&rows, false)].concat(),
+    )?;
+    crate::io::write_atomic(&out.join("spec.toml"), spec_text.as_bytes())?;
+    if let Ok(meta) = std::fs::read(dirs[0].join("meta.json")) {
+        crate::io::write_atomic(&out.join("meta.json"), &meta)?;
+    }
+    Ok(rows.len())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn utc_date_formats_known_instants() {
+        assert_eq!(super::utc_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(super::utc_date(1_764_111_600), "2025-11-25T23:00:00Z");
+        assert_eq!(super::utc_date(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn shard_syntax_is_checked() {
+        assert_eq!(super::parse_shard("2/5").unwrap(), (2, 5));
+        for bad in ["5/5", "1/0", "a/2", "3"] {
+            assert!(super::parse_shard(bad).is_err(), "{bad}");
+        }
+    }
+}

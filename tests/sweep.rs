@@ -1,0 +1,227 @@
+//! `pfode sweep`, `merge` and `orders`: determinism, sharding, crash-safe resume, and
+//! spec errors.
+
+use pfode::experiment::table;
+use std::path::Path;
+use std::process::{Command, Output};
+
+const SPEC: &str = r#"
+name = "tiny"
+models = ["ring2d", "gauss2d"]
+spacings = ["trailing", "logsnr"]
+nfe = [4, 8, 16]
+seeds = [0, 1]
+samples = 200
+metrics = ["error", "frechet", "nll", "mode_coverage", "kid"]
+[[solvers]]
+name = "ddim"
+[[solvers]]
+name = "heun"
+[[solvers]]
+name = "dpm-solver++2m"
+"#;
+
+fn pfode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pfode"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(o: Output) -> Output {
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
+/// The table without its wall-time column, which is the only thing allowed to differ.
+fn table_without_wall(dir: &Path) -> Vec<table::Row> {
+    let (mut rows, _) = table::read(&dir.join("results.csv")).unwrap();
+    rows.iter_mut().for_each(|r| r.wall_ms = 0.0);
+    rows
+}
+
+fn write_spec(dir: &Path, text: &str) -> String {
+    let p = dir.join("spec.toml");
+    std::fs::write(&p, text).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+#[test]
+fn two_runs_of_a_spec_give_identical_tables_and_shards_merge_to_the_same_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(dir.path(), SPEC);
+    let a = dir.path().join("a");
+    let b = dir.path().join("b");
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        a.to_str().unwrap(),
+        "--quiet",
+        "--jobs",
+        "2",
+    ]));
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        b.to_str().unwrap(),
+        "--quiet",
+        "--jobs",
+        "1",
+    ]));
+    let rows = table_without_wall(&a);
+    // 2 models × 2 seeds × 3 solvers × 2 spacings × 3 budgets, 1 + 5 + 4 metric rows each.
+    assert_eq!(rows.len(), 72 * 10);
+    assert_eq!(rows, table_without_wall(&b));
+    assert!(rows
+        .iter()
+        .all(|r| r.metric != "error_rms" || (r.value.is_finite() && r.nfe <= 16)));
+    // Three shards as separate processes, merged.
+    let shards: Vec<String> = (0..3)
+        .map(|k| {
+            dir.path()
+                .join(format!("s{k}"))
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    for (k, s) in shards.iter().enumerate() {
+        ok(pfode(&[
+            "sweep",
+            &spec,
+            "--out",
+            s,
+            "--quiet",
+            "--shard",
+            &format!("{k}/3"),
+        ]));
+    }
+    let merged = dir.path().join("merged");
+    let mut args = vec!["merge"];
+    args.extend(shards.iter().map(String::as_str));
+    args.extend(["--out", merged.to_str().unwrap()]);
+    ok(pfode(&args));
+    assert_eq!(table_without_wall(&merged), rows);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("meta.json")).unwrap()).unwrap();
+    assert_eq!(meta["experiment"], "tiny");
+    assert_eq!(meta["spec_hash"].as_str().unwrap().len(), 16);
+    // Orders: DDIM's fitted order is finite and first-order-ish on ring2d.
+    ok(pfode(&["orders", a.to_str().unwrap()]));
+    let orders = std::fs::read_to_string(a.join("orders.csv")).unwrap();
+    assert!(orders.lines().count() == 1 + 2 * 3 * 2, "{orders}");
+}
+
+#[test]
+fn a_sweep_killed_mid_run_resumes_to_the_uninterrupted_table() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SPEC
+        .replace("samples = 200", "samples = 3000")
+        .replace("nfe = [4, 8, 16]", "nfe = [4, 8, 16, 32, 64]");
+    let spec = write_spec(dir.path(), &text);
+    let full = dir.path().join("full");
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        full.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let cut = dir.path().join("cut");
+    let mut killed = 0;
+    // Kill -9 at a few moments; every restart must lose and duplicate nothing.
+    for delay_ms in [300, 700] {
+        let mut args = vec![
+            "sweep",
+            spec.as_str(),
+            "--out",
+            cut.to_str().unwrap(),
+            "--quiet",
+            "--jobs",
+            "1",
+        ];
+        if cut.join("results.csv").exists() {
+            args.push("--resume");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pfode"))
+            .args(&args)
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        if child.try_wait().unwrap().is_none() {
+            child.kill().unwrap();
+            killed += 1;
+        }
+        child.wait().unwrap();
+    }
+    assert!(
+        killed >= 1,
+        "the sweep finished before it could be killed; make it longer"
+    );
+    let o = ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        cut.to_str().unwrap(),
+        "--quiet",
+        "--resume",
+    ]));
+    let said = String::from_utf8_lossy(&o.stdout);
+    assert!(said.contains("already done"), "{said}");
+    assert_eq!(table_without_wall(&cut), table_without_wall(&full));
+    // Without --resume an existing folder is refused, and left as it was.
+    let before = std::fs::read(cut.join("results.csv")).unwrap();
+    let o = pfode(&["sweep", &spec, "--out", cut.to_str().unwrap(), "--quiet"]);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("--resume"));
+    assert_eq!(std::fs::read(cut.join("results.csv")).unwrap(), before);
+}
+
+#[test]
+fn bad_specs_name_the_file_and_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            SPEC.replace("samples = 200", "samples = 200\nsampels = 3"),
+            "sampels",
+        ),
+        (
+            SPEC.replace("name = \"ddim\"", "name = \"ddim\"\nrtol = 1e-3"),
+            "rtol",
+        ),
+        (SPEC.replace("name = \"heun\"", "name = \"rk9\""), "rk9"),
+        (
+            SPEC.replace("\"trailing\", \"logsnr\"", "\"diagonal\""),
+            "diagonal",
+        ),
+        (SPEC.replace("samples = 200", "samples = 1"), "samples"),
+        (SPEC.replace("\"error\"", "\"accuracy\""), "accuracy"),
+        (SPEC.replace("nfe = [4, 8, 16]", "nfe = []"), "nfe"),
+        (
+            SPEC.replace(
+                "models = [\"ring2d\", \"gauss2d\"]",
+                "models = [\"nosuch\"]",
+            ),
+            "nosuch",
+        ),
+        ("name = 3".to_string(), "name"),
+    ];
+    for (text, key) in cases {
+        let spec = write_spec(dir.path(), &text);
+        let out = dir.path().join("out");
+        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("spec.toml") && err.contains(key),
+            "{key}: {err}"
+        );
+        assert!(!err.contains("panicked"));
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let o = pfode(&["sweep", "/nonexistent/spec.toml", "--quiet"]);
+    assert!(
+        !o.status.success()
+            && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/spec.toml")
+    );
+}
