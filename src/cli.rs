@@ -40,6 +40,8 @@ pub enum Command {
     Merge(MergeArgs),
     /// Fit observed convergence orders from a results folder (writes orders.csv).
     Orders(OrdersArgs),
+    /// Draw the plots of a results folder into DIR/plots (PNG and SVG).
+    Plot(OrdersArgs),
 }
 
 /// Identity checks.

@@ -15,6 +15,7 @@ pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod npy;
+pub mod plot;
 pub mod reference;
 pub mod run;
 pub mod schedule;

@@ -91,6 +91,15 @@ pub fn main(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Plot(args) => {
+            let files = crate::plot::plot(&args.dir)?;
+            println!(
+                "wrote {} plot files to {}",
+                files.len(),
+                args.dir.join("plots").display()
+            );
+            Ok(())
+        }
         Command::Orders(args) => {
             let orders = crate::experiment::orders::orders(&args.dir)?;
             println!(
@@ -447,7 +456,26 @@ pub fn steps_for_nfe(
     Ok(lo)
 }
 
-/// `pfode demo`: the identity check, then ring2d samples with their mode coverage.
+/// The small sweep `pfode demo` runs: ring2d, four solvers, NFE 5 to 100.
+const DEMO_SPEC: &str = r#"
+name = "demo"
+models = ["ring2d"]
+spacings = ["logsnr", "trailing"]
+nfe = [5, 10, 20, 50, 100]
+samples = 1000
+metrics = ["error", "frechet", "nll", "mode_coverage"]
+[[solvers]]
+name = "ddim"
+[[solvers]]
+name = "heun"
+[[solvers]]
+name = "dpm-solver++2m"
+[[solvers]]
+name = "unipc"
+"#;
+
+/// `pfode demo`: the identity check, ring2d samples with their mode coverage, and a small
+/// sweep with its plots.
 pub fn demo(args: &DemoArgs) -> Result<()> {
     println!("== pfode demo: DDIM (η = 0) is exactly Euler in σ = s/a ==");
     let check_args = crate::cli::CheckArgs {
@@ -463,48 +491,95 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
     println!("\n== ring2d samples (8 modes, weight 0.125 each) ==");
-    for (solver, coords) in [("ddim", None), ("euler", Some(crate::flow::Coords::T))] {
-        let tag = if coords.is_some() { "euler-t" } else { solver };
-        let out = args.out_dir.join(format!("ring2d_{tag}_50.npy"));
-        let sample_args = SampleArgs {
-            model: "ring2d".into(),
-            solver: solver.into(),
-            steps: Some(50),
-            spacing: None,
-            out: out.clone(),
-            nfe: None,
-            noise: None,
-            n: Some(2000),
-            seed: 0,
-            eta: None,
-            coords,
-            variance: None,
-            s_churn: None,
-            s_tmin: None,
-            s_tmax: None,
-            s_noise: None,
-            rtol: None,
-            atol: None,
-            lower_order_final: None,
-            no_corrector: false,
-            warm_start: None,
-            dtype: Precision::F64,
-            final_sigma: crate::grid::FinalSigma::Zero,
-            karras_rho: 7.0,
-            schedule: default_schedule_args(),
-        };
-        let report = sample(&sample_args)?;
-        let x = read_noise(&out, 2)?;
-        let fr = crate::metrics::mode_fractions(&model::builtin("ring2d").unwrap(), &x);
-        let worst = fr.iter().map(|f| (f - 0.125).abs()).fold(0.0, f64::max);
-        println!(
-            "{tag:<8} 50 trailing steps, nfe {}: mode fractions {:?} (max gap to 0.125: {:.3}); wrote {}",
-            report.nfe,
-            fr.iter().map(|f| format!("{f:.3}")).collect::<Vec<_>>(),
-            worst,
-            out.display()
-        );
+    let out = args.out_dir.join("ring2d_ddim_50.npy");
+    let sample_args = SampleArgs {
+        model: "ring2d".into(),
+        solver: "ddim".into(),
+        steps: Some(50),
+        spacing: None,
+        nfe: None,
+        out: out.clone(),
+        noise: None,
+        n: Some(2000),
+        seed: 0,
+        eta: None,
+        coords: None,
+        variance: None,
+        s_churn: None,
+        s_tmin: None,
+        s_tmax: None,
+        s_noise: None,
+        rtol: None,
+        atol: None,
+        lower_order_final: None,
+        no_corrector: false,
+        warm_start: None,
+        dtype: Precision::F64,
+        final_sigma: crate::grid::FinalSigma::Zero,
+        karras_rho: 7.0,
+        schedule: default_schedule_args(),
+    };
+    let report = sample(&sample_args)?;
+    let x = read_noise(&out, 2)?;
+    let fr = crate::metrics::mode_fractions(&model::builtin("ring2d").unwrap(), &x);
+    let worst = fr.iter().map(|f| (f - 0.125).abs()).fold(0.0, f64::max);
+    println!(
+        "ddim, 50 trailing steps, nfe {}: mode fractions {:?} (max gap to 0.125: {:.3}); wrote {}",
+        report.nfe,
+        fr.iter().map(|f| format!("{f:.3}")).collect::<Vec<_>>(),
+        worst,
+        out.display()
+    );
+
+    println!("\n== a small sweep: error to the DOP853 reference vs NFE ==");
+    let sweep_dir = args.out_dir.join("sweep");
+    let spec_path = args.out_dir.join("demo_spec.toml");
+    crate::io::write_atomic(&spec_path, DEMO_SPEC.as_bytes())?;
+    let _ = std::fs::remove_file(sweep_dir.join("results.csv"));
+    let opts = crate::experiment::SweepOptions {
+        out: sweep_dir.clone(),
+        shard: None,
+        resume: false,
+        jobs: std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        quiet: true,
+    };
+    let r = crate::experiment::sweep(&spec_path, &opts)?;
+    let (rows, _) = crate::experiment::table::read(&sweep_dir.join("results.csv"))?;
+    println!(
+        "{:<16} {}",
+        "solver (logsnr)",
+        [5, 10, 20, 50, 100]
+            .map(|n| format!("{:>10}", format!("NFE {n}")))
+            .join("")
+    );
+    for solver in ["ddim", "heun", "dpm-solver++2m", "unipc"] {
+        let errs: Vec<String> = [5, 10, 20, 50, 100]
+            .iter()
+            .map(|&n| {
+                rows.iter()
+                    .find(|r| {
+                        r.solver == solver
+                            && r.spacing == "logsnr"
+                            && r.nfe <= n
+                            && r.nfe + 2 >= n
+                            && r.metric == "error_rms"
+                    })
+                    .map_or("-".to_string(), |r| format!("{:.2e}", r.value))
+            })
+            .map(|s| format!("{s:>10}"))
+            .collect();
+        println!("{solver:<16} {}", errs.join(""));
     }
+    let files = crate::plot::plot(&sweep_dir)?;
+    println!(
+        "{} runs in {:.1} s; {} plots in {} (e.g. error_vs_nfe_ring2d_logsnr.png)",
+        r.runs_total,
+        r.wall_s,
+        files.len(),
+        sweep_dir.join("plots").display()
+    );
     Ok(())
 }
 

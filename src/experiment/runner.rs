@@ -43,6 +43,7 @@ pub struct SweepOptions {
 #[derive(Clone, Debug)]
 pub struct RunKey {
     pub index: usize,
+    pub schedule: String,
     pub model: String,
     pub solver: SolverSpec,
     pub spacing: String,
@@ -53,19 +54,28 @@ pub struct RunKey {
 /// Every run of a spec, in a fixed order.
 pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
     let mut runs = Vec::new();
-    for model in &spec.models {
-        for seed in &spec.seeds {
-            for solver in &spec.solvers {
-                for spacing in &spec.spacings {
-                    for &nfe in &spec.nfe {
-                        runs.push(RunKey {
-                            index: runs.len(),
-                            model: model.clone(),
-                            solver: solver.clone(),
-                            spacing: spacing.clone(),
-                            nfe,
-                            seed: *seed,
-                        });
+    for schedule in spec.schedule.values() {
+        for model in &spec.models {
+            for &seed in &spec.seeds {
+                for solver in &spec.solvers {
+                    for spacing in &spec.spacings {
+                        for &nfe in &spec.nfe {
+                            let (schedule, model, solver, spacing) = (
+                                schedule.clone(),
+                                model.clone(),
+                                solver.clone(),
+                                spacing.clone(),
+                            );
+                            runs.push(RunKey {
+                                index: runs.len(),
+                                schedule,
+                                model,
+                                solver,
+                                spacing,
+                                nfe,
+                                seed,
+                            });
+                        }
                     }
                 }
             }
@@ -109,13 +119,14 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
     Ok((k, n))
 }
 
-fn schedule_of(spec: &Spec) -> Result<Schedule> {
+/// A schedule by its `--schedule` name.
+pub fn schedule_named(name: &str) -> Result<Schedule> {
     use crate::cli::{ScheduleArgs, ScheduleName};
     use clap::ValueEnum;
-    let name = ScheduleName::from_str(&spec.schedule, false)
-        .map_err(|_| Error::invalid("schedule", format!("unknown schedule '{}'", spec.schedule)))?;
+    let schedule = ScheduleName::from_str(name, false)
+        .map_err(|_| Error::invalid("schedule", format!("unknown schedule '{name}' (expected linear, scaled-linear, cosine, vp-linear or vp-cosine)")))?;
     ScheduleArgs {
-        schedule: name,
+        schedule,
         num_train_timesteps: 1000,
         beta_start: None,
         beta_end: None,
@@ -148,8 +159,13 @@ fn cached_reference(
     x_t: &Batch,
     seed: u64,
 ) -> Result<Batch> {
+    // The reference ends where the grids end: clean data, or the first training step.
+    let t_end = match spec.final_sigma {
+        crate::grid::FinalSigma::Zero => 0.0,
+        crate::grid::FinalSigma::Min => schedule.t_min(),
+    };
     let key = format!(
-        "{}|{}|{}|{}|{}|{}|{}",
+        "{}|{}|{}|{}|{}|{}|{}|{t_end}",
         model.describe(),
         schedule.name(),
         spec.samples,
@@ -172,7 +188,7 @@ fn cached_reference(
         atol: spec.reference.atol,
         mode: Mode::Batch,
     };
-    let (r, _) = reference::solve(model, schedule, x_t, schedule.t_max(), 0.0, &settings)?;
+    let (r, _) = reference::solve(model, schedule, x_t, schedule.t_max(), t_end, &settings)?;
     std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
     crate::npy::write(&path, &[r.n, r.d], &r.data, crate::npy::Dtype::F64)?;
     Ok(r)
@@ -283,7 +299,7 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
             run: key.index,
             experiment: spec.name.clone(),
             model: key.model.clone(),
-            schedule: spec.schedule.clone(),
+            schedule: key.schedule.clone(),
             solver: key.solver.name.clone(),
             options: key.solver.options_label(),
             coords: coords.clone(),
@@ -309,7 +325,12 @@ pub struct SweepReport {
 /// Runs a spec (or one shard of it) into `opts.out`.
 pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     let (spec, text) = Spec::from_file(spec_path)?;
-    let schedule = schedule_of(&spec).map_err(|e| Error::file(spec_path, e.to_string()))?;
+    let schedules: Vec<(String, Schedule)> = spec
+        .schedule
+        .values()
+        .into_iter()
+        .map(|n| schedule_named(&n).map(|s| (n, s)))
+        .collect::<Result<_>>()?;
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let csv_path = out.join("results.csv");
@@ -373,22 +394,34 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         .build()
         .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
     pool.install(|| -> Result<()> {
-        // Prepare each (model, seed) once: noise, cached reference, exact samples.
-        let mut groups: Vec<(String, u64)> =
-            todo.iter().map(|r| (r.model.clone(), r.seed)).collect();
-        groups.dedup();
+        // Prepare each (schedule, model, seed) once: noise, cached reference, exact samples.
+        let mut groups: Vec<(String, String, u64)> = todo
+            .iter()
+            .map(|r| (r.schedule.clone(), r.model.clone(), r.seed))
+            .collect();
         groups.sort();
         groups.dedup();
-        let prepared: Vec<((String, u64), Prepared)> = groups
+        let schedule_of = |name: &str| {
+            &schedules
+                .iter()
+                .find(|(n, _)| n == name)
+                .expect("validated")
+                .1
+        };
+        let prepared: Vec<((String, String, u64), Prepared)> = groups
             .into_iter()
-            .map(|(name, seed)| {
+            .map(|(sched, name, seed)| {
+                let schedule = schedule_of(&sched);
                 let m = model::resolve(&name).map_err(|e| Error::file(spec_path, e.to_string()))?;
                 let x_t = draw_noise(spec.samples, m.dim_(), seed);
-                let reference = cached_reference(out, &spec, &schedule, &m, &x_t, seed)?;
+                let reference = cached_reference(out, &spec, schedule, &m, &x_t, seed)?;
+                if m.dim_() == 2 && seed == spec.seeds[0] && sched == schedules[0].0 {
+                    save_paths(out, &name, &spec, schedule, &m, &x_t, &reference)?;
+                }
                 let exact = m.sample(spec.samples, seed.wrapping_add(0x5eed));
                 let bandwidth = median_bandwidth(&exact);
                 Ok((
-                    (name, seed),
+                    (sched, name, seed),
                     Prepared {
                         model: m,
                         x_t,
@@ -402,10 +435,10 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         todo.par_iter().try_for_each(|key| -> Result<()> {
             let p = &prepared
                 .iter()
-                .find(|(k, _)| k.0 == key.model && k.1 == key.seed)
+                .find(|(k, _)| k.0 == key.schedule && k.1 == key.model && k.2 == key.seed)
                 .expect("prepared")
                 .1;
-            let rows = run_one(&spec, &schedule, p, key)?;
+            let rows = run_one(&spec, schedule_of(&key.schedule), p, key)?;
             let bytes = table::to_csv(&rows, false);
             let mut f = file.lock().expect("lock");
             f.write_all(&bytes)
@@ -429,6 +462,50 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         runs_skipped: mine.len() - todo.len(),
         wall_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// For 2-D models, what the plots draw besides the table: the reference samples and 32
+/// reference paths from x_T to x_0 (40 times, uniform in log-SNR).
+fn save_paths(
+    out: &Path,
+    name: &str,
+    spec: &Spec,
+    schedule: &Schedule,
+    m: &GaussianMixture,
+    x_t: &Batch,
+    reference: &Batch,
+) -> Result<()> {
+    let tag: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    crate::npy::write(
+        &out.join(format!("reference_{tag}.npy")),
+        &[reference.n, 2],
+        &reference.data,
+        crate::npy::Dtype::F64,
+    )?;
+    let grid = TimeGrid::build(schedule, &Spacing::LogSnr, Some(40), GridOptions::default())?;
+    let settings = Settings {
+        rtol: spec.reference.rtol,
+        atol: spec.reference.atol,
+        mode: Mode::Batch,
+    };
+    let (states, _) = reference::trajectory(
+        m,
+        schedule,
+        &first(x_t, 32),
+        grid.times()[0],
+        grid.times(),
+        &settings,
+    )?;
+    let data: Vec<f64> = states.iter().flat_map(|b| b.data.iter().cloned()).collect();
+    crate::npy::write(
+        &out.join(format!("trajectory_{tag}.npy")),
+        &[states.len(), states[0].n, 2],
+        &data,
+        crate::npy::Dtype::F64,
+    )
 }
 
 fn write_meta(out: &Path, spec: &Spec, text: &str) -> Result<()> {

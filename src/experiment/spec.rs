@@ -14,9 +14,9 @@ pub struct Spec {
     pub name: String,
     /// Models: built-in names or mixture JSON paths.
     pub models: Vec<String>,
-    /// Schedule name as for `--schedule` (default `linear`).
+    /// Schedule name(s) as for `--schedule` (default `linear`); a list sweeps them.
     #[serde(default = "default_schedule")]
-    pub schedule: String,
+    pub schedule: OneOrMany,
     /// Solvers with their options.
     pub solvers: Vec<SolverSpec>,
     /// Step spacings.
@@ -82,8 +82,26 @@ pub const METRICS: &[&str] = &[
     "mode_coverage",
 ];
 
-fn default_schedule() -> String {
-    "linear".into()
+/// A single value or a list of them.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// All values.
+    pub fn values(&self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+fn default_schedule() -> OneOrMany {
+    OneOrMany::One("linear".into())
 }
 fn default_seeds() -> Vec<u64> {
     vec![0]
@@ -148,6 +166,12 @@ impl Spec {
         }
         for sp in &self.spacings {
             sp.parse::<crate::grid::Spacing>()?;
+        }
+        if self.schedule.values().is_empty() {
+            return Err(Error::invalid("schedule", "expected at least one schedule"));
+        }
+        for name in self.schedule.values() {
+            crate::experiment::runner::schedule_named(&name)?;
         }
         if let Some(&n) = self.nfe.iter().find(|&&n| n == 0) {
             return Err(Error::invalid(

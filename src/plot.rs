@@ -1,0 +1,450 @@
+//! Plots of a results folder (PNG and SVG, with an embedded DejaVu Sans so no system fonts
+//! are needed). Plots read `results.csv` and the arrays a sweep saved; they never rerun a
+//! solver.
+
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::experiment::table::{self, Row};
+use crate::model::{self, GaussianMixture};
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Once;
+
+static FONT: Once = Once::new();
+
+fn register_font() {
+    FONT.call_once(|| {
+        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
+            unreachable!("the embedded DejaVu Sans parses");
+        }
+    });
+}
+
+fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
+    move |e| Error::file(path, format!("plotting failed: {e}"))
+}
+
+/// Tick label on a log axis: only at 1, 2 and 5 × 10^k, in short form.
+fn log_tick(v: &f64) -> String {
+    let exp = v.log10().floor();
+    let mantissa = v / 10f64.powf(exp);
+    if ![1.0, 2.0, 5.0]
+        .iter()
+        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    {
+        return String::new();
+    }
+    if (1e-2..1e4).contains(v) {
+        let s = format!("{:.2}", v);
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        format!("{}e{}", mantissa.round(), exp)
+    }
+}
+
+/// A line series: label and (x, y) points.
+type Series = (String, Vec<(f64, f64)>);
+
+/// A log-log line chart with optional dashed reference slopes of orders 1–4.
+fn log_chart<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    y_label: &str,
+    series: &[Series],
+    slopes: bool,
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let pts = series
+        .iter()
+        .flat_map(|s| s.1.iter())
+        .filter(|p| p.0 > 0.0 && p.1 > 0.0 && p.1.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in pts {
+        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
+    }
+    if x0 >= x1 || y0 >= y1 {
+        return Err("no positive finite points to plot".into());
+    }
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(45)
+        .y_label_area_size(70)
+        .build_cartesian_2d(
+            (x0 * 0.9..x1 * 1.1).log_scale(),
+            (y0 * 0.5..y1 * 2.0).log_scale(),
+        )
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .x_desc("NFE")
+        .y_desc(y_label)
+        .x_label_formatter(&log_tick)
+        .y_label_formatter(&log_tick)
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 14))
+        .axis_desc_style(("sans-serif", 16))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    if slopes {
+        // Reference slopes through the top-left corner: error ∝ NFE^-p.
+        for p in 1..=4 {
+            let line: Vec<(f64, f64)> = (0..=20)
+                .map(|i| x0 * (x1 / x0).powf(i as f64 / 20.0))
+                .map(|x| (x, y1 * (x / x0).powf(-(p as f64))))
+                .filter(|&(_, y)| y >= y0 * 0.5)
+                .collect();
+            let style = ShapeStyle::from(&BLACK.mix(0.35)).stroke_width(1);
+            chart
+                .draw_series(DashedLineSeries::new(line, 6, 4, style))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    for (i, (label, points)) in series.iter().enumerate() {
+        let color = Palette99::pick(i).to_rgba();
+        let pts: Vec<(f64, f64)> = points
+            .iter()
+            .cloned()
+            .filter(|p| p.1 > 0.0 && p.1.is_finite())
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                pts.clone(),
+                ShapeStyle::from(&color).stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?
+            .label(label.as_str())
+            .legend(move |(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 18, y)],
+                    ShapeStyle::from(&color).stroke_width(2),
+                )
+            });
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
+            .map_err(|e| e.to_string())?;
+    }
+    chart
+        .configure_series_labels()
+        .label_font(("sans-serif", 13))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .position(SeriesLabelPosition::LowerLeft)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// What one figure shows.
+enum Figure<'a> {
+    Log {
+        title: String,
+        y_label: &'a str,
+        series: &'a [Series],
+        slopes: bool,
+    },
+    Density {
+        title: String,
+        model: &'a GaussianMixture,
+        paths: &'a [Vec<(f64, f64)>],
+        dots: &'a [(f64, f64)],
+    },
+}
+
+fn render<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    fig: &Figure,
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    match fig {
+        Figure::Log {
+            title,
+            y_label,
+            series,
+            slopes,
+        } => log_chart(root, title, y_label, series, *slopes),
+        Figure::Density {
+            title,
+            model,
+            paths,
+            dots,
+        } => scatter_2d(root, title, model, paths, dots),
+    }
+}
+
+/// Writes `base`.png and `base`.svg.
+fn both(base: &Path, fig: &Figure) -> Result<Vec<PathBuf>> {
+    let png = base.with_extension("png");
+    let svg = base.with_extension("svg");
+    render(
+        BitMapBackend::new(&png, (960, 680)).into_drawing_area(),
+        fig,
+    )
+    .map_err(plot_err(&png))?;
+    render(SVGBackend::new(&svg, (960, 680)).into_drawing_area(), fig).map_err(plot_err(&svg))?;
+    Ok(vec![png, svg])
+}
+
+/// Mean of `metric` per (solver label, NFE) for one schedule, model and spacing.
+fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Series> {
+    let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
+    for r in rows.iter().filter(|r| {
+        r.schedule == schedule
+            && r.model == model
+            && r.spacing == spacing
+            && r.metric == metric
+            && r.value.is_finite()
+    }) {
+        let label = if r.options == "{}" {
+            r.solver.clone()
+        } else {
+            format!("{} {}", r.solver, r.options)
+        };
+        let e = acc
+            .entry(label)
+            .or_default()
+            .entry(r.nfe)
+            .or_insert((0.0, 0));
+        e.0 += r.value;
+        e.1 += 1;
+    }
+    acc.into_iter()
+        .map(|(l, m)| {
+            (
+                l,
+                m.into_iter()
+                    .map(|(n, (s, c))| (n as f64, s / c as f64))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+fn wall_series(rows: &[Row], model: &str) -> Vec<Series> {
+    let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
+    for r in rows
+        .iter()
+        .filter(|r| r.model == model && r.metric == "diverged")
+    {
+        let e = acc
+            .entry(r.solver.clone())
+            .or_default()
+            .entry(r.nfe)
+            .or_insert((0.0, 0));
+        e.0 += r.wall_ms;
+        e.1 += 1;
+    }
+    acc.into_iter()
+        .map(|(l, m)| {
+            (
+                l,
+                m.into_iter()
+                    .map(|(n, (s, c))| (n as f64, s / c as f64))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// Density heat map of a 2-D mixture with trajectories or samples on top.
+fn scatter_2d<DB: DrawingBackend>(
+    root: DrawingArea<DB, Shift>,
+    title: &str,
+    m: &GaussianMixture,
+    paths: &[Vec<(f64, f64)>],
+    dots: &[(f64, f64)],
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let lim = 6.5;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(35)
+        .y_label_area_size(45)
+        .build_cartesian_2d(-lim..lim, -lim..lim)
+        .map_err(|e| e.to_string())?;
+    chart
+        .configure_mesh()
+        .disable_mesh()
+        .label_style(("sans-serif", 13))
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let cells = 90;
+    let h = 2.0 * lim / cells as f64;
+    let centers: Vec<f64> = (0..cells * cells)
+        .flat_map(|k| {
+            [
+                -lim + (k % cells) as f64 * h + h / 2.0,
+                -lim + (k / cells) as f64 * h + h / 2.0,
+            ]
+        })
+        .collect();
+    let logp = m.log_density(&Batch {
+        n: cells * cells,
+        d: 2,
+        data: centers.clone(),
+    });
+    let max = logp.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+    chart
+        .draw_series((0..cells * cells).filter_map(|k| {
+            let level = (logp[k] - max).exp();
+            (level > 0.01).then(|| {
+                let (x, y) = (centers[2 * k], centers[2 * k + 1]);
+                let shade = RGBColor(
+                    255,
+                    (255.0 * (1.0 - 0.55 * level)) as u8,
+                    (255.0 * (1.0 - 0.75 * level)) as u8,
+                );
+                Rectangle::new(
+                    [(x - h / 2.0, y - h / 2.0), (x + h / 2.0, y + h / 2.0)],
+                    shade.filled(),
+                )
+            })
+        }))
+        .map_err(|e| e.to_string())?;
+    for (i, p) in paths.iter().enumerate() {
+        let color = Palette99::pick(i).mix(0.8);
+        chart
+            .draw_series(LineSeries::new(
+                p.clone(),
+                ShapeStyle::from(&color).stroke_width(1),
+            ))
+            .map_err(|e| e.to_string())?;
+        if let Some(&end) = p.last() {
+            chart
+                .draw_series(std::iter::once(Circle::new(end, 3, BLACK.filled())))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    chart
+        .draw_series(
+            dots.iter()
+                .map(|&d| Circle::new(d, 1, BLUE.mix(0.5).filled())),
+        )
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws every plot for a results folder; returns the files written.
+pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
+    register_font();
+    let (rows, _) = table::read(&dir.join("results.csv"))?;
+    if rows.is_empty() {
+        return Err(Error::file(&dir.join("results.csv"), "no rows to plot"));
+    }
+    let out = dir.join("plots");
+    std::fs::create_dir_all(&out).map_err(|e| Error::io(&out, e))?;
+    let mut written = Vec::new();
+    let models: Vec<String> = rows
+        .iter()
+        .map(|r| r.model.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let spacings: Vec<String> = rows
+        .iter()
+        .map(|r| r.spacing.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let schedules: Vec<String> = rows
+        .iter()
+        .map(|r| r.schedule.clone())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for model in &models {
+        for (spacing, schedule) in spacings
+            .iter()
+            .flat_map(|sp| schedules.iter().map(move |sc| (sp, sc)))
+        {
+            // The schedule is named in files and titles only when the sweep has several.
+            let (tag, note) = if schedules.len() > 1 {
+                (format!("_{schedule}"), format!(", {schedule}"))
+            } else {
+                (String::new(), String::new())
+            };
+            for (metric, label, file, slopes) in [
+                ("error_rms", "RMS error to reference", "error", true),
+                ("frechet", "Fréchet distance to the data", "frechet", false),
+                ("nll", "NLL under the data density", "nll", false),
+            ] {
+                let s = series(&rows, schedule, model, spacing, metric);
+                if s.is_empty() {
+                    continue;
+                }
+                let title = format!("{model}, {spacing} grid{note}: {label}");
+                let base = out.join(format!("{file}_vs_nfe_{model}_{spacing}{tag}"));
+                written.extend(both(
+                    &base,
+                    &Figure::Log {
+                        title,
+                        y_label: label,
+                        series: &s,
+                        slopes,
+                    },
+                )?);
+            }
+        }
+        let w = wall_series(&rows, model);
+        let title = format!("{model}: wall time per run (mean over grids)");
+        written.extend(both(
+            &out.join(format!("wall_vs_nfe_{model}")),
+            &Figure::Log {
+                title,
+                y_label: "wall time (ms)",
+                series: &w,
+                slopes: false,
+            },
+        )?);
+        // 2-D models: trajectories and reference samples saved by the sweep.
+        let traj = dir.join(format!("trajectory_{model}.npy"));
+        if traj.exists() {
+            let m = model::resolve(model)?;
+            let t = crate::npy::read(&traj)?;
+            let (steps, paths) = (t.shape[0], t.shape[1]);
+            let lines: Vec<Vec<(f64, f64)>> = (0..paths)
+                .map(|p| {
+                    (0..steps)
+                        .map(|s| (t.data[(s * paths + p) * 2], t.data[(s * paths + p) * 2 + 1]))
+                        .collect()
+                })
+                .collect();
+            let title = format!("{model}: probability-flow paths from x_T to x_0 (reference)");
+            written.extend(both(
+                &out.join(format!("trajectories_{model}")),
+                &Figure::Density {
+                    title,
+                    model: &m,
+                    paths: &lines,
+                    dots: &[],
+                },
+            )?);
+            let samples = crate::npy::read(&dir.join(format!("reference_{model}.npy")))?;
+            let dots: Vec<(f64, f64)> = samples.data.chunks(2).map(|c| (c[0], c[1])).collect();
+            let title =
+                format!("{model}: final samples (reference ODE solution) on the data density");
+            written.extend(both(
+                &out.join(format!("samples_{model}")),
+                &Figure::Density {
+                    title,
+                    model: &m,
+                    paths: &[],
+                    dots: &dots,
+                },
+            )?);
+        }
+    }
+    Ok(written)
+}
