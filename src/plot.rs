@@ -6,6 +6,7 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::experiment::table::{self, Row};
 use crate::model::{self, GaussianMixture};
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
@@ -27,92 +28,139 @@ fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| Error::file(path, format!("plotting failed: {e}"))
 }
 
-/// Tick label on a log axis: only at 1, 2 and 5 × 10^k, in short form.
-fn log_tick(v: &f64) -> String {
+/// Tick label on a log axis in short form; on axes spanning several decades only at
+/// 1, 2 and 5 × 10^k, so labels never collide.
+fn log_tick(v: f64, sparse: bool) -> String {
     let exp = v.log10().floor();
     let mantissa = v / 10f64.powf(exp);
-    if ![1.0, 2.0, 5.0]
-        .iter()
-        .any(|m| (mantissa - m).abs() < 1e-6 * m)
+    if sparse
+        && ![1.0, 2.0, 5.0]
+            .iter()
+            .any(|m| (mantissa - m).abs() < 1e-6 * m)
     {
         return String::new();
     }
-    if (1e-2..1e4).contains(v) {
-        let s = format!("{:.2}", v);
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    if (1e-2..1e4).contains(&v) {
+        linear_tick(v)
     } else {
-        format!("{}e{}", mantissa.round(), exp)
+        format!("{}e{}", (mantissa * 10.0).round() / 10.0, exp)
     }
+}
+
+fn linear_tick(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
 /// A line series: label and (x, y) points.
 type Series = (String, Vec<(f64, f64)>);
 
-/// A log-log line chart with optional dashed reference slopes of orders 1–4.
-fn log_chart<DB: DrawingBackend>(
+type LogLog = Cartesian2d<LogCoord<f64>, LogCoord<f64>>;
+type LogLin = Cartesian2d<LogCoord<f64>, RangedCoordf64>;
+
+/// A chart with a log NFE axis and a log or linear y axis; with `slopes`, dashed
+/// reference lines of orders 1–4 through the top-left corner.
+fn line_chart<DB: DrawingBackend>(
     root: DrawingArea<DB, Shift>,
     title: &str,
     y_label: &str,
     series: &[Series],
     slopes: bool,
+    log_y: bool,
 ) -> std::result::Result<(), String>
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let pts = series
+    let keep = |p: &(f64, f64)| p.0 > 0.0 && p.1.is_finite() && (p.1 > 0.0 || !log_y);
+    let pts: Vec<(f64, f64)> = series
         .iter()
-        .flat_map(|s| s.1.iter())
-        .filter(|p| p.0 > 0.0 && p.1 > 0.0 && p.1.is_finite());
+        .flat_map(|s| s.1.iter().cloned())
+        .filter(keep)
+        .collect();
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in pts {
+    for &(x, y) in &pts {
         (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
     }
-    if x0 >= x1 || y0 >= y1 {
-        return Err("no positive finite points to plot".into());
+    if pts.is_empty() || x0 > x1 {
+        return Err("no plottable points".into());
     }
-    let mut chart = ChartBuilder::on(&root)
+    if x0 == x1 {
+        (x0, x1) = (x0 * 0.5, x1 * 2.0);
+    }
+    let mut builder = ChartBuilder::on(&root);
+    builder
         .caption(title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(45)
-        .y_label_area_size(70)
-        .build_cartesian_2d(
-            (x0 * 0.9..x1 * 1.1).log_scale(),
-            (y0 * 0.5..y1 * 2.0).log_scale(),
-        )
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("NFE")
-        .y_desc(y_label)
-        .x_label_formatter(&log_tick)
-        .y_label_formatter(&log_tick)
-        .light_line_style(WHITE.mix(0.0))
-        .label_style(("sans-serif", 14))
-        .axis_desc_style(("sans-serif", 16))
-        .draw()
-        .map_err(|e| e.to_string())?;
-    if slopes {
-        // Reference slopes through the top-left corner: error ∝ NFE^-p.
-        for p in 1..=4 {
-            let line: Vec<(f64, f64)> = (0..=20)
-                .map(|i| x0 * (x1 / x0).powf(i as f64 / 20.0))
-                .map(|x| (x, y1 * (x / x0).powf(-(p as f64))))
-                .filter(|&(_, y)| y >= y0 * 0.5)
-                .collect();
-            let style = ShapeStyle::from(&BLACK.mix(0.35)).stroke_width(1);
-            chart
-                .draw_series(DashedLineSeries::new(line, 6, 4, style))
-                .map_err(|e| e.to_string())?;
+        .y_label_area_size(70);
+    let xr = (x0 * 0.9..x1 * 1.1).log_scale();
+    if log_y {
+        if y0 == y1 {
+            (y0, y1) = (y0 * 0.5, y1 * 2.0);
         }
+        let mut chart: ChartContext<DB, LogLog> = builder
+            .build_cartesian_2d(xr, (y0 * 0.5..y1 * 2.0).log_scale())
+            .map_err(|e| e.to_string())?;
+        let sparse_y = (y1 / y0).log10() > 1.5;
+        chart
+            .configure_mesh()
+            .x_desc("NFE")
+            .y_desc(y_label)
+            .x_label_formatter(&|v| log_tick(*v, true))
+            .y_label_formatter(&|v| log_tick(*v, sparse_y))
+            .light_line_style(WHITE.mix(0.0))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        if slopes {
+            for p in 1..=4 {
+                let line: Vec<(f64, f64)> = (0..=20)
+                    .map(|i| x0 * (x1 / x0).powf(i as f64 / 20.0))
+                    .map(|x| (x, y1 * (x / x0).powf(-(p as f64))))
+                    .filter(|&(_, y)| y >= y0 * 0.5)
+                    .collect();
+                let style = ShapeStyle::from(&BLACK.mix(0.35)).stroke_width(1);
+                chart
+                    .draw_series(DashedLineSeries::new(line, 6, 4, style))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        draw_lines(&mut chart, series, &keep)?;
+    } else {
+        let pad = 0.1 * (y1 - y0).max(1e-9);
+        let mut chart: ChartContext<DB, LogLin> = builder
+            .build_cartesian_2d(xr, y0 - pad..y1 + pad)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("NFE")
+            .y_desc(y_label)
+            .x_label_formatter(&|v| log_tick(*v, true))
+            .y_label_formatter(&|v| linear_tick(*v))
+            .light_line_style(WHITE.mix(0.0))
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 16))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        draw_lines(&mut chart, series, &keep)?;
     }
+    root.present().map_err(|e| e.to_string())
+}
+
+/// Draws the series, with markers and a legend.
+fn draw_lines<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
+    chart: &mut ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, Y>>,
+    series: &[Series],
+    keep: &dyn Fn(&(f64, f64)) -> bool,
+) -> std::result::Result<(), String>
+where
+    DB::ErrorType: 'static,
+{
     for (i, (label, points)) in series.iter().enumerate() {
         let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = points
-            .iter()
-            .cloned()
-            .filter(|p| p.1 > 0.0 && p.1.is_finite())
-            .collect();
+        let pts: Vec<(f64, f64)> = points.iter().cloned().filter(|p| keep(p)).collect();
         chart
             .draw_series(LineSeries::new(
                 pts.clone(),
@@ -137,8 +185,7 @@ where
         .border_style(BLACK.mix(0.3))
         .position(SeriesLabelPosition::LowerLeft)
         .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// What one figure shows.
@@ -148,6 +195,7 @@ enum Figure<'a> {
         y_label: &'a str,
         series: &'a [Series],
         slopes: bool,
+        log_y: bool,
     },
     Density {
         title: String,
@@ -170,7 +218,8 @@ where
             y_label,
             series,
             slopes,
-        } => log_chart(root, title, y_label, series, *slopes),
+            log_y,
+        } => line_chart(root, title, y_label, series, *slopes, *log_y),
         Figure::Density {
             title,
             model,
@@ -375,10 +424,16 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
             } else {
                 (String::new(), String::new())
             };
-            for (metric, label, file, slopes) in [
-                ("error_rms", "RMS error to reference", "error", true),
-                ("frechet", "Fréchet distance to the data", "frechet", false),
-                ("nll", "NLL under the data density", "nll", false),
+            for (metric, label, file, slopes, log_y) in [
+                ("error_rms", "RMS error to reference", "error", true, true),
+                (
+                    "frechet",
+                    "Fréchet distance to the data",
+                    "frechet",
+                    false,
+                    true,
+                ),
+                ("nll", "NLL under the data density", "nll", false, false),
             ] {
                 let s = series(&rows, schedule, model, spacing, metric);
                 if s.is_empty() {
@@ -393,6 +448,7 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                         y_label: label,
                         series: &s,
                         slopes,
+                        log_y,
                     },
                 )?);
             }
@@ -406,6 +462,7 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                 y_label: "wall time (ms)",
                 series: &w,
                 slopes: false,
+                log_y: true,
             },
         )?);
         // 2-D models: trajectories and reference samples saved by the sweep.

@@ -8,10 +8,19 @@ use std::process::Command;
 const SPEC: &str = "name = \"slurm\"\nmodels = [\"ring2d\", \"gauss2d\"]\nspacings = [\"logsnr\", \"karras\"]\nnfe = [4, 8, 16]\nsamples = 300\nmetrics = [\"error\", \"frechet\"]\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"unipc\"\n";
 
 fn slurm_available() -> Result<(), String> {
-    let sinfo = Command::new("sinfo").args(["-h", "-o", "%T"]).output().map_err(|e| format!("no sinfo ({e})"))?;
+    let sinfo = Command::new("sinfo")
+        .args(["-h", "-o", "%T"])
+        .output()
+        .map_err(|e| format!("no sinfo ({e})"))?;
     let states = String::from_utf8_lossy(&sinfo.stdout).to_string();
-    if !sinfo.status.success() || !states.contains("idle") && !states.contains("mix") && !states.contains("alloc") {
-        return Err(format!("no reachable Slurm node (sinfo: {} {})", states.trim(), String::from_utf8_lossy(&sinfo.stderr).trim()));
+    if !sinfo.status.success()
+        || !states.contains("idle") && !states.contains("mix") && !states.contains("alloc")
+    {
+        return Err(format!(
+            "no reachable Slurm node (sinfo: {} {})",
+            states.trim(),
+            String::from_utf8_lossy(&sinfo.stderr).trim()
+        ));
     }
     Ok(())
 }
@@ -30,16 +39,35 @@ fn slurm_job_array_and_merge_equal_the_unsharded_sweep() {
     std::fs::write(&spec, SPEC).unwrap();
     let bin = env!("CARGO_BIN_EXE_pfode");
     let local = dir.path().join("local");
-    let o = Command::new(bin).args(["sweep", spec.to_str().unwrap(), "--out", local.to_str().unwrap(), "--quiet"]).output().unwrap();
+    let o = Command::new(bin)
+        .args([
+            "sweep",
+            spec.to_str().unwrap(),
+            "--out",
+            local.to_str().unwrap(),
+            "--quiet",
+        ])
+        .output()
+        .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let cluster = dir.path().join("cluster");
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/slurm-sweep.sh");
     let o = Command::new(script)
-        .args([spec.to_str().unwrap(), "3", cluster.to_str().unwrap(), "--wait"])
+        .args([
+            spec.to_str().unwrap(),
+            "3",
+            cluster.to_str().unwrap(),
+            "--wait",
+        ])
         .env("PFODE", bin)
         .output()
         .unwrap();
-    assert!(o.status.success(), "slurm-sweep.sh failed: {}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        o.status.success(),
+        "slurm-sweep.sh failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
     let strip = |p: &std::path::Path| {
         let (mut rows, _) = table::read(&p.join("results.csv")).unwrap();
         rows.iter_mut().for_each(|r| r.wall_ms = 0.0);
@@ -47,7 +75,13 @@ fn slurm_job_array_and_merge_equal_the_unsharded_sweep() {
     };
     // Three shards really ran, as three array tasks.
     for k in 0..3 {
-        assert!(cluster.join(format!("shard-{k}")).join("results.csv").exists(), "shard {k} missing");
+        assert!(
+            cluster
+                .join(format!("shard-{k}"))
+                .join("results.csv")
+                .exists(),
+            "shard {k} missing"
+        );
     }
     assert_eq!(strip(&cluster), strip(&local));
 }
