@@ -242,6 +242,43 @@ fn both(base: &Path, fig: &Figure) -> Result<Vec<PathBuf>> {
     Ok(vec![png, svg])
 }
 
+/// Marching squares: the segments where the field (on an `n × n` grid of nodes spaced `h`
+/// from `origin` in both axes, row-major in y) crosses `level`.
+fn contour_segments(
+    field: &[f64],
+    n: usize,
+    origin: f64,
+    h: f64,
+    level: f64,
+) -> Vec<((f64, f64), (f64, f64))> {
+    let at = |i: usize, j: usize| field[j * n + i];
+    let pos = |i: usize, j: usize| (origin + i as f64 * h, origin + j as f64 * h);
+    // The crossing point on the edge between two nodes.
+    let cross = |a: (usize, usize), b: (usize, usize)| {
+        let (va, vb) = (at(a.0, a.1), at(b.0, b.1));
+        let f = (level - va) / (vb - va);
+        let (pa, pb) = (pos(a.0, a.1), pos(b.0, b.1));
+        (pa.0 + f * (pb.0 - pa.0), pa.1 + f * (pb.1 - pa.1))
+    };
+    let mut out = Vec::new();
+    for j in 0..n - 1 {
+        for i in 0..n - 1 {
+            let corners = [(i, j), (i + 1, j), (i + 1, j + 1), (i, j + 1)];
+            let edges: Vec<(f64, f64)> = (0..4)
+                .filter_map(|e| {
+                    let (a, b) = (corners[e], corners[(e + 1) % 4]);
+                    ((at(a.0, a.1) >= level) != (at(b.0, b.1) >= level)).then(|| cross(a, b))
+                })
+                .collect();
+            // Two crossings: one segment; four (a saddle): pair them in order.
+            for pair in edges.chunks_exact(2) {
+                out.push((pair[0], pair[1]));
+            }
+        }
+    }
+    out
+}
+
 /// Mean of `metric` per (solver label, NFE) for one schedule, model and spacing.
 fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Series> {
     let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
@@ -362,6 +399,19 @@ where
             })
         }))
         .map_err(|e| e.to_string())?;
+    // Density contours at 5 %, 25 % and 60 % of the peak.
+    let density: Vec<f64> = logp.iter().map(|l| (l - max).exp()).collect();
+    for level in [0.05, 0.25, 0.6] {
+        let segments = contour_segments(&density, cells, -lim + h / 2.0, h, level);
+        chart
+            .draw_series(segments.into_iter().map(|seg| {
+                PathElement::new(
+                    vec![seg.0, seg.1],
+                    ShapeStyle::from(&RGBColor(170, 60, 20)).stroke_width(1),
+                )
+            }))
+            .map_err(|e| e.to_string())?;
+    }
     for (i, p) in paths.iter().enumerate() {
         let color = Palette99::pick(i).mix(0.8);
         chart

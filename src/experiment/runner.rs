@@ -219,7 +219,17 @@ fn first(b: &Batch, n: usize) -> Batch {
     }
 }
 
-/// Runs one combination and returns its rows (a divergent run records NaN and `diverged`).
+/// How a run ended.
+pub enum Outcome {
+    /// Samples and the NFE used.
+    Done(Batch, usize),
+    /// The model or the state went non-finite: recorded as `diverged = 1`, metrics NaN.
+    Diverged,
+    /// The NFE budget is below the solver's minimum: `diverged` and metrics are NaN.
+    Infeasible,
+}
+
+/// Runs one combination and returns its rows.
 fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Result<Vec<Row>> {
     let solver = Solver::build(&key.solver.name, &key.solver.options())?;
     let spacing: Spacing = key.spacing.parse()?;
@@ -228,7 +238,7 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
         rho: 7.0,
     };
     let start = Instant::now();
-    let (steps, result) = match steps_for_nfe(
+    let (steps, outcome) = match steps_for_nfe(
         &solver,
         schedule,
         &spacing,
@@ -238,22 +248,38 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
     ) {
         Ok(steps) => {
             let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
-            (
-                steps,
-                sample(&solver, &p.model, schedule, &grid, p.x_t.clone(), key.seed),
-            )
+            let outcome = match sample(&solver, &p.model, schedule, &grid, p.x_t.clone(), key.seed)
+            {
+                Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => Outcome::Done(out, nfe),
+                Ok(_) | Err(Error::NonFinite { .. }) => Outcome::Diverged,
+                Err(e) => return Err(e),
+            };
+            (steps, outcome)
         }
-        Err(e) => (0, Err(e)),
+        Err(Error::Invalid { field, .. }) if field == "--nfe" => (0, Outcome::Infeasible),
+        Err(e) => return Err(e),
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    let (out, nfe) = match result {
-        Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => (Some(out), nfe),
-        Ok(_) | Err(Error::NonFinite { .. }) => (None, key.nfe),
-        Err(e) => return Err(e),
+    rows(spec, p, key, steps, outcome, wall_ms)
+}
+
+/// The rows of one run: `diverged`, then every metric of the spec.
+fn rows(
+    spec: &Spec,
+    p: &Prepared,
+    key: &RunKey,
+    steps: usize,
+    outcome: Outcome,
+    wall_ms: f64,
+) -> Result<Vec<Row>> {
+    let (out, nfe, diverged) = match outcome {
+        Outcome::Done(out, nfe) => (Some(out), nfe, 0.0),
+        Outcome::Diverged => (None, key.nfe, 1.0),
+        Outcome::Infeasible => (None, 0, f64::NAN),
     };
     let names = metric_names(spec);
     let mut values = vec![f64::NAN; names.len()];
-    values[0] = if out.is_some() { 0.0 } else { 1.0 };
+    values[0] = diverged;
     if let Some(x) = &out {
         let mut k = 1;
         for m in &spec.metrics {
@@ -596,18 +622,55 @@ pub fn merge(dirs: &[PathBuf], out: &Path) -> Result<usize> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
+    fn tiny_spec() -> Spec {
+        toml::from_str("name = \"t\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [4]\nsamples = 50\n[[solvers]]\nname = \"ddim\"\n").unwrap()
+    }
+
+    fn prepared() -> Prepared {
+        let model = crate::model::builtin("ring2d").unwrap();
+        let x_t = draw_noise(50, 2, 0);
+        let exact = model.sample(50, 1);
+        Prepared {
+            reference: exact.clone(),
+            bandwidth: median_bandwidth(&exact),
+            model,
+            x_t,
+            exact,
+        }
+    }
+
+    #[test]
+    fn a_diverged_run_records_nan_metrics_and_the_flag_instead_of_failing() {
+        let spec = tiny_spec();
+        let key = enumerate(&spec).remove(0);
+        let p = prepared();
+        let names = metric_names(&spec);
+        let bad = rows(&spec, &p, &key, 4, Outcome::Diverged, 1.0).unwrap();
+        assert_eq!(bad.len(), names.len());
+        assert_eq!((bad[0].metric.as_str(), bad[0].value), ("diverged", 1.0));
+        assert!(bad[1..].iter().all(|r| r.value.is_nan()));
+        let none = rows(&spec, &p, &key, 0, Outcome::Infeasible, 0.0).unwrap();
+        assert!(none.iter().all(|r| r.value.is_nan()) && none[0].nfe == 0);
+        let good = rows(&spec, &p, &key, 4, Outcome::Done(p.exact.clone(), 4), 1.0).unwrap();
+        assert_eq!(good[0].value, 0.0);
+        let rms = good.iter().find(|r| r.metric == "error_rms").unwrap().value;
+        assert_eq!(rms, 0.0, "samples equal to the reference have zero error");
+    }
+
     #[test]
     fn utc_date_formats_known_instants() {
-        assert_eq!(super::utc_date(0), "1970-01-01T00:00:00Z");
-        assert_eq!(super::utc_date(1_764_111_600), "2025-11-25T23:00:00Z");
-        assert_eq!(super::utc_date(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc_date(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc_date(1_764_111_600), "2025-11-25T23:00:00Z");
+        assert_eq!(utc_date(951_782_400), "2000-02-29T00:00:00Z");
     }
 
     #[test]
     fn shard_syntax_is_checked() {
-        assert_eq!(super::parse_shard("2/5").unwrap(), (2, 5));
+        assert_eq!(parse_shard("2/5").unwrap(), (2, 5));
         for bad in ["5/5", "1/0", "a/2", "3"] {
-            assert!(super::parse_shard(bad).is_err(), "{bad}");
+            assert!(parse_shard(bad).is_err(), "{bad}");
         }
     }
 }
