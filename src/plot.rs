@@ -279,27 +279,20 @@ fn contour_segments(
     out
 }
 
-/// Mean of `metric` per (solver label, NFE) for one schedule, model and spacing.
-fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Series> {
+/// Mean of `value(row)` per (`label(row)`, NFE) over the selected rows.
+fn mean_series<'a>(
+    rows: impl Iterator<Item = &'a Row>,
+    label: impl Fn(&Row) -> String,
+    value: impl Fn(&Row) -> f64,
+) -> Vec<Series> {
     let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
-    for r in rows.iter().filter(|r| {
-        r.schedule == schedule
-            && r.model == model
-            && r.spacing == spacing
-            && r.metric == metric
-            && r.value.is_finite()
-    }) {
-        let label = if r.options == "{}" {
-            r.solver.clone()
-        } else {
-            format!("{} {}", r.solver, r.options)
-        };
+    for r in rows {
         let e = acc
-            .entry(label)
+            .entry(label(r))
             .or_default()
             .entry(r.nfe)
             .or_insert((0.0, 0));
-        e.0 += r.value;
+        e.0 += value(r);
         e.1 += 1;
     }
     acc.into_iter()
@@ -314,30 +307,33 @@ fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str
         .collect()
 }
 
+/// Mean of `metric` per (solver label, NFE) for one schedule, model and spacing.
+fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Series> {
+    let selected = rows.iter().filter(|r| {
+        r.schedule == schedule
+            && r.model == model
+            && r.spacing == spacing
+            && r.metric == metric
+            && r.value.is_finite()
+    });
+    let label = |r: &Row| {
+        if r.options == "{}" {
+            r.solver.clone()
+        } else {
+            format!("{} {}", r.solver, r.options)
+        }
+    };
+    mean_series(selected, label, |r| r.value)
+}
+
+/// Mean wall time per run, per solver and NFE (one row per run: its `diverged` row).
 fn wall_series(rows: &[Row], model: &str) -> Vec<Series> {
-    let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
-    for r in rows
-        .iter()
-        .filter(|r| r.model == model && r.metric == "diverged")
-    {
-        let e = acc
-            .entry(r.solver.clone())
-            .or_default()
-            .entry(r.nfe)
-            .or_insert((0.0, 0));
-        e.0 += r.wall_ms;
-        e.1 += 1;
-    }
-    acc.into_iter()
-        .map(|(l, m)| {
-            (
-                l,
-                m.into_iter()
-                    .map(|(n, (s, c))| (n as f64, s / c as f64))
-                    .collect(),
-            )
-        })
-        .collect()
+    mean_series(
+        rows.iter()
+            .filter(|r| r.model == model && r.metric == "diverged"),
+        |r| r.solver.clone(),
+        |r| r.wall_ms,
+    )
 }
 
 /// Density heat map of a 2-D mixture with trajectories or samples on top.

@@ -127,6 +127,9 @@ fn euler_maruyama_has_strong_order_one_with_additive_noise() {
         .map(|&n| em_run(&g, &schedule, &x_t, n, 9).rms_distance(&reference))
         .collect();
     let order = fitted_order(&SDE_STEPS, &errors);
+    println!(
+        "Euler–Maruyama strong order {order:.3} on {SDE_STEPS:?} steps, RMS errors {errors:?}"
+    );
     assert!(
         (order - 1.0).abs() <= 0.15,
         "strong order {order:.3}, errors {errors:?}"
@@ -175,6 +178,7 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
         ev.push((v - v_ref).abs());
     }
     let (om, ov) = (fitted_order(&steps, &em), fitted_order(&steps, &ev));
+    println!("Euler–Maruyama weak order: mean {om:.3}, variance {ov:.3}");
     assert!(
         (om - 1.0).abs() <= 0.2,
         "mean: weak order {om:.3}, errors {em:?}"
