@@ -6,7 +6,7 @@ use crate::check;
 use crate::cli::{CheckCommand, Cli, Command, DemoArgs, SampleArgs};
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
-use crate::model::{self, Counted, GaussianMixture, ScoreModel};
+use crate::model::{self, Counted};
 use crate::noise::{self, Purpose};
 use crate::npy::{self, Dtype};
 use crate::solver::{self, Ctx, Precision, Solver};
@@ -214,7 +214,8 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         }
     }
     let schedule = args.schedule.build()?;
-    let model: GaussianMixture = model::resolve(&args.model)?;
+    let model = model::load(&args.model)?;
+    let model = model.as_ref();
     let solver = Solver::build(&args.solver, &args.solver_options())?;
     let spacing = args.spacing(&schedule)?;
     let steps = match (args.nfe, solver.is_adaptive()) {
@@ -252,7 +253,7 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         x_t.round_to_f32();
     }
 
-    let counted = Counted::new(&model, args.dtype == Precision::F32);
+    let counted = Counted::new(model, args.dtype == Precision::F32);
     let ctx = Ctx::new(&counted, &schedule, &grid, args.seed);
     let start = Instant::now();
     let out = solver.run(&ctx, x_t, args.dtype)?;
@@ -339,7 +340,8 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
         ));
     }
     let schedule = args.schedule.build()?;
-    let model = model::resolve(&args.model)?;
+    let model = model::load(&args.model)?;
+    let model = model.as_ref();
     let settings = Settings {
         rtol: args.rtol,
         atol: args.atol,
@@ -352,27 +354,27 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
     let start = Instant::now();
     let (out, traj, stats) = match &times {
         Some(ts) => {
-            let (states, st) = rf::trajectory(&model, &schedule, &x_t, t_start, ts, &settings)?;
+            let (states, st) = rf::trajectory(model, &schedule, &x_t, t_start, ts, &settings)?;
             let (fin, st2) = match ts.last() {
                 Some(0.0) => (
                     states.last().unwrap().clone(),
                     crate::reference::Stats::default(),
                 ),
                 Some(&last) => rf::solve(
-                    &model,
+                    model,
                     &schedule,
                     states.last().unwrap(),
                     last,
                     0.0,
                     &settings,
                 )?,
-                None => rf::solve(&model, &schedule, &x_t, t_start, 0.0, &settings)?,
+                None => rf::solve(model, &schedule, &x_t, t_start, 0.0, &settings)?,
             };
             let st = st + st2;
             (fin, Some(states), st)
         }
         None => {
-            let (fin, st) = rf::solve(&model, &schedule, &x_t, t_start, 0.0, &settings)?;
+            let (fin, st) = rf::solve(model, &schedule, &x_t, t_start, 0.0, &settings)?;
             (fin, None, st)
         }
     };

@@ -3,6 +3,7 @@
 
 mod counted;
 mod mixture;
+pub mod mlp;
 
 pub use counted::Counted;
 pub use mixture::{builtin, resolve, GaussianMixture, BUILTINS};
@@ -78,6 +79,15 @@ pub trait ScoreModel: Send + Sync {
     fn score(&self, x: &Batch, level: &Level) -> Result<Batch> {
         Ok(score_from_eps(&self.eps(x, level)?, level))
     }
+}
+
+/// Any model from a `--model` argument: a learned checkpoint (`.safetensors`, with its
+/// `.json`), a mixture JSON file, or a built-in name.
+pub fn load(spec: &str) -> Result<Box<dyn ScoreModel>> {
+    if spec.ends_with(".safetensors") {
+        return Ok(Box::new(mlp::Mlp::load(std::path::Path::new(spec))?));
+    }
+    Ok(Box::new(resolve(spec)?))
 }
 
 /// A model that predicts ε̂ = 0 everywhere: free to evaluate, used to count the NFE a

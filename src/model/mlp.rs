@@ -1,0 +1,366 @@
+//! The reference learned score network: an MLP on `[x, emb(t)]` with SiLU, in candle (f32).
+//!
+//! `emb(t)` is a 32-d sinusoidal embedding of the model time (16 sin + 16 cos, frequencies
+//! `exp(-ln(10000) k/16)`, as in Ho et al. 2020 / Vaswani et al. 2017). The embedding is
+//! the same for every row at a step, so its contribution to the first layer is folded into
+//! a per-step bias instead of a concatenation.
+//!
+//! A checkpoint is `NAME.safetensors` (tensors `l{i}.weight` `[out, in]`, `l{i}.bias`) plus
+//! `NAME.json` (architecture, prediction, training schedule, data, training settings).
+//! The model is conditioned on its noise level: at sampling time the level's λ is mapped
+//! to the training schedule's time, so sampling under another schedule stays consistent.
+
+use super::{Level, ScoreModel};
+use crate::batch::Batch;
+use crate::error::{Error, Result};
+use crate::noise::{self, Purpose};
+use crate::schedule::Schedule;
+use candle_core::{DType, Device, Tensor};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::Path;
+
+/// Dimension of the time embedding.
+pub const TIME_EMBEDDING: usize = 32;
+
+/// What the network predicts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Prediction {
+    Eps,
+    X0,
+    V,
+}
+
+/// Architecture and provenance, stored next to the weights.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    pub dim: usize,
+    pub width: usize,
+    pub depth: usize,
+    pub prediction: Prediction,
+    /// Training schedule (`--schedule` name; discrete ones with T = 1000).
+    pub schedule: String,
+    /// Free-form provenance: data set, steps, seed, final loss…
+    #[serde(default)]
+    pub training: serde_json::Value,
+}
+
+/// The MLP with its weights.
+#[derive(Debug)]
+pub struct Mlp {
+    pub config: MlpConfig,
+    schedule: Schedule,
+    /// `(weight [out, in], bias [out])` per layer.
+    layers: Vec<(Tensor, Tensor)>,
+}
+
+fn candle(e: candle_core::Error) -> Error {
+    Error::invalid("model", format!("candle: {e}"))
+}
+
+impl Mlp {
+    /// A freshly initialised network (PyTorch's default: U(±1/sqrt(fan_in))) from `seed`.
+    pub fn new(config: MlpConfig, seed: u64) -> Result<Self> {
+        if config.dim == 0 || config.width == 0 || config.depth == 0 {
+            return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
+        }
+        let schedule = crate::experiment::runner::schedule_named(&config.schedule)?;
+        let mut rng = noise::rng(seed, Purpose::Other, 77);
+        let mut layers = Vec::new();
+        for (fan_in, fan_out) in Self::shapes(&config) {
+            let bound = 1.0 / (fan_in as f32).sqrt();
+            let w: Vec<f32> = (0..fan_in * fan_out)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect();
+            let b: Vec<f32> = (0..fan_out)
+                .map(|_| rng.random_range(-bound..bound))
+                .collect();
+            layers.push((
+                Tensor::from_vec(w, (fan_out, fan_in), &Device::Cpu).map_err(candle)?,
+                Tensor::from_vec(b, fan_out, &Device::Cpu).map_err(candle)?,
+            ));
+        }
+        Ok(Mlp {
+            config,
+            schedule,
+            layers,
+        })
+    }
+
+    /// `(fan_in, fan_out)` of each layer.
+    fn shapes(c: &MlpConfig) -> Vec<(usize, usize)> {
+        let mut v = vec![(c.dim + TIME_EMBEDDING, c.width)];
+        v.extend((1..c.depth).map(|_| (c.width, c.width)));
+        v.push((c.width, c.dim));
+        v
+    }
+
+    /// The layers' tensors by checkpoint name.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        let mut m = HashMap::new();
+        for (i, (w, b)) in self.layers.iter().enumerate() {
+            m.insert(format!("l{i}.weight"), w.clone());
+            m.insert(format!("l{i}.bias"), b.clone());
+        }
+        m
+    }
+
+    /// Replaces the weights (same shapes), e.g. with trained or averaged ones.
+    pub fn set_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
+        for (i, (w, b)) in self.layers.iter_mut().enumerate() {
+            *w = tensors[&format!("l{i}.weight")].clone();
+            *b = tensors[&format!("l{i}.bias")].clone();
+        }
+        Ok(())
+    }
+
+    /// Writes `path` (.safetensors) and its `.json` sidecar, atomically.
+    pub fn save(&self, path: &Path) -> Result<()> {
+        if path.extension().is_none_or(|e| e != "safetensors") {
+            return Err(Error::invalid(
+                "--out",
+                format!("expected a .safetensors path, got {}", path.display()),
+            ));
+        }
+        let tmp = path.with_extension("safetensors.tmp");
+        candle_core::safetensors::save(&self.tensors(), &tmp)
+            .map_err(|e| Error::file(&tmp, e.to_string()))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        let json = serde_json::to_string_pretty(&self.config).expect("config serialises");
+        crate::io::write_atomic(&path.with_extension("json"), json.as_bytes())
+    }
+
+    /// Loads a checkpoint, checking every tensor's presence, dtype and shape.
+    pub fn load(path: &Path) -> Result<Self> {
+        let config: MlpConfig = crate::io::read_json(&path.with_extension("json"))?;
+        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))?;
+        let mut mlp = Mlp::new(config, 0)
+            .map_err(|e| Error::file(&path.with_extension("json"), e.to_string()))?;
+        for (i, (fan_in, fan_out)) in Self::shapes(&mlp.config).into_iter().enumerate() {
+            for (name, shape) in [
+                (format!("l{i}.weight"), vec![fan_out, fan_in]),
+                (format!("l{i}.bias"), vec![fan_out]),
+            ] {
+                let t = tensors.get(&name).ok_or_else(|| {
+                    Error::file(
+                        path,
+                        format!("missing tensor '{name}' (expected shape {shape:?})"),
+                    )
+                })?;
+                if t.dtype() != DType::F32 {
+                    return Err(Error::file(
+                        path,
+                        format!("tensor '{name}' has dtype {:?}, expected f32", t.dtype()),
+                    ));
+                }
+                if t.dims() != shape.as_slice() {
+                    return Err(Error::file(
+                        path,
+                        format!(
+                            "tensor '{name}' has shape {:?}, expected {shape:?}",
+                            t.dims()
+                        ),
+                    ));
+                }
+            }
+        }
+        mlp.set_tensors(&tensors)?;
+        Ok(mlp)
+    }
+
+    /// The model time of the training schedule at the noise level of `level`.
+    pub fn model_time(&self, level: &Level) -> f64 {
+        let lambda = (level.alpha / level.sigma).ln();
+        let t = self.schedule.t_of_lambda(lambda);
+        self.schedule.model_time(t)
+    }
+
+    /// The sinusoidal embedding of model time `t`.
+    pub fn embedding(t: f64) -> Vec<f32> {
+        let half = TIME_EMBEDDING / 2;
+        let freqs = (0..half).map(|k| (-(10000f64.ln()) * k as f64 / half as f64).exp());
+        let (sin, cos): (Vec<f32>, Vec<f32>) = freqs
+            .map(|w| ((t * w).sin() as f32, (t * w).cos() as f32))
+            .unzip();
+        [sin, cos].concat()
+    }
+
+    /// The raw network output for rows `x` (f32 `[n, dim]`) at model time `t`.
+    pub fn forward(&self, x: &Tensor, t: f64) -> std::result::Result<Tensor, candle_core::Error> {
+        let d = self.config.dim;
+        let emb = Tensor::from_vec(Self::embedding(t), (TIME_EMBEDDING, 1), &Device::Cpu)?;
+        let (w0, b0) = &self.layers[0];
+        // First layer: W_x x + (W_t emb + b), the bracket shared by the whole batch.
+        let step_bias = (w0.narrow(1, d, TIME_EMBEDDING)?.matmul(&emb)?.squeeze(1)? + b0)?;
+        let mut h = x
+            .matmul(&w0.narrow(1, 0, d)?.t()?)?
+            .broadcast_add(&step_bias)?;
+        h = candle_nn::ops::silu(&h)?;
+        let last = self.layers.len() - 1;
+        for (i, (w, b)) in self.layers.iter().enumerate().skip(1) {
+            h = h.matmul(&w.t()?)?.broadcast_add(b)?;
+            if i < last {
+                h = candle_nn::ops::silu(&h)?;
+            }
+        }
+        Ok(h)
+    }
+}
+
+impl ScoreModel for Mlp {
+    fn dim(&self) -> usize {
+        self.config.dim
+    }
+
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"kind": "mlp", "config": self.config})
+    }
+
+    fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
+        if x.d != self.config.dim {
+            return Err(Error::invalid(
+                "x",
+                format!("model has dimension {}, input has {}", self.config.dim, x.d),
+            ));
+        }
+        let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
+        let xt = Tensor::from_vec(xs, (x.n, x.d), &Device::Cpu).map_err(candle)?;
+        let y = self.forward(&xt, self.model_time(level)).map_err(candle)?;
+        let y: Vec<f32> = y.flatten_all().and_then(|t| t.to_vec1()).map_err(candle)?;
+        let (a, s) = (level.alpha, level.sigma);
+        for ((o, &xv), &yv) in out.iter_mut().zip(&x.data).zip(&y) {
+            let yv = yv as f64;
+            *o = match self.config.prediction {
+                Prediction::Eps => yv,
+                Prediction::X0 => (xv - a * yv) / s,
+                Prediction::V => s * xv + a * yv,
+            };
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(prediction: Prediction) -> MlpConfig {
+        MlpConfig {
+            dim: 2,
+            width: 16,
+            depth: 2,
+            prediction,
+            schedule: "linear".into(),
+            training: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn save_then_load_gives_identical_outputs_and_bad_checkpoints_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = Mlp::new(config(Prediction::Eps), 3).unwrap();
+        let path = dir.path().join("m.safetensors");
+        m.save(&path).unwrap();
+        let back = Mlp::load(&path).unwrap();
+        let x = crate::run::draw_noise(7, 2, 1);
+        let level = Level {
+            t: 0.4,
+            alpha: 0.8,
+            sigma: 0.6,
+        };
+        assert_eq!(m.eps(&x, &level).unwrap(), back.eps(&x, &level).unwrap());
+        // Same seed, same weights; another seed, other weights.
+        assert_eq!(
+            Mlp::new(config(Prediction::Eps), 3)
+                .unwrap()
+                .eps(&x, &level)
+                .unwrap(),
+            m.eps(&x, &level).unwrap()
+        );
+        assert_ne!(
+            Mlp::new(config(Prediction::Eps), 4)
+                .unwrap()
+                .eps(&x, &level)
+                .unwrap(),
+            m.eps(&x, &level).unwrap()
+        );
+        // Wrong shape (a wider net's tensors), wrong dtype, missing tensor, not safetensors.
+        let mut wide = config(Prediction::Eps);
+        wide.width = 8;
+        let other = Mlp::new(wide, 1).unwrap();
+        candle_core::safetensors::save(&other.tensors(), &path).unwrap();
+        assert!(Mlp::load(&path).unwrap_err().to_string().contains("shape"));
+        let mut t = m.tensors();
+        t.insert("l0.bias".into(), t["l0.bias"].to_dtype(DType::F64).unwrap());
+        candle_core::safetensors::save(&t, &path).unwrap();
+        assert!(Mlp::load(&path).unwrap_err().to_string().contains("dtype"));
+        let mut t = m.tensors();
+        t.remove("l1.weight");
+        candle_core::safetensors::save(&t, &path).unwrap();
+        assert!(Mlp::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("missing tensor 'l1.weight'"));
+        std::fs::write(&path, b"not a checkpoint").unwrap();
+        assert!(Mlp::load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("safetensors"));
+    }
+
+    #[test]
+    fn predictions_convert_to_the_same_noise_prediction() {
+        // A net predicting x0 = x/a - (s/a)ε̂ would give back ε̂: check the algebra on outputs.
+        let level = Level {
+            t: 0.4,
+            alpha: 0.8,
+            sigma: 0.6,
+        };
+        let x = crate::run::draw_noise(5, 2, 2);
+        let m_eps = Mlp::new(config(Prediction::Eps), 9).unwrap();
+        let eps = m_eps.eps(&x, &level).unwrap();
+        let xt = Tensor::from_vec(
+            x.data.iter().map(|&v| v as f32).collect::<Vec<_>>(),
+            (5, 2),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let raw: Vec<f32> = m_eps
+            .forward(&xt, m_eps.model_time(&level))
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert!(eps
+            .data
+            .iter()
+            .zip(&raw)
+            .all(|(e, r)| (e - *r as f64).abs() < 1e-12));
+        let m_v = Mlp {
+            config: config(Prediction::V),
+            schedule: Schedule::ddpm_linear(),
+            layers: m_eps.layers.clone(),
+        };
+        let from_v = m_v.eps(&x, &level).unwrap();
+        for ((e, xv), r) in from_v.data.iter().zip(&x.data).zip(&raw) {
+            assert!((e - (0.6 * xv + 0.8 * *r as f64)).abs() < 1e-12);
+        }
+    }
+
+    #[test]
+    fn model_time_follows_the_noise_level_not_the_sampling_schedule() {
+        let m = Mlp::new(config(Prediction::Eps), 1).unwrap();
+        let train = Schedule::ddpm_linear();
+        // At training index 499 (t = 0.5) the model sees time 499, whichever schedule asks.
+        let level = Level::at(&train, 0.5);
+        assert!((m.model_time(&level) - 499.0).abs() < 1e-6);
+        let other = Schedule::vp_cosine();
+        let t = other.t_of_lambda(train.lambda(0.5));
+        assert!((m.model_time(&Level::at(&other, t)) - 499.0).abs() < 1e-6);
+    }
+}
