@@ -42,6 +42,8 @@ pub enum Command {
     Orders(OrdersArgs),
     /// Draw the plots of a results folder into DIR/plots (PNG and SVG).
     Plot(OrdersArgs),
+    /// Train the reference MLP score model by denoising score matching.
+    Train(TrainArgs),
 }
 
 /// Identity checks.
@@ -321,6 +323,53 @@ pub struct MergeArgs {
     /// Merged results folder.
     #[arg(long)]
     pub out: PathBuf,
+}
+
+/// Arguments of `pfode train`.
+#[derive(Args, Debug, Clone)]
+pub struct TrainArgs {
+    /// Data: ring2d, gauss2d, mix16d, swissroll, moons, checkerboard, a mixture .json or an [N, D] .npy.
+    #[arg(long)]
+    pub data: String,
+    /// Output checkpoint (.safetensors; the .json config, .loss.csv and .loss.png go next to it).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Optimiser steps.
+    #[arg(long, default_value_t = 5000)]
+    pub steps: usize,
+    /// Batch size.
+    #[arg(long, default_value_t = 512)]
+    pub batch: usize,
+    /// Peak learning rate (AdamW).
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Linear warm-up steps before the cosine decay.
+    #[arg(long, default_value_t = 100)]
+    pub warmup: usize,
+    /// EMA decay of the saved weights.
+    #[arg(long, default_value_t = 0.999)]
+    pub ema: f64,
+    /// Seed of the initial weights and of every batch.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Training schedule.
+    #[arg(long, default_value = "linear")]
+    pub schedule: String,
+    /// Hidden width.
+    #[arg(long, default_value_t = 256)]
+    pub width: usize,
+    /// Hidden layers.
+    #[arg(long, default_value_t = 3)]
+    pub depth: usize,
+    /// What the network predicts.
+    #[arg(long, value_enum, default_value_t = crate::model::mlp::Prediction::Eps)]
+    pub prediction: crate::model::mlp::Prediction,
+    /// Continue from the checkpoint at --out (fresh optimiser state).
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
 }
 
 /// Arguments of `pfode orders`.

@@ -551,3 +551,58 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     Ok(written)
 }
+
+/// The training loss curve against step, PNG only (y clipped at 10× the lowest loss).
+pub fn loss_plot(losses: &[f64], path: &Path) -> Result<()> {
+    register_font();
+    let draw = || -> std::result::Result<(), String> {
+        let root = BitMapBackend::new(path, (900, 560)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let (lo, hi) = losses
+            .iter()
+            .filter(|l| l.is_finite() && **l > 0.0)
+            .fold((f64::MAX, f64::MIN), |(a, b), &l| (a.min(l), b.max(l)));
+        if lo > hi {
+            return Err("no positive losses".into());
+        }
+        let mut chart = ChartBuilder::on(&root)
+            .caption("training loss", ("sans-serif", 22))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(70)
+            .build_cartesian_2d(0.0..losses.len() as f64, 0.0..hi.min(10.0 * lo) * 1.05)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("loss")
+            .y_label_formatter(&|v| linear_tick(*v))
+            .label_style(("sans-serif", 14))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        chart
+            .draw_series(LineSeries::new(
+                losses.iter().enumerate().map(|(i, &l)| (i as f64, l)),
+                BLUE.mix(0.3),
+            ))
+            .map_err(|e| e.to_string())?;
+        // A running mean over 100 steps, so the trend is visible through the noise.
+        let window = 100.min(losses.len());
+        let smooth: Vec<(f64, f64)> = (window..=losses.len())
+            .map(|i| {
+                (
+                    i as f64,
+                    losses[i - window..i].iter().sum::<f64>() / window as f64,
+                )
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(
+                smooth,
+                ShapeStyle::from(&RED).stroke_width(2),
+            ))
+            .map_err(|e| e.to_string())?;
+        root.present().map_err(|e| e.to_string())
+    };
+    draw().map_err(plot_err(path))
+}

@@ -91,6 +91,46 @@ pub fn main(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Train(args) => {
+            use crate::model::{mlp::Mlp, train};
+            let c = train::TrainConfig {
+                data: args.data.clone(),
+                steps: args.steps,
+                batch: args.batch,
+                lr: args.lr,
+                warmup: args.warmup.min(args.steps.saturating_sub(1)),
+                ema: args.ema,
+                seed: args.seed,
+                schedule: args.schedule.clone(),
+                width: args.width,
+                depth: args.depth,
+                prediction: args.prediction,
+            };
+            if args.out.extension().is_none_or(|e| e != "safetensors") {
+                return Err(Error::invalid(
+                    "--out",
+                    format!("expected a .safetensors path, got {}", args.out.display()),
+                ));
+            }
+            let start = if args.resume {
+                Some(Mlp::load(&args.out)?)
+            } else {
+                None
+            };
+            let (_, report) = train::train(&c, &args.out, start, args.quiet)?;
+            crate::plot::loss_plot(&report.losses, &args.out.with_extension("loss.png"))?;
+            let tail = &report.losses[report.losses.len().saturating_sub(100)..];
+            println!(
+                "trained {} steps in {:.1} s: loss {:.4} -> {:.4} (mean of the last {}); wrote {}",
+                c.steps,
+                report.wall_s,
+                report.losses[0],
+                tail.iter().sum::<f64>() / tail.len() as f64,
+                tail.len(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Plot(args) => {
             let files = crate::plot::plot(&args.dir)?;
             println!(

@@ -211,6 +211,39 @@ impl Mlp {
     }
 }
 
+impl Mlp {
+    /// The network on rows with their own model times (training): `emb` is `[n, 32]`.
+    pub fn forward_rows(
+        layers: &[(Tensor, Tensor)],
+        dim: usize,
+        x: &Tensor,
+        emb: &Tensor,
+    ) -> std::result::Result<Tensor, candle_core::Error> {
+        let (w0, b0) = &layers[0];
+        let first = (x.matmul(&w0.narrow(1, 0, dim)?.t()?)?
+            + emb.matmul(&w0.narrow(1, dim, TIME_EMBEDDING)?.t()?)?)?;
+        let mut h = candle_nn::ops::silu(&first.broadcast_add(b0)?)?;
+        let last = layers.len() - 1;
+        for (i, (w, b)) in layers.iter().enumerate().skip(1) {
+            h = h.matmul(&w.t()?)?.broadcast_add(b)?;
+            if i < last {
+                h = candle_nn::ops::silu(&h)?;
+            }
+        }
+        Ok(h)
+    }
+
+    /// The weights as `(weight, bias)` per layer.
+    pub fn layers(&self) -> &[(Tensor, Tensor)] {
+        &self.layers
+    }
+
+    /// The training schedule.
+    pub fn schedule(&self) -> &Schedule {
+        &self.schedule
+    }
+}
+
 impl ScoreModel for Mlp {
     fn dim(&self) -> usize {
         self.config.dim

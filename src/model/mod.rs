@@ -4,6 +4,7 @@
 mod counted;
 mod mixture;
 pub mod mlp;
+pub mod train;
 
 pub use counted::Counted;
 pub use mixture::{builtin, resolve, GaussianMixture, BUILTINS};

@@ -1,0 +1,67 @@
+//! The committed ring2d checkpoint (models/ring2d.safetensors, trained by
+//! `pfode train --data ring2d --out models/ring2d.safetensors`): its noise prediction is
+//! close to the exact mixture's, and DDIM samples from it cover the modes in proportion.
+
+use pfode::grid::{GridOptions, Spacing, TimeGrid};
+use pfode::metrics::mode_fractions;
+use pfode::model::mlp::Mlp;
+use pfode::model::{builtin, Level, ScoreModel};
+use pfode::run::draw_noise;
+use pfode::schedule::Schedule;
+use pfode::solver::{sample, Solver, SolverOptions};
+
+fn checkpoint() -> Mlp {
+    Mlp::load(std::path::Path::new(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/ring2d.safetensors"
+    )))
+    .unwrap()
+}
+
+#[test]
+fn learned_ring2d_noise_prediction_is_close_to_the_exact_one() {
+    let (net, exact, s) = (
+        checkpoint(),
+        builtin("ring2d").unwrap(),
+        Schedule::ddpm_linear(),
+    );
+    let mut report = Vec::new();
+    let mut total = 0.0;
+    let times = [0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 0.9];
+    for (k, &t) in times.iter().enumerate() {
+        // Points from p_t itself: x_t = a x0 + s ε.
+        let l = Level::at(&s, t);
+        let x0 = exact.sample(2000, 10 + k as u64);
+        let z = draw_noise(2000, 2, 20 + k as u64);
+        let xt = x0.zip_map(&z, |x, e| l.alpha * x + l.sigma * e);
+        let gap = net
+            .eps(&xt, &l)
+            .unwrap()
+            .rms_distance(&exact.eps(&xt, &l).unwrap())
+            / 2f64.sqrt();
+        report.push(format!("t={t}: {gap:.3}"));
+        total += gap / times.len() as f64;
+    }
+    println!(
+        "RMS gap per coordinate between learned and exact ε̂: {} (mean {total:.3})",
+        report.join(", ")
+    );
+    assert!(total < 0.25, "{report:?}");
+}
+
+#[test]
+fn ddim_samples_of_the_learned_model_cover_the_modes_within_two_points() {
+    let (net, exact, s) = (
+        checkpoint(),
+        builtin("ring2d").unwrap(),
+        Schedule::ddpm_linear(),
+    );
+    let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(100), GridOptions::default()).unwrap();
+    let ddim = Solver::build("ddim", &SolverOptions::default()).unwrap();
+    let (x, nfe) = sample(&ddim, &net, &s, &grid, draw_noise(8000, 2, 1), 0).unwrap();
+    assert_eq!(nfe, 100);
+    let fr = mode_fractions(&exact, &x);
+    let gap = fr.iter().map(|f| (f - 0.125).abs()).fold(0.0, f64::max);
+    println!("mode fractions {fr:.3?}, max gap {gap:.4}");
+    assert!(gap < 0.02, "{fr:?}");
+}
