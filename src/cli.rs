@@ -44,6 +44,9 @@ pub enum Command {
     Plot(OrdersArgs),
     /// Train the reference MLP score model by denoising score matching.
     Train(TrainArgs),
+    /// Split a learned model's sampling error into discretisation and network parts, on a
+    /// data set whose exact model is known.
+    Decompose(DecomposeArgs),
 }
 
 /// Identity checks.
@@ -367,9 +370,38 @@ pub struct TrainArgs {
     /// Continue from the checkpoint at --out (fresh optimiser state).
     #[arg(long)]
     pub resume: bool,
+    /// Where to train (cuda needs a build with `--features cuda`).
+    #[arg(long, value_enum, default_value_t = crate::model::mlp::DeviceChoice::Cpu)]
+    pub device: crate::model::mlp::DeviceChoice,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Arguments of `pfode decompose`.
+#[derive(Args, Debug, Clone)]
+pub struct DecomposeArgs {
+    /// Learned checkpoint (.safetensors).
+    #[arg(long)]
+    pub model: String,
+    /// The exact model of the same data (built-in name or mixture JSON).
+    #[arg(long, default_value = "ring2d")]
+    pub exact: String,
+    /// Solver.
+    #[arg(long, default_value = "ddim")]
+    pub solver: String,
+    /// Model-evaluation budgets to report.
+    #[arg(long, num_args = 1.., default_values_t = vec![10, 20, 50, 100])]
+    pub nfe: Vec<usize>,
+    /// Step spacing.
+    #[arg(long, default_value = "trailing")]
+    pub spacing: String,
+    /// Samples.
+    #[arg(long, default_value_t = 500)]
+    pub n: usize,
+    /// Seed of x_T.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Arguments of `pfode orders`.

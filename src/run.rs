@@ -105,6 +105,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 width: args.width,
                 depth: args.depth,
                 prediction: args.prediction,
+                device: args.device,
             };
             if args.out.extension().is_none_or(|e| e != "safetensors") {
                 return Err(Error::invalid(
@@ -129,6 +130,20 @@ pub fn main(cli: Cli) -> Result<()> {
                 tail.len(),
                 args.out.display()
             );
+            Ok(())
+        }
+        Command::Decompose(args) => {
+            let rows = decompose(&args)?;
+            println!(
+                "{:>6} {:>14} {:>16} {:>12} {:>12}",
+                "nfe", "total (RMS)", "discretisation", "network", "exact solver"
+            );
+            for r in &rows {
+                println!(
+                    "{:>6} {:>14.4e} {:>16.4e} {:>12.4e} {:>12.4e}",
+                    r.nfe, r.total, r.discretisation, r.network, r.exact_discretisation
+                );
+            }
             Ok(())
         }
         Command::Plot(args) => {
@@ -348,6 +363,75 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         solver: solver.name().to_string(),
         sidecar: side,
     })
+}
+
+/// One budget of an error decomposition (RMS per-sample L2 distances, same x_T).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Decomposition {
+    pub nfe: usize,
+    /// (learned model, solver) vs (exact model, reference): what a user gets.
+    pub total: f64,
+    /// (learned model, solver) vs (learned model, reference): the solver's share.
+    pub discretisation: f64,
+    /// (learned model, reference) vs (exact model, reference): the network's share.
+    pub network: f64,
+    /// (exact model, solver) vs (exact model, reference), for comparison.
+    pub exact_discretisation: f64,
+}
+
+/// `pfode decompose`: where a learned model's sampling error comes from.
+pub fn decompose(args: &crate::cli::DecomposeArgs) -> Result<Vec<Decomposition>> {
+    use crate::reference::{solve, Settings};
+    let schedule = crate::schedule::Schedule::ddpm_linear();
+    let learned = model::load(&args.model)?;
+    let exact = model::resolve(&args.exact)?;
+    if learned.dim() != exact.dim_() {
+        return Err(Error::invalid(
+            "--exact",
+            format!(
+                "dimension {} differs from the learned model's {}",
+                exact.dim_(),
+                learned.dim()
+            ),
+        ));
+    }
+    let x_t = draw_noise(args.n, exact.dim_(), args.seed);
+    // The learned model's reference ends like its samplers: at the first training step, then
+    // its own denoising step (it is not evaluated on clean data).
+    let settings = Settings {
+        rtol: 1e-6,
+        atol: 1e-6,
+        ..Default::default()
+    };
+    let (learned_ref, _) = solve(learned.as_ref(), &schedule, &x_t, 1.0, 0.0, &settings)?;
+    let (exact_ref, _) = solve(&exact, &schedule, &x_t, 1.0, 0.0, &settings)?;
+    let solver = Solver::build(&args.solver, &Default::default())?;
+    let spacing: crate::grid::Spacing = args.spacing.parse()?;
+    let opts = crate::grid::GridOptions::default();
+    args.nfe
+        .iter()
+        .map(|&budget| {
+            let steps = steps_for_nfe(&solver, &schedule, &spacing, opts, budget, false)?;
+            let grid = TimeGrid::build(&schedule, &spacing, Some(steps), opts)?;
+            let (ls, nfe) = solver::sample(
+                &solver,
+                learned.as_ref(),
+                &schedule,
+                &grid,
+                x_t.clone(),
+                args.seed,
+            )?;
+            let (es, _) =
+                solver::sample(&solver, &exact, &schedule, &grid, x_t.clone(), args.seed)?;
+            Ok(Decomposition {
+                nfe,
+                total: ls.rms_distance(&exact_ref),
+                discretisation: ls.rms_distance(&learned_ref),
+                network: learned_ref.rms_distance(&exact_ref),
+                exact_discretisation: es.rms_distance(&exact_ref),
+            })
+        })
+        .collect()
 }
 
 /// Parses `--trajectory`: a JSON file or a comma-separated list of times.

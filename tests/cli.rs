@@ -666,3 +666,59 @@ fn a_learned_checkpoint_samples_like_any_model_and_bad_checkpoints_fail_cleanly(
         &["net.json"],
     );
 }
+
+#[test]
+fn train_rejects_bad_arguments_without_writing_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ck = d.join("m.safetensors");
+    let ck = ck.to_str().unwrap();
+    assert_clean_failure(
+        d,
+        &["train", "--data", "nosuch", "--out", ck, "--steps", "5"],
+        &["--data", "nosuch"],
+    );
+    assert_clean_failure(
+        d,
+        &[
+            "train",
+            "--data",
+            "ring2d",
+            "--out",
+            d.join("m.bin").to_str().unwrap(),
+            "--steps",
+            "5",
+        ],
+        &["--out", ".safetensors"],
+    );
+    assert_clean_failure(
+        d,
+        &[
+            "train", "--data", "ring2d", "--out", ck, "--steps", "5", "--lr", "0",
+        ],
+        &["--lr"],
+    );
+    assert_clean_failure(
+        d,
+        &[
+            "train", "--data", "ring2d", "--out", ck, "--steps", "5", "--device", "cuda",
+        ],
+        &["--device", "cuda"],
+    );
+    assert_clean_failure(
+        d,
+        &[
+            "train", "--data", "ring2d", "--out", ck, "--steps", "5", "--resume",
+        ],
+        &["m.json"],
+    );
+    // A short run writes the checkpoint, its config, loss CSV and plot.
+    let o = pfode(&[
+        "train", "--data", "moons", "--out", ck, "--steps", "30", "--batch", "64", "--width", "16",
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    for ext in ["safetensors", "json", "loss.csv", "loss.png"] {
+        assert!(d.join(format!("m.{ext}")).exists(), "{ext}");
+    }
+}

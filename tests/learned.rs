@@ -65,3 +65,33 @@ fn ddim_samples_of_the_learned_model_cover_the_modes_within_two_points() {
     println!("mode fractions {fr:.3?}, max gap {gap:.4}");
     assert!(gap < 0.02, "{fr:?}");
 }
+
+#[test]
+fn error_decomposition_separates_the_solver_from_the_network() {
+    let args = pfode::cli::DecomposeArgs {
+        model: concat!(env!("CARGO_MANIFEST_DIR"), "/models/ring2d.safetensors").into(),
+        exact: "ring2d".into(),
+        solver: "ddim".into(),
+        nfe: vec![10, 50],
+        spacing: "trailing".into(),
+        n: 200,
+        seed: 3,
+    };
+    let rows = pfode::run::decompose(&args).unwrap();
+    for r in &rows {
+        println!("{r:?}");
+        // RMS distances obey the triangle inequality through the learned reference.
+        assert!(r.total <= r.discretisation + r.network + 1e-12);
+        assert!(r.total + 1e-12 >= (r.network - r.discretisation).abs());
+    }
+    // The solver's share falls ~linearly with NFE (DDIM is first order); the network's does not move.
+    assert!(
+        rows[0].discretisation > 3.0 * rows[1].discretisation,
+        "{rows:?}"
+    );
+    assert_eq!(rows[0].network, rows[1].network);
+    assert!(
+        rows[1].network > rows[1].discretisation,
+        "at 50 NFE the network dominates: {rows:?}"
+    );
+}

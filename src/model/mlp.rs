@@ -24,6 +24,28 @@ use std::path::Path;
 /// Dimension of the time embedding.
 pub const TIME_EMBEDDING: usize = 32;
 
+/// Where the network runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceChoice {
+    Cpu,
+    /// Needs a build with `--features cuda`.
+    Cuda,
+}
+
+impl DeviceChoice {
+    /// The candle device, or a clear error when CUDA was not compiled in.
+    pub fn device(self) -> Result<Device> {
+        match self {
+            DeviceChoice::Cpu => Ok(Device::Cpu),
+            #[cfg(feature = "cuda")]
+            DeviceChoice::Cuda => Device::new_cuda(0).map_err(candle),
+            #[cfg(not(feature = "cuda"))]
+            DeviceChoice::Cuda => Err(Error::invalid("--device", "this pfode was built without CUDA: rebuild with `cargo build --release --features cuda`")),
+        }
+    }
+}
+
 /// What the network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -53,6 +75,7 @@ pub struct MlpConfig {
 pub struct Mlp {
     pub config: MlpConfig,
     schedule: Schedule,
+    device: Device,
     /// `(weight [out, in], bias [out])` per layer.
     layers: Vec<(Tensor, Tensor)>,
 }
@@ -87,6 +110,7 @@ impl Mlp {
             config,
             schedule,
             layers,
+            device: Device::Cpu,
         })
     }
 
@@ -96,6 +120,21 @@ impl Mlp {
         v.extend((1..c.depth).map(|_| (c.width, c.width)));
         v.push((c.width, c.dim));
         v
+    }
+
+    /// The same network on `device`.
+    pub fn to_device(mut self, device: &Device) -> Result<Self> {
+        for (w, b) in &mut self.layers {
+            *w = w.to_device(device).map_err(candle)?;
+            *b = b.to_device(device).map_err(candle)?;
+        }
+        self.device = device.clone();
+        Ok(self)
+    }
+
+    /// The device the network runs on.
+    pub fn device(&self) -> &Device {
+        &self.device
     }
 
     /// The layers' tensors by checkpoint name.
@@ -126,8 +165,13 @@ impl Mlp {
             ));
         }
         let tmp = path.with_extension("safetensors.tmp");
-        candle_core::safetensors::save(&self.tensors(), &tmp)
-            .map_err(|e| Error::file(&tmp, e.to_string()))?;
+        let cpu: HashMap<String, Tensor> = self
+            .tensors()
+            .into_iter()
+            .map(|(k, t)| t.to_device(&Device::Cpu).map(|t| (k, t)))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(candle)?;
+        candle_core::safetensors::save(&cpu, &tmp).map_err(|e| Error::file(&tmp, e.to_string()))?;
         std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
         let json = serde_json::to_string_pretty(&self.config).expect("config serialises");
         crate::io::write_atomic(&path.with_extension("json"), json.as_bytes())
@@ -192,7 +236,7 @@ impl Mlp {
     /// The raw network output for rows `x` (f32 `[n, dim]`) at model time `t`.
     pub fn forward(&self, x: &Tensor, t: f64) -> std::result::Result<Tensor, candle_core::Error> {
         let d = self.config.dim;
-        let emb = Tensor::from_vec(Self::embedding(t), (TIME_EMBEDDING, 1), &Device::Cpu)?;
+        let emb = Tensor::from_vec(Self::embedding(t), (TIME_EMBEDDING, 1), &self.device)?;
         let (w0, b0) = &self.layers[0];
         // First layer: W_x x + (W_t emb + b), the bracket shared by the whole batch.
         let step_bias = (w0.narrow(1, d, TIME_EMBEDDING)?.matmul(&emb)?.squeeze(1)? + b0)?;
@@ -261,9 +305,13 @@ impl ScoreModel for Mlp {
             ));
         }
         let xs: Vec<f32> = x.data.iter().map(|&v| v as f32).collect();
-        let xt = Tensor::from_vec(xs, (x.n, x.d), &Device::Cpu).map_err(candle)?;
+        let xt = Tensor::from_vec(xs, (x.n, x.d), &self.device).map_err(candle)?;
         let y = self.forward(&xt, self.model_time(level)).map_err(candle)?;
-        let y: Vec<f32> = y.flatten_all().and_then(|t| t.to_vec1()).map_err(candle)?;
+        let y: Vec<f32> = y
+            .flatten_all()
+            .and_then(|t| t.to_device(&Device::Cpu))
+            .and_then(|t| t.to_vec1())
+            .map_err(candle)?;
         let (a, s) = (level.alpha, level.sigma);
         for ((o, &xv), &yv) in out.iter_mut().zip(&x.data).zip(&y) {
             let yv = yv as f64;
@@ -378,6 +426,7 @@ mod tests {
             config: config(Prediction::V),
             schedule: Schedule::ddpm_linear(),
             layers: m_eps.layers.clone(),
+            device: Device::Cpu,
         };
         let from_v = m_v.eps(&x, &level).unwrap();
         for ((e, xv), r) in from_v.data.iter().zip(&x.data).zip(&raw) {

@@ -7,7 +7,7 @@ use super::mlp::{Mlp, MlpConfig, Prediction, TIME_EMBEDDING};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::{self, Purpose};
-use candle_core::{Device, Tensor, Var};
+use candle_core::{Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::Rng;
@@ -118,6 +118,8 @@ pub struct TrainConfig {
     pub width: usize,
     pub depth: usize,
     pub prediction: Prediction,
+    /// Where to train.
+    pub device: super::mlp::DeviceChoice,
 }
 
 /// Losses per step.
@@ -165,7 +167,7 @@ pub fn train(
         schedule: c.schedule.clone(),
         training: serde_json::to_value(c).expect("serialisable"),
     };
-    let mut mlp = match start {
+    let mlp = match start {
         Some(m) => {
             if m.config.dim != config.dim || m.config.width != c.width || m.config.depth != c.depth
             {
@@ -178,6 +180,8 @@ pub fn train(
         }
         None => Mlp::new(config.clone(), c.seed)?,
     };
+    let device = c.device.device()?;
+    let mut mlp = mlp.to_device(&device)?;
     let vars: Vec<(Var, Var)> = mlp
         .layers()
         .iter()
@@ -240,9 +244,9 @@ pub fn train(
                 } as f32);
             }
         }
-        let xt = Tensor::from_vec(xt, (c.batch, d), &Device::Cpu).map_err(candle)?;
-        let emb = Tensor::from_vec(emb, (c.batch, TIME_EMBEDDING), &Device::Cpu).map_err(candle)?;
-        let target = Tensor::from_vec(target, (c.batch, d), &Device::Cpu).map_err(candle)?;
+        let xt = Tensor::from_vec(xt, (c.batch, d), &device).map_err(candle)?;
+        let emb = Tensor::from_vec(emb, (c.batch, TIME_EMBEDDING), &device).map_err(candle)?;
+        let target = Tensor::from_vec(target, (c.batch, d), &device).map_err(candle)?;
         let layers: Vec<(Tensor, Tensor)> = vars
             .iter()
             .map(|(w, b)| (w.as_tensor().clone(), b.as_tensor().clone()))
