@@ -329,6 +329,7 @@ mod tests {
             width: 32,
             depth: 2,
             prediction: Prediction::Eps,
+            device: crate::model::mlp::DeviceChoice::Cpu,
         }
     }
 
