@@ -44,6 +44,8 @@ pub enum Command {
     Plot(OrdersArgs),
     /// Train the reference MLP score model by denoising score matching.
     Train(TrainArgs),
+    /// Time the reference MLP per NFE and every solver's own cost per NFE.
+    Bench(BenchArgs),
     /// Split a learned model's sampling error into discretisation and network parts, on a
     /// data set whose exact model is known.
     Decompose(DecomposeArgs),
@@ -376,6 +378,20 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+}
+
+/// Arguments of `pfode bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Batch size.
+    #[arg(long, default_value_t = 4096)]
+    pub batch: usize,
+    /// Repetitions per timing (the median is reported).
+    #[arg(long, default_value_t = 50)]
+    pub reps: usize,
+    /// PyTorch's time for the same network (ms, from benches/pytorch_mlp.py), to print the ratio.
+    #[arg(long)]
+    pub pytorch_ms: Option<f64>,
 }
 
 /// Arguments of `pfode decompose`.

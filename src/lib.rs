@@ -2,6 +2,7 @@
 //! reverse SDE, with exact test models so that every claim is measurable.
 
 pub mod batch;
+pub mod bench;
 pub mod brownian;
 pub mod check;
 pub mod cli;

@@ -132,6 +132,16 @@ pub fn main(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
+        Command::Bench(args) => {
+            if args.batch == 0 || args.reps == 0 {
+                return Err(Error::invalid("--batch/--reps", "expected at least 1"));
+            }
+            print!(
+                "{}",
+                crate::bench::run(args.batch, args.reps, args.pytorch_ms)?
+            );
+            Ok(())
+        }
         Command::Decompose(args) => {
             let rows = decompose(&args)?;
             println!(

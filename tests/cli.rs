@@ -722,3 +722,26 @@ fn train_rejects_bad_arguments_without_writing_anything() {
         assert!(d.join(format!("m.{ext}")).exists(), "{ext}");
     }
 }
+
+#[test]
+fn bench_reports_the_mlp_and_every_solver() {
+    let o = pfode(&[
+        "bench",
+        "--batch",
+        "64",
+        "--reps",
+        "2",
+        "--pytorch-ms",
+        "9.5",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("ms per NFE") && text.contains("pfode / PyTorch"));
+    for s in pfode::solver::SOLVERS {
+        assert!(
+            text.lines().any(|l| l.starts_with(s.name)),
+            "{} missing",
+            s.name
+        );
+    }
+}

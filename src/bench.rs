@@ -1,0 +1,107 @@
+//! `pfode bench`: the per-NFE time of the reference MLP (batch 4096, f32, D = 2) and each
+//! solver's own cost per model evaluation, as figures and as ratios to the MLP call.
+//!
+//! The solver's cost is isolated by running it on a free model (one that only fills its
+//! output): subtracting two noisy timings of the real model would drown a few-percent
+//! effect in run-to-run noise. PyTorch's time for the same network comes from
+//! `benches/pytorch_mlp.py`, passed in with `--pytorch-ms`.
+
+use crate::batch::Batch;
+use crate::error::Result;
+use crate::grid::{GridOptions, Spacing, TimeGrid};
+use crate::model::mlp::{Mlp, MlpConfig, Prediction};
+use crate::model::{Counted, Level, ScoreModel};
+use crate::schedule::Schedule;
+use crate::solver::{Ctx, Precision, Solver, SolverOptions, SOLVERS};
+use std::time::Instant;
+
+/// A model that costs nothing beyond writing its output.
+struct FreeModel(usize);
+
+impl ScoreModel for FreeModel {
+    fn dim(&self) -> usize {
+        self.0
+    }
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!("free")
+    }
+    fn eps_into(&self, _: &Batch, _: &Level, out: &mut [f64]) -> Result<()> {
+        out.fill(0.01);
+        Ok(())
+    }
+    fn checks_finite_output(&self) -> bool {
+        true
+    }
+}
+
+fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut v = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64());
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[reps / 2])
+}
+
+/// Runs the benchmark and returns the report text.
+pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
+    let schedule = Schedule::ddpm_linear();
+    let config = MlpConfig {
+        dim: 2,
+        width: 256,
+        depth: 3,
+        prediction: Prediction::Eps,
+        schedule: "linear".into(),
+        training: serde_json::Value::Null,
+    };
+    let mlp = Mlp::new(config, 0)?;
+    let x = crate::run::draw_noise(batch, 2, 0);
+    let mut out = vec![0.0; x.data.len()];
+    let level = Level::at(&schedule, 0.5);
+    let mlp_s = median_secs(reps, || mlp.eps_into(&x, &level, &mut out))?;
+    let fill_s = median_secs(reps, || FreeModel(2).eps_into(&x, &level, &mut out))?;
+    let mut text = format!(
+        "reference MLP (2 -> 3 x 256 SiLU -> 2, f32), batch {batch}: {:.2} ms per NFE\n",
+        mlp_s * 1e3
+    );
+    if let Some(pt) = pytorch_ms {
+        text.push_str(&format!(
+            "PyTorch (benches/pytorch_mlp.py): {pt:.2} ms -> pfode / PyTorch = {:.2}x\n",
+            mlp_s * 1e3 / pt
+        ));
+    }
+    text.push_str(&format!(
+        "{:<20} {:>6} {:>16} {:>14}\n",
+        "solver", "nfe", "own cost / NFE", "of MLP call"
+    ));
+    let grid = TimeGrid::build(
+        &schedule,
+        &Spacing::Trailing,
+        Some(20),
+        GridOptions::default(),
+    )?;
+    for info in SOLVERS {
+        let solver = Solver::build(info.name, &SolverOptions::default())?;
+        let run_once = || -> Result<usize> {
+            let model = FreeModel(2);
+            let counted = Counted::new(&model, false);
+            let ctx = Ctx::new(&counted, &schedule, &grid, 1);
+            solver.run(&ctx, x.clone(), Precision::F64)?;
+            Ok(counted.nfe())
+        };
+        let nfe = run_once()?;
+        let total = median_secs(reps.min(50), || run_once().map(|_| ()))?;
+        let own = (total / nfe as f64 - fill_s).max(0.0);
+        text.push_str(&format!(
+            "{:<20} {:>6} {:>13.1} µs {:>13.2}%\n",
+            info.name,
+            nfe,
+            own * 1e6,
+            100.0 * own / mlp_s
+        ));
+    }
+    Ok(text)
+}
