@@ -248,12 +248,16 @@ impl Mlp {
         let (w0, b0) = &self.layers[0];
         let step_bias: Vec<f32> =
             (w0.narrow(1, d, TIME_EMBEDDING)?.matmul(&emb)?.squeeze(1)? + b0)?.to_vec1()?;
-        let mut h = x
-            .matmul(&w0.narrow(1, 0, d)?.t()?)?
-            .apply_op1_no_bwd(&BiasSilu {
-                bias: &step_bias,
-                silu: true,
-            })?;
+        let w_t: Vec<f32> = w0
+            .narrow(1, 0, d)?
+            .t()?
+            .contiguous()?
+            .flatten_all()?
+            .to_vec1()?;
+        let mut h = x.contiguous()?.apply_op1_no_bwd(&FirstLayer {
+            w_t: &w_t,
+            bias: &step_bias,
+        })?;
         let last = self.layers.len() - 1;
         for (i, (w, b)) in self.layers.iter().enumerate().skip(1) {
             let bias: Vec<f32> = b.to_vec1()?;
@@ -350,6 +354,50 @@ impl CustomOp1 for BiasSilu<'_> {
                 }
             });
         Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
+
+/// The first layer in one pass: `silu(x W_xᵀ + step_bias)` for inputs of small dimension,
+/// where a general matmul (inner dimension D = 2) wastes its blocking; `w_t` is `W_xᵀ`,
+/// `[D, width]` row-major, so the inner loop runs along contiguous outputs.
+struct FirstLayer<'a> {
+    w_t: &'a [f32],
+    bias: &'a [f32],
+}
+
+impl CustomOp1 for FirstLayer<'_> {
+    fn name(&self) -> &'static str {
+        "first-layer"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let data = storage.as_slice::<f32>()?;
+        let (start, end) = layout.contiguous_offsets().ok_or_else(|| {
+            candle_core::Error::Msg("first-layer needs a contiguous input".into())
+        })?;
+        let x = &data[start..end];
+        let width = self.bias.len();
+        let d = self.w_t.len() / width;
+        let n = x.len() / d;
+        let mut out = vec![0f32; n * width];
+        out.par_chunks_mut(128 * width)
+            .zip(x.par_chunks(128 * d))
+            .for_each(|(o_block, x_block)| {
+                for (o_row, x_row) in o_block.chunks_mut(width).zip(x_block.chunks(d)) {
+                    o_row.copy_from_slice(self.bias);
+                    for (k, &xk) in x_row.iter().enumerate() {
+                        let w = &self.w_t[k * width..(k + 1) * width];
+                        o_row.iter_mut().zip(w).for_each(|(o, &wk)| *o += xk * wk);
+                    }
+                    o_row.iter_mut().for_each(|o| *o /= 1.0 + fast_exp(-*o));
+                }
+            });
+        Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
 }
 
