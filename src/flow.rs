@@ -1,13 +1,11 @@
 //! The probability-flow ODE and the reverse SDE as vector fields (math.md §2–3).
 //!
 //! Generic integrators know nothing about diffusion: they advance a state `u` in an
-//! integration variable `τ`. This module turns (model, schedule, coordinates) into that
-//! field. In σ-coordinates (`u = x/a`, `τ = σ = s/a`) the field is `ε̂` itself, and one
-//! Euler step is DDIM exactly.
+//! integration variable `τ`. This module turns (schedule, coordinates) into that field,
+//! which is linear in the state and in `ε̂` (`du/dτ = c_u u + c_ε ε̂`); solvers evaluate
+//! `ε̂` through their context, which counts NFE. In σ-coordinates (`u = x/a`, `τ = σ = s/a`)
+//! the field is `ε̂` itself, and one Euler step is DDIM exactly.
 
-use crate::batch::Batch;
-use crate::error::Result;
-use crate::model::{Level, ScoreModel};
 use crate::schedule::Schedule;
 
 /// The coordinates a generic integrator works in.
@@ -34,9 +32,8 @@ impl std::fmt::Display for Coords {
     }
 }
 
-/// The probability-flow ODE of a model under a schedule, in chosen coordinates.
+/// The probability-flow ODE under a schedule, in chosen coordinates.
 pub struct ProbabilityFlow<'a> {
-    pub model: &'a dyn ScoreModel,
     pub schedule: &'a Schedule,
     pub coords: Coords,
 }
@@ -68,18 +65,6 @@ impl ProbabilityFlow<'_> {
         }
     }
 
-    /// State `u` from `x` at time t.
-    pub fn to_state(&self, x: &Batch, t: f64) -> Batch {
-        let k = 1.0 / self.scale(t);
-        x.zip_map(x, |v, _| v * k)
-    }
-
-    /// `x` from state `u` at time t.
-    pub fn to_x(&self, u: &Batch, t: f64) -> Batch {
-        let k = self.scale(t);
-        u.zip_map(u, |v, _| v * k)
-    }
-
     /// `(c_u, c_ε)` with `du/dτ = c_u u + c_ε ε̂` at time t: the field is linear in the
     /// state and the noise prediction in all three coordinates, which lets solvers fuse a
     /// step into one pass.
@@ -92,19 +77,6 @@ impl ProbabilityFlow<'_> {
             Coords::Sigma => (0.0, 1.0),
             Coords::Lambda => (0.0, -self.schedule.sigma_ratio(t)),
         }
-    }
-
-    /// `du/dτ` at (t, u), given `ε̂` already evaluated there (solvers count NFE themselves).
-    pub fn field_from_eps(&self, t: f64, u: &Batch, eps: &Batch) -> Batch {
-        let (cu, ce) = self.field_coefficients(t);
-        u.zip_map(eps, |u, e| cu * u + ce * e)
-    }
-
-    /// `du/dτ` at (t, u): one model evaluation.
-    pub fn field(&self, t: f64, u: &Batch) -> Result<Batch> {
-        let x = self.to_x(u, t);
-        let eps = self.model.eps(&x, &Level::at(self.schedule, t))?;
-        Ok(self.field_from_eps(t, u, &eps))
     }
 }
 

@@ -107,7 +107,6 @@ impl Sampler for Dopri5 {
 impl Dopri5 {
     fn integrate(&self, ctx: &Ctx, t0: f64, t1: f64, x: Batch) -> Result<Batch> {
         let flow = ProbabilityFlow {
-            model: ctx.model,
             schedule: ctx.schedule,
             coords: step_coords(self.coords, t1),
         };

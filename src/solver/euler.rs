@@ -28,7 +28,6 @@ impl Sampler for Euler {
             self.coords
         };
         let flow = ProbabilityFlow {
-            model: ctx.model,
             schedule: ctx.schedule,
             coords,
         };

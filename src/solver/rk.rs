@@ -61,7 +61,6 @@ pub fn rk_step_from(
     }
     let coords = step_coords(coords, t_next);
     let flow = ProbabilityFlow {
-        model: ctx.model,
         schedule: ctx.schedule,
         coords,
     };
