@@ -12,13 +12,12 @@
 use criterion::{criterion_group, Criterion};
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
-use pfode::model::{builtin, Counted, Level, ScoreModel};
+use pfode::model::{builtin, Counted, Level, ScoreModel, ZeroModel};
 use pfode::noise::{self, Purpose};
 use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
 use pfode::solver::{Ctx, Ddim, Precision, Solver, SolverOptions, SOLVERS};
-use std::time::Instant;
 
 const STEPS: usize = 20;
 
@@ -80,28 +79,12 @@ fn model_call(s: &Setup, out: &mut [f64]) {
     s.model.eps_into(&s.x, &level, out).unwrap();
 }
 
-/// A model that costs nothing beyond writing its output.
-struct FreeModel;
-
-impl ScoreModel for FreeModel {
-    fn dim(&self) -> usize {
-        16
-    }
-    fn describe(&self) -> serde_json::Value {
-        serde_json::json!("free")
-    }
-    fn eps_into(&self, _: &pfode::Batch, _: &Level, out: &mut [f64]) -> pfode::Result<()> {
-        out.fill(0.01);
-        Ok(())
-    }
-    // Like the mixture, whose row-wise finiteness check is inside the timed model call.
-    fn checks_finite_output(&self) -> bool {
-        true
-    }
-    fn defined_at_clean(&self) -> bool {
-        true
-    }
-}
+/// A model that costs nothing beyond writing its output, like the mixture defined on clean
+/// data and checking its own output.
+const FREE: ZeroModel = ZeroModel {
+    dim: 16,
+    defined_at_clean: true,
+};
 
 /// Runs the solver; returns the output and its NFE.
 fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch, usize) {
@@ -128,16 +111,11 @@ fn bench(c: &mut Criterion) {
 }
 
 fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
-    f();
-    let mut v: Vec<f64> = (0..reps)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    v.sort_by(|a, b| a.total_cmp(b));
-    v[reps / 2]
+    pfode::bench::median_secs(reps, || {
+        f();
+        Ok(())
+    })
+    .unwrap()
 }
 
 fn summary() {
@@ -145,8 +123,7 @@ fn summary() {
     let mut out = vec![0.0; s.x.data.len()];
     let model = median_secs(200, || model_call(&s, &mut out));
     let fill = median_secs(200, || {
-        FreeModel
-            .eps_into(&s.x, &Level::at(&s.schedule, 0.5), &mut out)
+        FREE.eps_into(&s.x, &Level::at(&s.schedule, 0.5), &mut out)
             .unwrap()
     });
     let mut buf = vec![0.0; s.x.data.len()];
@@ -173,9 +150,9 @@ fn summary() {
         "solver", "nfe", "per NFE (µs)", "of model call", "noise draws / NFE (µs)"
     );
     for (name, solver) in solvers() {
-        let nfe = run_with(&s, &FreeModel, &solver).1;
+        let nfe = run_with(&s, &FREE, &solver).1;
         let per_nfe = median_secs(60, || {
-            std::hint::black_box(run_with(&s, &FreeModel, &solver));
+            std::hint::black_box(run_with(&s, &FREE, &solver));
         }) / nfe as f64
             - fill;
         let draws = if name == "euler-maruyama" {

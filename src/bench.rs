@@ -1,40 +1,21 @@
 //! `pfode bench`: the per-NFE time of the reference MLP (batch 4096, f32, D = 2) and each
 //! solver's own cost per model evaluation, as figures and as ratios to the MLP call.
 //!
-//! The solver's cost is isolated by running it on a free model (one that only fills its
-//! output): subtracting two noisy timings of the real model would drown a few-percent
+//! The solver's cost is isolated by running it on a free model ([`ZeroModel`], which only
+//! fills its output): subtracting two noisy timings of the real model would drown a few-percent
 //! effect in run-to-run noise. PyTorch's time for the same network comes from
 //! `benches/pytorch_mlp.py`, passed in with `--pytorch-ms`.
 
-use crate::batch::Batch;
 use crate::error::Result;
 use crate::grid::{GridOptions, Spacing, TimeGrid};
 use crate::model::mlp::{Mlp, MlpConfig, Prediction};
-use crate::model::{Counted, Level, ScoreModel};
+use crate::model::{Counted, Level, ScoreModel, ZeroModel};
 use crate::schedule::Schedule;
 use crate::solver::{Ctx, Precision, Solver, SolverOptions, SOLVERS};
 use std::time::Instant;
 
-/// A model that costs nothing beyond writing its output.
-struct FreeModel(usize);
-
-impl ScoreModel for FreeModel {
-    fn dim(&self) -> usize {
-        self.0
-    }
-    fn describe(&self) -> serde_json::Value {
-        serde_json::json!("free")
-    }
-    fn eps_into(&self, _: &Batch, _: &Level, out: &mut [f64]) -> Result<()> {
-        out.fill(0.01);
-        Ok(())
-    }
-    fn checks_finite_output(&self) -> bool {
-        true
-    }
-}
-
-fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// Median wall time of `reps` calls of `f` after one warm-up call.
+pub fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     f()?;
     let mut v = Vec::with_capacity(reps);
     for _ in 0..reps {
@@ -62,7 +43,13 @@ pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String>
     let mut out = vec![0.0; x.data.len()];
     let level = Level::at(&schedule, 0.5);
     let mlp_s = median_secs(reps, || mlp.eps_into(&x, &level, &mut out))?;
-    let fill_s = median_secs(reps, || FreeModel(2).eps_into(&x, &level, &mut out))?;
+    let fill_s = median_secs(reps, || {
+        ZeroModel {
+            dim: 2,
+            defined_at_clean: false,
+        }
+        .eps_into(&x, &level, &mut out)
+    })?;
     let mut text = format!(
         "reference MLP (2 -> 3 x 256 SiLU -> 2, f32), batch {batch}: {:.2} ms per NFE\n",
         mlp_s * 1e3
@@ -86,7 +73,10 @@ pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String>
     for info in SOLVERS {
         let solver = Solver::build(info.name, &SolverOptions::default())?;
         let run_once = || -> Result<usize> {
-            let model = FreeModel(2);
+            let model = ZeroModel {
+                dim: 2,
+                defined_at_clean: false,
+            };
             let counted = Counted::new(&model, false);
             let ctx = Ctx::new(&counted, &schedule, &grid, 1);
             solver.run(&ctx, x.clone(), Precision::F64)?;

@@ -92,7 +92,7 @@ pub fn load(spec: &str) -> Result<Box<dyn ScoreModel>> {
 }
 
 /// A model that predicts ε̂ = 0 everywhere: free to evaluate, used to count the NFE a
-/// solver needs on a grid by a dry run.
+/// solver needs on a grid by a dry run, and to time a solver's own cost in benchmarks.
 pub struct ZeroModel {
     pub dim: usize,
     pub defined_at_clean: bool,
@@ -108,6 +108,9 @@ impl ScoreModel for ZeroModel {
     fn eps_into(&self, _: &Batch, _: &Level, out: &mut [f64]) -> Result<()> {
         out.fill(0.0);
         Ok(())
+    }
+    fn checks_finite_output(&self) -> bool {
+        true
     }
     fn defined_at_clean(&self) -> bool {
         self.defined_at_clean
