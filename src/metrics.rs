@@ -4,7 +4,7 @@
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::GaussianMixture;
+use crate::model::{GaussianMixture, ScoreModel};
 use crate::noise::{self, Purpose};
 use nalgebra::{DMatrix, DVector, SymmetricEigen};
 
@@ -71,7 +71,7 @@ pub struct Moments {
 /// The exact mean and covariance of a mixture:
 /// `m = Σ w μ`, `C = Σ w (diag(c²) + μ μᵀ) - m mᵀ`.
 pub fn mixture_moments(m: &GaussianMixture) -> Moments {
-    let d = m.dim_();
+    let d = m.dim();
     let mut mean = DVector::zeros(d);
     let mut second = DMatrix::zeros(d, d);
     for k in 0..m.components() {
@@ -121,10 +121,10 @@ pub fn frechet(a: &Moments, b: &Moments) -> f64 {
 
 /// Fréchet distance of samples to a mixture's exact moments (no second sample needed).
 pub fn frechet_to_mixture(x: &Batch, m: &GaussianMixture) -> Result<f64> {
-    if x.d != m.dim_() {
+    if x.d != m.dim() {
         return Err(Error::invalid(
             "samples",
-            format!("dimension {} vs model {}", x.d, m.dim_()),
+            format!("dimension {} vs model {}", x.d, m.dim()),
         ));
     }
     Ok(frechet(&sample_moments(x)?, &mixture_moments(m)))
@@ -212,10 +212,10 @@ pub fn mmd2_unbiased(x: &Batch, y: &Batch, kernel: Kernel) -> Result<f64> {
 
 /// Mean negative log-likelihood of samples under the mixture's exact density.
 pub fn nll(x: &Batch, m: &GaussianMixture) -> Result<f64> {
-    if x.d != m.dim_() || x.n == 0 {
+    if x.d != m.dim() || x.n == 0 {
         return Err(Error::invalid(
             "samples",
-            format!("expected [N ≥ 1, {}], got [{}, {}]", m.dim_(), x.n, x.d),
+            format!("expected [N ≥ 1, {}], got [{}, {}]", m.dim(), x.n, x.d),
         ));
     }
     Ok(-m.log_density(x).iter().sum::<f64>() / x.n as f64)

@@ -6,7 +6,7 @@ use crate::check;
 use crate::cli::{CheckCommand, Cli, Command, DemoArgs, SampleArgs};
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
-use crate::model::{self, Counted};
+use crate::model::{self, Counted, ScoreModel};
 use crate::noise::{self, Purpose};
 use crate::npy::{self, Dtype};
 use crate::solver::{self, Ctx, Precision, Solver};
@@ -395,17 +395,17 @@ pub fn decompose(args: &crate::cli::DecomposeArgs) -> Result<Vec<Decomposition>>
     let schedule = crate::schedule::Schedule::ddpm_linear();
     let learned = model::load(&args.model)?;
     let exact = model::resolve(&args.exact)?;
-    if learned.dim() != exact.dim_() {
+    if learned.dim() != exact.dim() {
         return Err(Error::invalid(
             "--exact",
             format!(
                 "dimension {} differs from the learned model's {}",
-                exact.dim_(),
+                exact.dim(),
                 learned.dim()
             ),
         ));
     }
-    let x_t = draw_noise(args.n, exact.dim_(), args.seed);
+    let x_t = draw_noise(args.n, exact.dim(), args.seed);
     // The learned model's reference ends like its samplers: at the first training step, then
     // its own denoising step (it is not evaluated on clean data).
     let settings = Settings {

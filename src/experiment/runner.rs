@@ -439,9 +439,9 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
             .map(|(sched, name, seed)| {
                 let schedule = schedule_of(&sched);
                 let m = model::resolve(&name).map_err(|e| Error::file(spec_path, e.to_string()))?;
-                let x_t = draw_noise(spec.samples, m.dim_(), seed);
+                let x_t = draw_noise(spec.samples, m.dim(), seed);
                 let reference = cached_reference(out, &spec, schedule, &m, &x_t, seed)?;
-                if m.dim_() == 2 && seed == spec.seeds[0] && sched == schedules[0].0 {
+                if m.dim() == 2 && seed == spec.seeds[0] && sched == schedules[0].0 {
                     save_paths(out, &name, &spec, schedule, &m, &x_t, &reference)?;
                 }
                 let exact = m.sample(spec.samples, seed.wrapping_add(0x5eed));

@@ -133,11 +133,6 @@ impl GaussianMixture {
         Self::new(&name, f.weights, f.means, f.stds).map_err(|e| Error::file(path, e.to_string()))
     }
 
-    /// Data dimension D (also `ScoreModel::dim`, here without importing the trait).
-    pub fn dim_(&self) -> usize {
-        self.dim
-    }
-
     /// Number of components K.
     pub fn components(&self) -> usize {
         self.weights.len()

@@ -4,6 +4,7 @@
 //! the weights (what is saved), all randomness from seeded generators.
 
 use super::mlp::{Mlp, MlpConfig, Prediction, TIME_EMBEDDING};
+use super::ScoreModel;
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::{self, Purpose};
@@ -45,7 +46,7 @@ impl Data {
 
     fn dim(&self) -> usize {
         match self {
-            Data::Mixture(m) => m.dim_(),
+            Data::Mixture(m) => m.dim(),
             Data::Points(b) => b.d,
         }
     }
