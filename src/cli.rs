@@ -49,6 +49,41 @@ pub enum Command {
     /// Split a learned model's sampling error into discretisation and network parts, on a
     /// data set whose exact model is known.
     Decompose(DecomposeArgs),
+    /// The 8×8 digits: train the feature classifier, score samples (digits FD/KID), draw
+    /// sample grids.
+    #[command(subcommand)]
+    Digits(DigitsCommand),
+}
+
+/// Digits commands.
+#[derive(Subcommand, Debug)]
+pub enum DigitsCommand {
+    /// Train the classifier whose penultimate features define the digits FD.
+    Classifier {
+        /// Output checkpoint (.safetensors; its .json goes next to it).
+        #[arg(long, default_value = "models/digits_classifier.safetensors")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Digits FD and KID of samples [n, 64] against the held-out images, with the floor
+    /// (the training images against the same held-out images).
+    Score {
+        /// Samples (.npy [n, 64], pixels in [−1, 1]).
+        samples: PathBuf,
+        #[arg(long, default_value = "models/digits_classifier.safetensors")]
+        classifier: PathBuf,
+    },
+    /// Draw samples [n, 64] as a grid of 8×8 images (PNG).
+    Grid {
+        /// Samples (.npy [n, 64]); `train` or `held-out` draws real images.
+        samples: String,
+        #[arg(long)]
+        out: PathBuf,
+        /// Images drawn (the first ones), in rows of 10.
+        #[arg(long, default_value_t = 100)]
+        count: usize,
+    },
 }
 
 /// Identity checks.

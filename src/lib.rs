@@ -7,6 +7,7 @@ pub mod brownian;
 pub mod check;
 pub mod cli;
 pub mod convergence;
+pub mod digits;
 pub mod error;
 pub mod experiment;
 pub mod flow;

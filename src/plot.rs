@@ -24,6 +24,13 @@ fn register_font() {
     });
 }
 
+/// A model name as it appears in file names: anything but ASCII letters and digits → `_`.
+pub fn file_tag(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| Error::file(path, format!("plotting failed: {e}"))
 }
@@ -88,9 +95,21 @@ where
     if x0 == x1 {
         (x0, x1) = (x0 * 0.5, x1 * 2.0);
     }
+    // Distances (no slope guides): a few blown-up low-NFE runs would flatten everything
+    // else, so the axis stops at 30× the median and the title says so.
+    let mut title = title.to_string();
+    if log_y && !slopes {
+        let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
+        ys.sort_by(f64::total_cmp);
+        let cap = 30.0 * ys[ys.len() / 2];
+        if y1 > cap {
+            y1 = cap;
+            title.push_str(" (cut at 30× median)");
+        }
+    }
     let mut builder = ChartBuilder::on(&root);
     builder
-        .caption(title, ("sans-serif", 22))
+        .caption(&title, ("sans-serif", 22))
         .margin(12)
         .x_label_area_size(45)
         .y_label_area_size(70);
@@ -460,6 +479,7 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
         .into_iter()
         .collect();
     for model in &models {
+        let stem = file_tag(model);
         for (spacing, schedule) in spacings
             .iter()
             .flat_map(|sp| schedules.iter().map(move |sc| (sp, sc)))
@@ -480,13 +500,20 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                     true,
                 ),
                 ("nll", "NLL under the data density", "nll", false, false),
+                (
+                    "digits_fd",
+                    "digits FD to held-out digits",
+                    "digits_fd",
+                    false,
+                    true,
+                ),
             ] {
                 let s = series(&rows, schedule, model, spacing, metric);
                 if s.is_empty() {
                     continue;
                 }
                 let title = format!("{model}, {spacing} grid{note}: {label}");
-                let base = out.join(format!("{file}_vs_nfe_{model}_{spacing}{tag}"));
+                let base = out.join(format!("{file}_vs_nfe_{stem}_{spacing}{tag}"));
                 written.extend(both(
                     &base,
                     &Figure::Log {
@@ -502,7 +529,7 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
         let w = wall_series(&rows, model);
         let title = format!("{model}: wall time per run (mean over grids)");
         written.extend(both(
-            &out.join(format!("wall_vs_nfe_{model}")),
+            &out.join(format!("wall_vs_nfe_{stem}")),
             &Figure::Log {
                 title,
                 y_label: "wall time (ms)",
@@ -512,9 +539,11 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
             },
         )?);
         // 2-D models: trajectories and reference samples saved by the sweep.
-        let traj = dir.join(format!("trajectory_{model}.npy"));
+        let traj = dir.join(format!("trajectory_{stem}.npy"));
         if traj.exists() {
-            let m = model::resolve(model)?;
+            let data = std::fs::read_to_string(dir.join(format!("data_{stem}.txt")))
+                .unwrap_or_else(|_| model.clone());
+            let m = model::resolve(data.trim())?;
             let t = crate::npy::read(&traj)?;
             let (steps, paths) = (t.shape[0], t.shape[1]);
             let lines: Vec<Vec<(f64, f64)>> = (0..paths)
@@ -526,7 +555,7 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                 .collect();
             let title = format!("{model}: probability-flow paths from x_T to x_0 (reference)");
             written.extend(both(
-                &out.join(format!("trajectories_{model}")),
+                &out.join(format!("trajectories_{stem}")),
                 &Figure::Density {
                     title,
                     model: &m,
@@ -534,12 +563,12 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                     dots: &[],
                 },
             )?);
-            let samples = crate::npy::read(&dir.join(format!("reference_{model}.npy")))?;
+            let samples = crate::npy::read(&dir.join(format!("reference_{stem}.npy")))?;
             let dots: Vec<(f64, f64)> = samples.data.chunks(2).map(|c| (c[0], c[1])).collect();
             let title =
                 format!("{model}: final samples (reference ODE solution) on the data density");
             written.extend(both(
-                &out.join(format!("samples_{model}")),
+                &out.join(format!("samples_{stem}")),
                 &Figure::Density {
                     title,
                     model: &m,
@@ -605,4 +634,51 @@ pub fn loss_plot(losses: &[f64], path: &Path) -> Result<()> {
         root.present().map_err(|e| e.to_string())
     };
     draw().map_err(plot_err(path))
+}
+
+/// Draws the first `count` rows of `images` (`[n, side²]`, values in [−1, 1], clamped) as a
+/// PNG grid of `side × side` images, ten to a row, ink (+1) dark on white (−1).
+pub fn image_grid(images: &Batch, side: usize, count: usize, path: &Path) -> Result<()> {
+    if images.d != side * side || images.n == 0 || count == 0 {
+        return Err(Error::invalid(
+            "images",
+            format!(
+                "expected [n ≥ 1, {}] images and count ≥ 1, got [{}, {}]",
+                side * side,
+                images.n,
+                images.d
+            ),
+        ));
+    }
+    const SCALE: usize = 4;
+    const GAP: usize = 2;
+    let count = count.min(images.n);
+    let (cols, rows) = (count.min(10), count.div_ceil(10));
+    let cell = side * SCALE + GAP;
+    let size = ((cols * cell + GAP) as u32, (rows * cell + GAP) as u32);
+    let tmp = path.with_extension("png.tmp.png");
+    let draw = || -> std::result::Result<(), String> {
+        let root = BitMapBackend::new(&tmp, size).into_drawing_area();
+        root.fill(&RGBColor(200, 200, 200))
+            .map_err(|e| e.to_string())?;
+        for k in 0..count {
+            let (x0, y0) = (GAP + (k % 10) * cell, GAP + (k / 10) * cell);
+            for (p, &v) in images.row(k).iter().enumerate() {
+                let ink = ((v.clamp(-1.0, 1.0) + 1.0) / 2.0 * 255.0).round() as u8;
+                let gray = RGBColor(255 - ink, 255 - ink, 255 - ink);
+                let (px, py) = (x0 + (p % side) * SCALE, y0 + (p / side) * SCALE);
+                root.draw(&Rectangle::new(
+                    [
+                        (px as i32, py as i32),
+                        ((px + SCALE) as i32, (py + SCALE) as i32),
+                    ],
+                    gray.filled(),
+                ))
+                .map_err(|e| e.to_string())?;
+            }
+        }
+        root.present().map_err(|e| e.to_string())
+    };
+    draw().map_err(plot_err(path))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

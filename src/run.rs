@@ -26,6 +26,7 @@ pub fn main(cli: Cli) -> Result<()> {
             .map_err(|e| Error::invalid("--threads", e.to_string()))?;
     }
     match cli.command {
+        Command::Digits(cmd) => crate::digits::command(&cmd),
         Command::Sample(args) => {
             let report = sample(&args)?;
             println!(
@@ -197,17 +198,17 @@ pub fn main(cli: Cli) -> Result<()> {
 /// The `pfode solvers` table.
 pub fn solvers_table() -> String {
     let mut out = format!(
-        "{:<16} {:>5}  {:<10} {}\n",
+        "{:<18} {:>5}  {:<10} {}\n",
         "solver", "order", "kind", "options / notes"
     );
     for s in solver::SOLVERS {
         let kind = if s.stochastic { "stochastic" } else { "ODE" };
         out.push_str(&format!(
-            "{:<16} {:>5}  {:<10} {}\n",
+            "{:<18} {:>5}  {:<10} {}\n",
             s.name, s.order, kind, s.summary
         ));
         if !s.options.is_empty() {
-            out.push_str(&format!("{:<35}options: {}\n", "", s.options.join(" ")));
+            out.push_str(&format!("{:<37}options: {}\n", "", s.options.join(" ")));
         }
     }
     out
@@ -231,14 +232,16 @@ pub fn sidecar_path(out: &Path) -> PathBuf {
 
 /// Reads x_T from `.npy`, checking it is `[N, dim]` and finite.
 pub fn read_noise(path: &Path, dim: usize) -> Result<Batch> {
+    read_rows(path, dim, "noise")
+}
+
+/// Reads finite rows `[N ≥ 1, dim]` (`what` names them in errors).
+pub fn read_rows(path: &Path, dim: usize, what: &str) -> Result<Batch> {
     let a = npy::read(path)?;
     if a.shape.len() != 2 || a.shape[1] != dim {
         return Err(Error::file(
             path,
-            format!(
-                "expected noise of shape [N, {dim}] (the model's dimension), got {:?}",
-                a.shape
-            ),
+            format!("expected {what} of shape [N, {dim}], got {:?}", a.shape),
         ));
     }
     if a.shape[0] == 0 {

@@ -225,3 +225,86 @@ fn bad_specs_name_the_file_and_the_key() {
             && String::from_utf8_lossy(&o.stderr).contains("/nonexistent/spec.toml")
     );
 }
+
+/// A sweep over a learned checkpoint: `error` is measured against the learned model's own
+/// ODE solution (so it falls with NFE), the density metrics against the data it learned.
+#[test]
+fn a_learned_model_sweeps_against_its_own_reference_and_the_data_it_learned() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        r#"
+name = "learned"
+models = ["models/ring2d.safetensors"]
+spacings = ["logsnr"]
+nfe = [10, 40]
+samples = 200
+metrics = ["error", "frechet", "mode_coverage", "sliced_wasserstein"]
+[reference]
+rtol = 1e-7
+atol = 1e-7
+[[solvers]]
+name = "dpm-solver++2m"
+"#,
+    );
+    let out = dir.path().join("out");
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let rows = table_without_wall(&out);
+    let value = |metric: &str, nfe: usize| {
+        rows.iter()
+            .find(|r| r.metric == metric && r.nfe == nfe)
+            .unwrap()
+            .value
+    };
+    let (e10, e40) = (value("error_rms", 10), value("error_rms", 40));
+    assert!(e40 < 0.5 * e10 && e40 > 0.0, "error {e10} -> {e40}");
+    // The network's own error keeps the Fréchet distance and mode gap above zero but small.
+    let fd = value("frechet", 40);
+    assert!(
+        fd > 0.0 && fd < 0.15,
+        "frechet {fd} (200 samples: the sampling floor is ≈ 0.04)"
+    );
+    assert!(value("mode_coverage", 40) < 0.05);
+    assert!(out
+        .join("trajectory_models_ring2d_safetensors.npy")
+        .exists());
+    ok(pfode(&["plot", out.to_str().unwrap()]));
+    assert!(out
+        .join("plots/trajectories_models_ring2d_safetensors.png")
+        .exists());
+}
+
+#[test]
+fn density_metrics_on_a_model_without_an_exact_density_are_refused_before_any_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        r#"
+name = "bad"
+models = ["models/swissroll.safetensors"]
+spacings = ["logsnr"]
+nfe = [10]
+samples = 50
+metrics = ["error", "nll"]
+[[solvers]]
+name = "ddim"
+"#,
+    );
+    let out = dir.path().join("out");
+    let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success()
+            && err.contains("spec.toml")
+            && err.contains("'nll'")
+            && err.contains("swissroll"),
+        "{err}"
+    );
+    assert!(!out.join("results.csv").exists());
+}

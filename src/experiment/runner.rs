@@ -10,6 +10,7 @@
 use super::spec::{SolverSpec, Spec};
 use super::table::{self, Row};
 use crate::batch::Batch;
+use crate::digits::Classifier;
 use crate::error::{Error, Result};
 use crate::grid::{GridOptions, Spacing, TimeGrid};
 use crate::metrics::{self, Kernel};
@@ -135,13 +136,142 @@ pub fn schedule_named(name: &str) -> Result<Schedule> {
     .build()
 }
 
-/// Everything shared by the runs of one (model, seed): x_T, the reference, exact samples.
+/// Everything shared by the runs of one (model, seed): x_T, the reference, data samples.
 struct Prepared {
-    model: GaussianMixture,
+    model: Box<dyn ScoreModel>,
+    /// The data's exact density, where known (mixtures, and networks trained on one).
+    density: Option<GaussianMixture>,
     x_t: Batch,
     reference: Batch,
-    exact: Batch,
+    /// Samples of the data distribution: exact mixture samples, held-out procedural data,
+    /// or the held-out digits (none where unknown: then only `error` is allowed).
+    real: Option<Batch>,
     bandwidth: f64,
+    /// For digits: the feature classifier and the held-out images' features.
+    digits: Option<(Classifier, Batch)>,
+}
+
+/// What a sweep's model name stands for: the model, and where its data came from.
+struct ModelData {
+    model: Box<dyn ScoreModel>,
+    /// The data set: the mixture itself, or the `data` a checkpoint was trained on.
+    data: String,
+    /// Extra reference cache key: a checkpoint's content hash.
+    fingerprint: String,
+}
+
+fn model_data(name: &str) -> Result<ModelData> {
+    if name.ends_with(".safetensors") {
+        let mlp = crate::model::mlp::Mlp::load(Path::new(name))?;
+        let data = mlp.config.training["data"]
+            .as_str()
+            .ok_or_else(|| {
+                Error::file(
+                    &Path::new(name).with_extension("json"),
+                    "missing training.data: the sweep needs to know what data the network learned",
+                )
+            })?
+            .to_string();
+        let bytes = std::fs::read(name).map_err(|e| Error::io(Path::new(name), e))?;
+        return Ok(ModelData {
+            model: Box::new(mlp),
+            data,
+            fingerprint: format!("{:016x}", fnv1a(&bytes)),
+        });
+    }
+    Ok(ModelData {
+        model: Box::new(model::resolve(name)?),
+        data: name.to_string(),
+        fingerprint: String::new(),
+    })
+}
+
+/// Metrics that need the exact data density, and those that need the digits classifier.
+const NEEDS_DENSITY: &[&str] = &["frechet", "nll", "mode_coverage"];
+const NEEDS_DIGITS: &[&str] = &["digits_fd", "digits_kid"];
+
+/// Resolves a model of the spec and checks that every metric can be computed for it.
+fn checked_model(spec_path: &Path, spec: &Spec, name: &str) -> Result<ModelData> {
+    let in_spec = |e: Error| Error::file(spec_path, format!("model '{name}': {e}"));
+    let m = model_data(name).map_err(in_spec)?;
+    let has_density = model::resolve(&m.data).is_ok();
+    let is_digits = m.data == crate::digits::NAME;
+    let has_data =
+        has_density || is_digits || crate::model::train::procedural(&m.data, 1, 0).is_some();
+    for k in &spec.metrics {
+        let problem = if NEEDS_DENSITY.contains(&k.as_str()) && !has_density {
+            "needs the exact data density (use error, sliced_wasserstein, mmd, kid)"
+        } else if NEEDS_DIGITS.contains(&k.as_str()) && !is_digits {
+            "needs a model trained on digits"
+        } else if !has_data && k != "error" {
+            "needs samples of the data, and none are known"
+        } else {
+            continue;
+        };
+        return Err(in_spec(Error::invalid(
+            "metrics",
+            format!("'{k}' {problem}; this model learned '{}'", m.data),
+        )));
+    }
+    Ok(m)
+}
+
+/// Prepares one (schedule, model, seed): noise, cached reference, data samples.
+fn prepare(
+    spec_path: &Path,
+    spec: &Spec,
+    out: &Path,
+    schedule: &Schedule,
+    name: &str,
+    seed: u64,
+    save_2d_paths: bool,
+) -> Result<Prepared> {
+    let m = checked_model(spec_path, spec, name)?;
+    let x_t = draw_noise(spec.samples, m.model.dim(), seed);
+    let reference = cached_reference(out, spec, schedule, &m, &x_t, seed)?;
+    let density = model::resolve(&m.data).ok();
+    if save_2d_paths && density.is_some() && m.model.dim() == 2 {
+        save_paths(
+            out,
+            name,
+            spec,
+            schedule,
+            m.model.as_ref(),
+            &m.data,
+            &x_t,
+            &reference,
+        )?;
+    }
+    let samples_seed = seed.wrapping_add(0x5eed);
+    let real = if let Some(d) = &density {
+        Some(d.sample(spec.samples, samples_seed))
+    } else if m.data == crate::digits::NAME {
+        Some(crate::digits::load(crate::digits::Split::HeldOut)?.images)
+    } else {
+        // Held out: the network was trained on other draws of the same generator.
+        crate::model::train::procedural(&m.data, spec.samples, samples_seed)
+    };
+    let digits = if spec
+        .metrics
+        .iter()
+        .any(|k| NEEDS_DIGITS.contains(&k.as_str()))
+    {
+        let c = Classifier::load(&spec.classifier)?;
+        let features = crate::digits::reference_features(&c)?;
+        Some((c, features))
+    } else {
+        None
+    };
+    let bandwidth = real.as_ref().map_or(1.0, median_bandwidth);
+    Ok(Prepared {
+        model: m.model,
+        density,
+        x_t,
+        reference,
+        real,
+        bandwidth,
+        digits,
+    })
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -155,7 +285,7 @@ fn cached_reference(
     dir: &Path,
     spec: &Spec,
     schedule: &Schedule,
-    model: &GaussianMixture,
+    m: &ModelData,
     x_t: &Batch,
     seed: u64,
 ) -> Result<Batch> {
@@ -165,8 +295,9 @@ fn cached_reference(
         crate::grid::FinalSigma::Min => schedule.t_min(),
     };
     let key = format!(
-        "{}|{}|{}|{}|{}|{}|{}|{t_end}",
-        model.describe(),
+        "{}{}|{}|{}|{}|{}|{}|{}|{t_end}",
+        m.model.describe(),
+        m.fingerprint,
         schedule.name(),
         spec.samples,
         seed,
@@ -188,7 +319,14 @@ fn cached_reference(
         atol: spec.reference.atol,
         mode: Mode::Batch,
     };
-    let (r, _) = reference::solve(model, schedule, x_t, schedule.t_max(), t_end, &settings)?;
+    let (r, _) = reference::solve(
+        m.model.as_ref(),
+        schedule,
+        x_t,
+        schedule.t_max(),
+        t_end,
+        &settings,
+    )?;
     std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
     crate::npy::write(&path, &[r.n, r.d], &r.data, crate::npy::Dtype::F64)?;
     Ok(r)
@@ -248,8 +386,14 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
     ) {
         Ok(steps) => {
             let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
-            let outcome = match sample(&solver, &p.model, schedule, &grid, p.x_t.clone(), key.seed)
-            {
+            let outcome = match sample(
+                &solver,
+                p.model.as_ref(),
+                schedule,
+                &grid,
+                p.x_t.clone(),
+                key.seed,
+            ) {
                 Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => Outcome::Done(out, nfe),
                 Ok(_) | Err(Error::NonFinite { .. }) => Outcome::Diverged,
                 Err(e) => return Err(e),
@@ -280,6 +424,12 @@ fn rows(
     let names = metric_names(spec);
     let mut values = vec![f64::NAN; names.len()];
     values[0] = diverged;
+    let density = || p.density.as_ref().expect("checked_model");
+    let real = || p.real.as_ref().expect("checked_model");
+    let digits = |x: &Batch| {
+        let (c, f) = p.digits.as_ref().expect("checked_model");
+        crate::digits::feature_scores(c, x, f)
+    };
     if let Some(x) = &out {
         let mut k = 1;
         for m in &spec.metrics {
@@ -290,14 +440,14 @@ fn rows(
                     k += 5;
                     continue;
                 }
-                "frechet" => values[k] = metrics::frechet_to_mixture(x, &p.model)?,
+                "frechet" => values[k] = metrics::frechet_to_mixture(x, density())?,
                 "sliced_wasserstein" => {
-                    values[k] = metrics::sliced_wasserstein(x, &p.exact, 64, key.seed)?
+                    values[k] = metrics::sliced_wasserstein(x, real(), 64, key.seed)?
                 }
                 "mmd" => {
                     values[k] = metrics::mmd2_unbiased(
                         &first(x, KERNEL_SAMPLES),
-                        &first(&p.exact, KERNEL_SAMPLES),
+                        &first(real(), KERNEL_SAMPLES),
                         Kernel::Rbf {
                             bandwidth: p.bandwidth,
                         },
@@ -306,12 +456,14 @@ fn rows(
                 "kid" => {
                     values[k] = metrics::mmd2_unbiased(
                         &first(x, KERNEL_SAMPLES),
-                        &first(&p.exact, KERNEL_SAMPLES),
+                        &first(real(), KERNEL_SAMPLES),
                         Kernel::Cubic,
                     )?
                 }
-                "nll" => values[k] = metrics::nll(x, &p.model)?,
-                "mode_coverage" => values[k] = metrics::mode_coverage_gap(&p.model, x),
+                "nll" => values[k] = metrics::nll(x, density())?,
+                "mode_coverage" => values[k] = metrics::mode_coverage_gap(density(), x),
+                "digits_fd" => values[k] = digits(x)?.fd,
+                "digits_kid" => values[k] = digits(x)?.kid,
                 _ => unreachable!("validated"),
             }
             k += 1;
@@ -360,6 +512,12 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let csv_path = out.join("results.csv");
+    // Every model and metric is checked before anything is written.
+    let mut names: Vec<&String> = spec.models.iter().collect();
+    names.dedup();
+    for name in names {
+        checked_model(spec_path, &spec, name)?;
+    }
     let all = enumerate(&spec);
     let mine: Vec<RunKey> = all
         .iter()
@@ -437,25 +595,17 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         let prepared: Vec<((String, String, u64), Prepared)> = groups
             .into_iter()
             .map(|(sched, name, seed)| {
-                let schedule = schedule_of(&sched);
-                let m = model::resolve(&name).map_err(|e| Error::file(spec_path, e.to_string()))?;
-                let x_t = draw_noise(spec.samples, m.dim(), seed);
-                let reference = cached_reference(out, &spec, schedule, &m, &x_t, seed)?;
-                if m.dim() == 2 && seed == spec.seeds[0] && sched == schedules[0].0 {
-                    save_paths(out, &name, &spec, schedule, &m, &x_t, &reference)?;
-                }
-                let exact = m.sample(spec.samples, seed.wrapping_add(0x5eed));
-                let bandwidth = median_bandwidth(&exact);
-                Ok((
-                    (sched, name, seed),
-                    Prepared {
-                        model: m,
-                        x_t,
-                        reference,
-                        exact,
-                        bandwidth,
-                    },
-                ))
+                let first_group = seed == spec.seeds[0] && sched == schedules[0].0;
+                let p = prepare(
+                    spec_path,
+                    &spec,
+                    out,
+                    schedule_of(&sched),
+                    &name,
+                    seed,
+                    first_group,
+                )?;
+                Ok(((sched, name, seed), p))
             })
             .collect::<Result<_>>()?;
         todo.par_iter().try_for_each(|key| -> Result<()> {
@@ -492,19 +642,22 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
 
 /// For 2-D models, what the plots draw besides the table: the reference samples and 32
 /// reference paths from x_T to x_0 (40 times, uniform in log-SNR).
+#[allow(clippy::too_many_arguments)]
 fn save_paths(
     out: &Path,
     name: &str,
     spec: &Spec,
     schedule: &Schedule,
-    m: &GaussianMixture,
+    m: &dyn ScoreModel,
+    data: &str,
     x_t: &Batch,
     reference: &Batch,
 ) -> Result<()> {
-    let tag: String = name
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
+    let tag = crate::plot::file_tag(name);
+    // The plots draw paths over the data density, which a checkpoint names.
+    if data != name {
+        crate::io::write_atomic(&out.join(format!("data_{tag}.txt")), data.as_bytes())?;
+    }
     crate::npy::write(
         &out.join(format!("reference_{tag}.npy")),
         &[reference.n, 2],
@@ -635,9 +788,11 @@ mod tests {
         Prepared {
             reference: exact.clone(),
             bandwidth: median_bandwidth(&exact),
-            model,
+            model: Box::new(model.clone()),
+            density: Some(model),
             x_t,
-            exact,
+            real: Some(exact),
+            digits: None,
         }
     }
 
@@ -653,7 +808,15 @@ mod tests {
         assert!(bad[1..].iter().all(|r| r.value.is_nan()));
         let none = rows(&spec, &p, &key, 0, Outcome::Infeasible, 0.0).unwrap();
         assert!(none.iter().all(|r| r.value.is_nan()) && none[0].nfe == 0);
-        let good = rows(&spec, &p, &key, 4, Outcome::Done(p.exact.clone(), 4), 1.0).unwrap();
+        let good = rows(
+            &spec,
+            &p,
+            &key,
+            4,
+            Outcome::Done(p.reference.clone(), 4),
+            1.0,
+        )
+        .unwrap();
         assert_eq!(good[0].value, 0.0);
         let rms = good.iter().find(|r| r.metric == "error_rms").unwrap().value;
         assert_eq!(rms, 0.0, "samples equal to the reference have zero error");

@@ -34,9 +34,13 @@ pub struct Spec {
     /// Reference tolerances.
     #[serde(default)]
     pub reference: ReferenceSpec,
-    /// Metrics to record (default: all).
+    /// Metrics to record (default: those of mixtures: error, frechet, sliced_wasserstein,
+    /// mmd, kid, nll, mode_coverage).
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
+    /// The digits feature classifier (for `digits_fd`, `digits_kid`).
+    #[serde(default = "default_classifier")]
+    pub classifier: std::path::PathBuf,
 }
 
 /// One solver configuration.
@@ -80,6 +84,8 @@ pub const METRICS: &[&str] = &[
     "kid",
     "nll",
     "mode_coverage",
+    "digits_fd",
+    "digits_kid",
 ];
 
 /// A single value or a list of them.
@@ -110,7 +116,10 @@ fn default_final_sigma() -> FinalSigma {
     FinalSigma::Zero
 }
 fn default_metrics() -> Vec<String> {
-    METRICS.iter().map(|s| s.to_string()).collect()
+    METRICS[..7].iter().map(|s| s.to_string()).collect()
+}
+fn default_classifier() -> std::path::PathBuf {
+    "models/digits_classifier.safetensors".into()
 }
 
 impl Spec {

@@ -91,21 +91,7 @@ impl Mlp {
             return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
         }
         let schedule = crate::experiment::runner::schedule_named(&config.schedule)?;
-        let mut rng = noise::rng(seed, Purpose::Other, 77);
-        let mut layers = Vec::new();
-        for (fan_in, fan_out) in Self::shapes(&config) {
-            let bound = 1.0 / (fan_in as f32).sqrt();
-            let w: Vec<f32> = (0..fan_in * fan_out)
-                .map(|_| rng.random_range(-bound..bound))
-                .collect();
-            let b: Vec<f32> = (0..fan_out)
-                .map(|_| rng.random_range(-bound..bound))
-                .collect();
-            layers.push((
-                Tensor::from_vec(w, (fan_out, fan_in), &Device::Cpu).map_err(candle)?,
-                Tensor::from_vec(b, fan_out, &Device::Cpu).map_err(candle)?,
-            ));
-        }
+        let layers = init_layers(&Self::shapes(&config), seed)?;
         Ok(Mlp {
             config,
             schedule,
@@ -158,21 +144,7 @@ impl Mlp {
 
     /// Writes `path` (.safetensors) and its `.json` sidecar, atomically.
     pub fn save(&self, path: &Path) -> Result<()> {
-        if path.extension().is_none_or(|e| e != "safetensors") {
-            return Err(Error::invalid(
-                "--out",
-                format!("expected a .safetensors path, got {}", path.display()),
-            ));
-        }
-        let tmp = path.with_extension("safetensors.tmp");
-        let cpu: HashMap<String, Tensor> = self
-            .tensors()
-            .into_iter()
-            .map(|(k, t)| t.to_device(&Device::Cpu).map(|t| (k, t)))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(candle)?;
-        candle_core::safetensors::save(&cpu, &tmp).map_err(|e| Error::file(&tmp, e.to_string()))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))?;
+        save_tensors(&self.tensors(), path)?;
         let json = serde_json::to_string_pretty(&self.config).expect("config serialises");
         crate::io::write_atomic(&path.with_extension("json"), json.as_bytes())
     }
@@ -180,38 +152,9 @@ impl Mlp {
     /// Loads a checkpoint, checking every tensor's presence, dtype and shape.
     pub fn load(path: &Path) -> Result<Self> {
         let config: MlpConfig = crate::io::read_json(&path.with_extension("json"))?;
-        let tensors = candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))?;
         let mut mlp = Mlp::new(config, 0)
             .map_err(|e| Error::file(&path.with_extension("json"), e.to_string()))?;
-        for (i, (fan_in, fan_out)) in Self::shapes(&mlp.config).into_iter().enumerate() {
-            for (name, shape) in [
-                (format!("l{i}.weight"), vec![fan_out, fan_in]),
-                (format!("l{i}.bias"), vec![fan_out]),
-            ] {
-                let t = tensors.get(&name).ok_or_else(|| {
-                    Error::file(
-                        path,
-                        format!("missing tensor '{name}' (expected shape {shape:?})"),
-                    )
-                })?;
-                if t.dtype() != DType::F32 {
-                    return Err(Error::file(
-                        path,
-                        format!("tensor '{name}' has dtype {:?}, expected f32", t.dtype()),
-                    ));
-                }
-                if t.dims() != shape.as_slice() {
-                    return Err(Error::file(
-                        path,
-                        format!(
-                            "tensor '{name}' has shape {:?}, expected {shape:?}",
-                            t.dims()
-                        ),
-                    ));
-                }
-            }
-        }
+        let tensors = load_tensors(path, &layer_names(&Self::shapes(&mlp.config)))?;
         mlp.set_tensors(&tensors)?;
         Ok(mlp)
     }
@@ -295,22 +238,175 @@ impl Mlp {
     }
 }
 
+/// Fully connected layers `(weight [out, in], bias [out])` initialised as PyTorch does,
+/// U(±1/sqrt(fan_in)), from a seeded generator (candle's CPU RNG cannot be seeded).
+pub(crate) fn init_layers(shapes: &[(usize, usize)], seed: u64) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut rng = noise::rng(seed, Purpose::Other, 77);
+    let mut layers = Vec::new();
+    for &(fan_in, fan_out) in shapes {
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let w: Vec<f32> = (0..fan_in * fan_out)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        let b: Vec<f32> = (0..fan_out)
+            .map(|_| rng.random_range(-bound..bound))
+            .collect();
+        layers.push((
+            Tensor::from_vec(w, (fan_out, fan_in), &Device::Cpu).map_err(candle)?,
+            Tensor::from_vec(b, fan_out, &Device::Cpu).map_err(candle)?,
+        ));
+    }
+    Ok(layers)
+}
+
+/// Checkpoint names and shapes of layers with `(fan_in, fan_out)` shapes: `l{i}.weight`
+/// `[out, in]` and `l{i}.bias` `[out]`.
+pub(crate) fn layer_names(shapes: &[(usize, usize)]) -> Vec<(String, Vec<usize>)> {
+    shapes
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &(fan_in, fan_out))| {
+            [
+                (format!("l{i}.weight"), vec![fan_out, fan_in]),
+                (format!("l{i}.bias"), vec![fan_out]),
+            ]
+        })
+        .collect()
+}
+
+/// Writes tensors to a `.safetensors` file atomically (from the CPU).
+pub(crate) fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
+    if path.extension().is_none_or(|e| e != "safetensors") {
+        return Err(Error::invalid(
+            "--out",
+            format!("expected a .safetensors path, got {}", path.display()),
+        ));
+    }
+    let tmp = path.with_extension("safetensors.tmp");
+    let cpu: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, t)| t.to_device(&Device::Cpu).map(|t| (k.clone(), t)))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(candle)?;
+    candle_core::safetensors::save(&cpu, &tmp).map_err(|e| Error::file(&tmp, e.to_string()))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// Reads a `.safetensors` file, checking that every expected tensor is there, f32 and of
+/// the expected shape.
+pub(crate) fn load_tensors(
+    path: &Path,
+    expected: &[(String, Vec<usize>)],
+) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))?;
+    for (name, shape) in expected {
+        let t = tensors.get(name).ok_or_else(|| {
+            Error::file(
+                path,
+                format!("missing tensor '{name}' (expected shape {shape:?})"),
+            )
+        })?;
+        if t.dtype() != DType::F32 {
+            return Err(Error::file(
+                path,
+                format!("tensor '{name}' has dtype {:?}, expected f32", t.dtype()),
+            ));
+        }
+        if t.dims() != shape.as_slice() {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor '{name}' has shape {:?}, expected {shape:?}",
+                    t.dims()
+                ),
+            ));
+        }
+    }
+    Ok(tensors)
+}
+
 /// `e^x` for f32 in a form the compiler vectorises: Cody–Waite reduction by ln 2 and a
 /// degree-6 Taylor polynomial on |r| ≤ ln2/2 (relative error ≈ 1.3e-7, f32 rounding level).
-#[inline]
+#[inline(always)]
 fn fast_exp(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const LN2_HI: f32 = 0.693_145_75;
     const LN2_LO: f32 = 1.428_606_8e-6;
     const ROUND: f32 = 12_582_912.0; // 1.5 · 2^23: adding and subtracting rounds to nearest
     let x = x.clamp(-87.0, 88.0);
-    let n = (x * LOG2E + ROUND) - ROUND;
+    let shifted = x * LOG2E + ROUND;
+    let n = shifted - ROUND;
     let r = (x - n * LN2_HI) - n * LN2_LO;
     let p = 1.0
         + r * (1.0
             + r * (0.5
                 + r * (1.0 / 6.0 + r * (1.0 / 24.0 + r * (1.0 / 120.0 + r * (1.0 / 720.0))))));
-    p * f32::from_bits(((n as i32 + 127) << 23) as u32)
+    // 2^n from the integer n held in the low mantissa bits of `shifted` (|n| ≤ 127): adding
+    // the bias and shifting by 23 leaves exactly (n + 127) << 23, without a float→int cast
+    // (whose saturation checks would keep the loop from vectorising).
+    p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
+}
+
+/// Defines `$name`, which runs `$inner` compiled for AVX-512 (or AVX2) when the CPU has
+/// it, so its element-wise loops vectorise 16 (8) lanes wide instead of the baseline's 4.
+/// The arithmetic per element is the same sequence of IEEE operations (Rust never contracts
+/// to FMA), so every path gives bit-identical results.
+macro_rules! wide_simd {
+    ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f")]
+                fn avx512($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                #[target_feature(enable = "avx2")]
+                fn avx2($($arg: $ty),*) {
+                    $inner($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU supports AVX-512F (checked above).
+                    return unsafe { avx512($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU supports AVX2 (checked above).
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $inner($($arg),*)
+        }
+    };
+}
+
+wide_simd!(bias_silu_rows => bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool));
+wide_simd!(first_layer_rows => first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]));
+
+/// `silu(z + bias)` (or `z + bias` for the output layer) for a block of rows.
+#[inline(always)]
+fn bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool) {
+    let width = bias.len();
+    for (o_row, z_row) in out.chunks_mut(width).zip(z.chunks(width)) {
+        for ((o, &z), &b) in o_row.iter_mut().zip(z_row).zip(bias) {
+            let v = z + b;
+            *o = if silu { v / (1.0 + fast_exp(-v)) } else { v };
+        }
+    }
+}
+
+/// `silu(x W_xᵀ + bias)` for a block of rows; `w_t` is `W_xᵀ`, `[D, width]` row-major.
+#[inline(always)]
+fn first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]) {
+    let width = bias.len();
+    let d = w_t.len() / width;
+    for (o_row, x_row) in out.chunks_mut(width).zip(x.chunks(d)) {
+        o_row.copy_from_slice(bias);
+        for (k, &xk) in x_row.iter().enumerate() {
+            let w = &w_t[k * width..(k + 1) * width];
+            o_row.iter_mut().zip(w).for_each(|(o, &wk)| *o += xk * wk);
+        }
+        o_row.iter_mut().for_each(|o| *o /= 1.0 + fast_exp(-*o));
+    }
 }
 
 /// `z + bias` per row, then SiLU unless it is the last layer: one pass instead of candle's
@@ -341,18 +437,7 @@ impl CustomOp1 for BiasSilu<'_> {
         use rayon::prelude::*;
         out.par_chunks_mut(128 * width)
             .zip(src.par_chunks(128 * width))
-            .for_each(|(o_block, z_block)| {
-                for (o_row, z_row) in o_block.chunks_mut(width).zip(z_block.chunks(width)) {
-                    for ((o, &z), &b) in o_row.iter_mut().zip(z_row).zip(self.bias) {
-                        let v = z + b;
-                        *o = if self.silu {
-                            v / (1.0 + fast_exp(-v))
-                        } else {
-                            v
-                        };
-                    }
-                }
-            });
+            .for_each(|(o_block, z_block)| bias_silu_rows(o_block, z_block, self.bias, self.silu));
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }
@@ -387,16 +472,7 @@ impl CustomOp1 for FirstLayer<'_> {
         let mut out = vec![0f32; n * width];
         out.par_chunks_mut(128 * width)
             .zip(x.par_chunks(128 * d))
-            .for_each(|(o_block, x_block)| {
-                for (o_row, x_row) in o_block.chunks_mut(width).zip(x_block.chunks(d)) {
-                    o_row.copy_from_slice(self.bias);
-                    for (k, &xk) in x_row.iter().enumerate() {
-                        let w = &self.w_t[k * width..(k + 1) * width];
-                        o_row.iter_mut().zip(w).for_each(|(o, &wk)| *o += xk * wk);
-                    }
-                    o_row.iter_mut().for_each(|o| *o /= 1.0 + fast_exp(-*o));
-                }
-            });
+            .for_each(|(o_block, x_block)| first_layer_rows(o_block, x_block, self.w_t, self.bias));
         Ok((CpuStorage::F32(out), Shape::from((n, width))))
     }
 }
@@ -474,6 +550,35 @@ impl ScoreModel for Mlp {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn wide_simd_passes_are_bit_identical_to_the_baseline_code() {
+        let width = 48;
+        let z: Vec<f32> = (0..width * 37)
+            .map(|i| ((i * 7919) % 2001) as f32 * 0.01 - 10.0)
+            .collect();
+        let bias: Vec<f32> = (0..width).map(|i| i as f32 * 0.05 - 1.0).collect();
+        for silu in [true, false] {
+            let (mut wide, mut base) = (vec![0f32; z.len()], vec![0f32; z.len()]);
+            bias_silu_rows(&mut wide, &z, &bias, silu);
+            bias_silu_block(&mut base, &z, &bias, silu);
+            assert!(wide
+                .iter()
+                .zip(&base)
+                .all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+        let (d, n) = (3, 29);
+        let w_t: Vec<f32> = (0..d * width).map(|i| (i as f32 * 0.37).sin()).collect();
+        let x = &z[..n * d];
+        let (mut wide, mut base) = (vec![0f32; n * width], vec![0f32; n * width]);
+        first_layer_rows(&mut wide, x, &w_t, &bias);
+        first_layer_block(&mut base, x, &w_t, &bias);
+        assert!(wide
+            .iter()
+            .zip(&base)
+            .all(|(a, b)| a.to_bits() == b.to_bits()));
+        assert!(base.iter().any(|&v| v != 0.0));
+    }
 
     #[test]
     fn fast_exp_is_accurate_to_f32_rounding_and_the_fused_forward_matches_candle() {

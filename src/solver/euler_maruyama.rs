@@ -17,16 +17,55 @@ pub struct EulerMaruyama;
 /// The Brownian path and its value at the current grid point.
 pub struct PathState {
     tree: BrownianTree,
+    clock: TreeClock,
     w_now: Vec<f64>,
+}
+
+/// The tree's time axis. For a discrete schedule it counts training steps (u = t·T) on a
+/// root of 2^⌈log₂T⌉ steps, so every training time is an exact dyadic node (depth ≤ 10 for
+/// T = 1000): grids of training steps then never bridge inside a leaf and descend fewer
+/// levels (about half the normals per step of a root on [0, 1]). Otherwise u = t.
+struct TreeClock {
+    per_t: f64,
+    span: f64,
+}
+
+impl TreeClock {
+    fn new(ctx: &Ctx) -> Self {
+        match ctx.schedule.discrete() {
+            Some(d) => {
+                let n = d.num_train_timesteps();
+                TreeClock {
+                    per_t: n as f64,
+                    span: n.next_power_of_two() as f64,
+                }
+            }
+            None => TreeClock {
+                per_t: 1.0,
+                span: ctx.schedule.t_max(),
+            },
+        }
+    }
+
+    /// Tree time of `t`, snapped to the integer step it represents up to rounding.
+    fn at(&self, t: f64) -> f64 {
+        let u = t * self.per_t;
+        if self.per_t > 1.0 && (u - u.round()).abs() < 1e-9 {
+            u.round()
+        } else {
+            u
+        }
+    }
 }
 
 impl Sampler for EulerMaruyama {
     type State = PathState;
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
-        let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, ctx.schedule.t_max());
-        let w_now = tree.value(ctx.t(0))?;
-        Ok(PathState { tree, w_now })
+        let clock = TreeClock::new(ctx);
+        let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span);
+        let w_now = tree.value(clock.at(ctx.t(0)))?;
+        Ok(PathState { tree, clock, w_now })
     }
 
     fn step(
@@ -43,8 +82,9 @@ impl Sampler for EulerMaruyama {
         x.update_with(&eps, |x, e| x - h * (cx * x + ce * e));
         ctx.recycle(eps);
         // Reverse time: the increment over [t', t] enters as W(t) - W(t').
-        let w_next = st.tree.value(t_next)?;
-        let g = ctx.schedule.diffusion_sq(t).sqrt();
+        let w_next = st.tree.value(st.clock.at(t_next))?;
+        // W(u) has variance u in tree time; in t that is u / per_t.
+        let g = (ctx.schedule.diffusion_sq(t) / st.clock.per_t).sqrt();
         for ((v, a), b) in x.data.iter_mut().zip(&st.w_now).zip(&w_next) {
             *v += g * (a - b);
         }
