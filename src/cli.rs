@@ -71,8 +71,9 @@ pub enum DigitsCommand {
     Score {
         /// Samples (.npy [n, 64], pixels in [−1, 1]).
         samples: PathBuf,
-        #[arg(long, default_value = "models/digits_classifier.safetensors")]
-        classifier: PathBuf,
+        /// Feature classifier [default: the committed one, compiled into pfode].
+        #[arg(long)]
+        classifier: Option<PathBuf>,
     },
     /// Draw samples [n, 64] as a grid of 8×8 images (PNG).
     Grid {

@@ -13,6 +13,14 @@ fn classifier() -> Classifier {
     Classifier::load(Path::new(CLASSIFIER)).unwrap()
 }
 
+#[test]
+fn the_compiled_in_classifier_is_the_committed_file() {
+    let x = load(Split::HeldOut).unwrap().images;
+    let (file, builtin) = (classifier(), Classifier::committed().unwrap());
+    assert_eq!(file.config, builtin.config);
+    assert_eq!(file.features(&x).unwrap(), builtin.features(&x).unwrap());
+}
+
 fn pfode(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pfode"))
         .args(args)

@@ -7,7 +7,7 @@
 use super::{load, Digits, Split, PIXELS};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::mlp::{init_layers, layer_names, load_tensors, save_tensors};
+use crate::model::mlp::{init_layers, layer_names, save_tensors, tensors_from_bytes};
 use crate::noise::{self, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -215,13 +215,37 @@ impl Classifier {
 
     /// Loads a checkpoint, checking every tensor.
     pub fn load(path: &Path) -> Result<Classifier> {
-        let config: ClassifierConfig = crate::io::read_json(&path.with_extension("json"))?;
+        let json = path.with_extension("json");
+        let config = std::fs::read_to_string(&json).map_err(|e| Error::io(&json, e))?;
+        let weights = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Self::from_parts(&config, &weights, path)
+    }
+
+    /// The committed classifier (`models/digits_classifier.safetensors`), compiled in so the
+    /// digits FD needs no file and means the same thing wherever pfode runs.
+    pub fn committed() -> Result<Classifier> {
+        Self::from_parts(
+            include_str!("../../models/digits_classifier.json"),
+            include_bytes!("../../models/digits_classifier.safetensors"),
+            Path::new("models/digits_classifier.safetensors"),
+        )
+    }
+
+    /// `path`, or the committed classifier when none is given.
+    pub fn load_or_committed(path: Option<&Path>) -> Result<Classifier> {
+        path.map_or_else(Self::committed, Self::load)
+    }
+
+    fn from_parts(config: &str, weights: &[u8], path: &Path) -> Result<Classifier> {
+        let json = path.with_extension("json");
+        let config: ClassifierConfig =
+            serde_json::from_str(config).map_err(|e| Error::file(&json, e.to_string()))?;
         if config.widths.len() < 3
             || config.widths[0] != PIXELS
             || config.widths.last() != Some(&10)
         {
             return Err(Error::file(
-                &path.with_extension("json"),
+                &json,
                 format!(
                     "widths must run from {PIXELS} to 10 through ≥ 1 hidden layer, got {:?}",
                     config.widths
@@ -229,7 +253,7 @@ impl Classifier {
             ));
         }
         let shapes = shapes(&config.widths);
-        let mut tensors = load_tensors(path, &layer_names(&shapes))?;
+        let mut tensors = tensors_from_bytes(weights, &layer_names(&shapes), path)?;
         let layers = (0..shapes.len())
             .map(|i| {
                 (

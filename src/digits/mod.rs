@@ -159,10 +159,10 @@ pub fn command(cmd: &crate::cli::DigitsCommand) -> Result<()> {
             samples,
             classifier,
         } => {
-            let c = Classifier::load(classifier)?;
+            let x = crate::run::read_rows(samples, PIXELS, "digit images")?;
+            let c = Classifier::load_or_committed(classifier.as_deref())?;
             let (train, held) = (load(Split::Train)?.images, load(Split::HeldOut)?.images);
             let (f_train, f_held) = (c.features(&train)?, c.features(&held)?);
-            let x = crate::run::read_rows(samples, PIXELS, "digit images")?;
             let s = feature_scores(&c, &x, &f_held)?;
             let floor = feature_scores(&c, &train, &f_held)?;
             let seen = feature_scores(&c, &x, &f_train)?;

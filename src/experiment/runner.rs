@@ -256,7 +256,7 @@ fn prepare(
         .iter()
         .any(|k| NEEDS_DIGITS.contains(&k.as_str()))
     {
-        let c = Classifier::load(&spec.classifier)?;
+        let c = Classifier::load_or_committed(spec.classifier.as_deref())?;
         let features = crate::digits::reference_features(&c)?;
         Some((c, features))
     } else {

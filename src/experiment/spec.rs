@@ -38,9 +38,10 @@ pub struct Spec {
     /// mmd, kid, nll, mode_coverage).
     #[serde(default = "default_metrics")]
     pub metrics: Vec<String>,
-    /// The digits feature classifier (for `digits_fd`, `digits_kid`).
-    #[serde(default = "default_classifier")]
-    pub classifier: std::path::PathBuf,
+    /// The digits feature classifier (for `digits_fd`, `digits_kid`); default: the
+    /// committed one, compiled into pfode.
+    #[serde(default)]
+    pub classifier: Option<std::path::PathBuf>,
 }
 
 /// One solver configuration.
@@ -117,9 +118,6 @@ fn default_final_sigma() -> FinalSigma {
 }
 fn default_metrics() -> Vec<String> {
     METRICS[..7].iter().map(|s| s.to_string()).collect()
-}
-fn default_classifier() -> std::path::PathBuf {
-    "models/digits_classifier.safetensors".into()
 }
 
 impl Spec {

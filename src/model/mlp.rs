@@ -298,7 +298,17 @@ pub(crate) fn load_tensors(
     path: &Path,
     expected: &[(String, Vec<usize>)],
 ) -> Result<HashMap<String, Tensor>> {
-    let tensors = candle_core::safetensors::load(path, &Device::Cpu)
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    tensors_from_bytes(&bytes, expected, path)
+}
+
+/// [`load_tensors`] on the bytes of a safetensors file (`path` names it in errors).
+pub(crate) fn tensors_from_bytes(
+    bytes: &[u8],
+    expected: &[(String, Vec<usize>)],
+    path: &Path,
+) -> Result<HashMap<String, Tensor>> {
+    let tensors = candle_core::safetensors::load_buffer(bytes, &Device::Cpu)
         .map_err(|e| Error::file(path, format!("not a readable safetensors file: {e}")))?;
     for (name, shape) in expected {
         let t = tensors.get(name).ok_or_else(|| {
