@@ -216,6 +216,8 @@ fn reference_summary() {
 criterion_group!(benches, bench);
 
 fn main() {
+    // As the pfode binary does: freed buffers stay in the heap instead of being unmapped.
+    pfode::io::keep_freed_memory();
     benches();
     Criterion::default().configure_from_args().final_summary();
     summary();

@@ -36,6 +36,9 @@ pub struct BrownianTree {
     path: Vec<Node>,
     /// Points already sampled inside the current leaf (time, value).
     leaf_points: Vec<(f64, Vec<f64>)>,
+    /// Buffers of popped nodes, reused for new ones: a fresh allocation of a large state
+    /// costs page faults on every step.
+    spare: Vec<Vec<f64>>,
 }
 
 impl BrownianTree {
@@ -48,6 +51,16 @@ impl BrownianTree {
             t1,
             path: Vec::new(),
             leaf_points: Vec::new(),
+            spare: Vec::new(),
+        }
+    }
+
+    /// Keeps a popped node's buffer for reuse if nobody else holds it.
+    fn recycle(&mut self, w: Rc<Vec<f64>>) {
+        if let Ok(v) = Rc::try_unwrap(w) {
+            if self.spare.len() < 2 * MAX_DEPTH as usize {
+                self.spare.push(v);
+            }
         }
     }
 
@@ -74,6 +87,11 @@ impl BrownianTree {
 
     /// `W(t)` for every coordinate.
     pub fn value(&mut self, t: f64) -> Result<Vec<f64>> {
+        self.value_shared(t).map(|w| w.to_vec())
+    }
+
+    /// `W(t)`, shared with the tree instead of copied.
+    pub fn value_shared(&mut self, t: f64) -> Result<Rc<Vec<f64>>> {
         if !(t >= self.t0 && t <= self.t1) {
             return Err(Error::invalid(
                 "brownian",
@@ -87,7 +105,9 @@ impl BrownianTree {
             if top.lo <= t && t <= top.hi {
                 break;
             }
-            self.path.pop();
+            let node = self.path.pop().expect("non-empty");
+            self.recycle(node.w_lo);
+            self.recycle(node.w_hi);
             self.leaf_points.clear();
         }
         if self.path.is_empty() {
@@ -96,24 +116,32 @@ impl BrownianTree {
         loop {
             let node = self.path.last().unwrap();
             if t == node.lo {
-                return Ok(node.w_lo.to_vec());
+                return Ok(Rc::clone(&node.w_lo));
             }
             if t == node.hi {
-                return Ok(node.w_hi.to_vec());
+                return Ok(Rc::clone(&node.w_hi));
             }
             let (lo, hi) = (node.lo, node.hi);
             if node.depth == MAX_DEPTH {
-                return Ok(self.leaf_value(t));
+                return Ok(Rc::new(self.leaf_value(t)));
             }
             let mid = 0.5 * (lo + hi);
             let sd = (0.25 * (hi - lo)).sqrt();
-            let mut w_mid: Vec<f64> = node
-                .w_lo
-                .iter()
-                .zip(node.w_hi.iter())
-                .map(|(a, b)| 0.5 * (a + b))
-                .collect();
-            noise::add_scaled_normals(self.seed, Purpose::BrownianNode, node.id, sd, &mut w_mid);
+            let mut w_mid = self.spare.pop().unwrap_or_default();
+            w_mid.clear();
+            w_mid.extend(
+                node.w_lo
+                    .iter()
+                    .zip(node.w_hi.iter())
+                    .map(|(a, b)| 0.5 * (a + b)),
+            );
+            noise::add_scaled_normals_here(
+                self.seed,
+                Purpose::BrownianNode,
+                node.id,
+                sd,
+                &mut w_mid,
+            );
             let w_mid = Rc::new(w_mid);
             self.leaf_points.clear();
             let child = if t < mid {

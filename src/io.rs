@@ -33,3 +33,16 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::file(path, format!("invalid JSON: {e}")))
 }
+
+/// Solvers and candle allocate and free multi-megabyte buffers every step; glibc would
+/// return them to the kernel each time and fault them back in. Keeping them in the heap made
+/// training 35 % faster (500 steps: 9.3 s -> 6.1 s). Call once at start-up (the binary and
+/// the benchmarks do).
+pub fn keep_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator thresholds; called before other threads start.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 30);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}

@@ -62,13 +62,29 @@ pub fn normals(seed: u64, purpose: Purpose, stream: u64, len: usize) -> Vec<f64>
 pub fn add_scaled_normals(seed: u64, purpose: Purpose, stream: u64, scale: f64, out: &mut [f64]) {
     out.par_chunks_mut(BLOCK)
         .enumerate()
-        .for_each(|(b, chunk)| {
-            let mut r = block_rng(seed, purpose, stream, b as u64);
-            for v in chunk {
-                let z: f64 = StandardNormal.sample(&mut r);
-                *v += scale * z;
-            }
-        });
+        .for_each(|(b, chunk)| add_block(seed, purpose, stream, b, scale, chunk));
+}
+
+/// [`add_scaled_normals`] on the calling thread: the same numbers, without waking the
+/// thread pool (which costs more than it saves for calls made many times per step).
+pub fn add_scaled_normals_here(
+    seed: u64,
+    purpose: Purpose,
+    stream: u64,
+    scale: f64,
+    out: &mut [f64],
+) {
+    out.chunks_mut(BLOCK)
+        .enumerate()
+        .for_each(|(b, chunk)| add_block(seed, purpose, stream, b, scale, chunk));
+}
+
+fn add_block(seed: u64, purpose: Purpose, stream: u64, b: usize, scale: f64, chunk: &mut [f64]) {
+    let mut r = block_rng(seed, purpose, stream, b as u64);
+    for v in chunk {
+        let z: f64 = StandardNormal.sample(&mut r);
+        *v += scale * z;
+    }
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ pub struct EulerMaruyama;
 pub struct PathState {
     tree: BrownianTree,
     clock: TreeClock,
-    w_now: Vec<f64>,
+    w_now: std::rc::Rc<Vec<f64>>,
 }
 
 /// The tree's time axis. For a discrete schedule it counts training steps (u = t·T) on a
@@ -64,7 +64,7 @@ impl Sampler for EulerMaruyama {
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
         let clock = TreeClock::new(ctx);
         let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span);
-        let w_now = tree.value(clock.at(ctx.t(0)))?;
+        let w_now = tree.value_shared(clock.at(ctx.t(0)))?;
         Ok(PathState { tree, clock, w_now })
     }
 
@@ -82,10 +82,10 @@ impl Sampler for EulerMaruyama {
         x.update_with(&eps, |x, e| x - h * (cx * x + ce * e));
         ctx.recycle(eps);
         // Reverse time: the increment over [t', t] enters as W(t) - W(t').
-        let w_next = st.tree.value(st.clock.at(t_next))?;
+        let w_next = st.tree.value_shared(st.clock.at(t_next))?;
         // W(u) has variance u in tree time; in t that is u / per_t.
         let g = (ctx.schedule.diffusion_sq(t) / st.clock.per_t).sqrt();
-        for ((v, a), b) in x.data.iter_mut().zip(&st.w_now).zip(&w_next) {
+        for ((v, a), b) in x.data.iter_mut().zip(st.w_now.iter()).zip(w_next.iter()) {
             *v += g * (a - b);
         }
         st.w_now = w_next;
