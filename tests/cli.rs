@@ -87,7 +87,13 @@ fn sample_writes_npy_and_a_sidecar_with_the_exact_grid_and_nfe() {
 #[test]
 fn same_arguments_give_byte_identical_output_with_one_or_two_threads() {
     let dir = tempfile::tempdir().unwrap();
-    for solver in ["ddim", "ddpm", "euler-maruyama"] {
+    // The learned model runs candle's threaded matrix products and the SIMD passes.
+    for (model, solver) in [
+        ("mix16d", "ddim"),
+        ("mix16d", "ddpm"),
+        ("mix16d", "euler-maruyama"),
+        ("models/digits.safetensors", "dpm-solver++2m"),
+    ] {
         let mut outputs = vec![];
         for (k, threads) in ["1", "2", "2"].iter().enumerate() {
             let out = dir.path().join(format!("{solver}{k}.npy"));
@@ -96,7 +102,7 @@ fn same_arguments_give_byte_identical_output_with_one_or_two_threads() {
                 &[
                     "sample",
                     "--model",
-                    "mix16d",
+                    model,
                     "--solver",
                     solver,
                     "--steps",
