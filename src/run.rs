@@ -114,6 +114,14 @@ pub fn main(cli: Cli) -> Result<()> {
                     format!("expected a .safetensors path, got {}", args.out.display()),
                 ));
             }
+            // Fail before training, not after it.
+            let dir = args.out.parent().filter(|p| !p.as_os_str().is_empty());
+            if dir.is_some_and(|d| !d.is_dir()) {
+                return Err(Error::invalid(
+                    "--out",
+                    format!("folder {} does not exist", dir.unwrap().display()),
+                ));
+            }
             let start = if args.resume {
                 Some(Mlp::load(&args.out)?)
             } else {

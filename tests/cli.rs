@@ -704,6 +704,20 @@ fn train_rejects_bad_arguments_without_writing_anything() {
         ],
         &["--lr"],
     );
+    let missing = d.join("no/such/m.safetensors");
+    assert_clean_failure(
+        d,
+        &[
+            "train",
+            "--data",
+            "ring2d",
+            "--out",
+            missing.to_str().unwrap(),
+            "--steps",
+            "5",
+        ],
+        &["--out", "does not exist"],
+    );
     assert_clean_failure(
         d,
         &[
