@@ -1,12 +1,14 @@
-//! Per-evaluation cost of each solver beyond its model calls, on a 4096 × 16 exact mixture,
-//! and the speed of `pfode reference`.
+//! Per-evaluation cost of each solver beyond its model calls, on 4096-row batches of the
+//! exact mixtures mix16d (16-D) and ring2d (2-D), and the speed of `pfode reference`.
 //!
 //! Criterion times one model call and a 20-step run of each solver. The summary isolates the
 //! solver's own cost by running it on a free model (one that only fills its output), per
 //! model evaluation, as a fraction of the exact-mixture call (target: ≤ 5 %), with the cost
 //! of drawing Gaussian noise shown separately for stochastic solvers. Subtracting two noisy
 //! timings of the real model instead would drown a 5 % effect in the ±5–10 % run-to-run
-//! noise of a 2-core machine. Then it times `pfode reference` on 10 000 ring2d samples
+//! noise of a 2-core machine. The memory floor line times one sweep over three state-sized
+//! arrays, the least any update can cost unless it runs inside the model's own loop. Then
+//! it times `pfode reference` on 10 000 ring2d samples
 //! against scipy's per-sample DOP853 (time recorded in tests/fixtures/scipy_reference.json).
 
 use criterion::{criterion_group, Criterion};
@@ -51,13 +53,15 @@ fn solvers() -> Vec<(String, Solver)> {
 }
 
 struct Setup {
+    name: &'static str,
     model: pfode::model::GaussianMixture,
     schedule: Schedule,
     grid: TimeGrid,
     x: pfode::Batch,
 }
 
-fn setup() -> Setup {
+/// The 4096-row batch of a built-in mixture: `mix16d` (the target's case) or `ring2d`.
+fn setup(name: &'static str) -> Setup {
     let schedule = Schedule::ddpm_linear();
     let grid = TimeGrid::build(
         &schedule,
@@ -66,11 +70,13 @@ fn setup() -> Setup {
         GridOptions::default(),
     )
     .unwrap();
+    let model = builtin(name).unwrap();
     Setup {
-        model: builtin("mix16d").unwrap(),
+        name,
+        x: draw_noise(4096, model.dim(), 0),
+        model,
         schedule,
         grid,
-        x: draw_noise(4096, 16, 0),
     }
 }
 
@@ -81,10 +87,12 @@ fn model_call(s: &Setup, out: &mut [f64]) {
 
 /// A model that costs nothing beyond writing its output, like the mixture defined on clean
 /// data and checking its own output.
-const FREE: ZeroModel = ZeroModel {
-    dim: 16,
-    defined_at_clean: true,
-};
+fn free(s: &Setup) -> ZeroModel {
+    ZeroModel {
+        dim: s.model.dim(),
+        defined_at_clean: true,
+    }
+}
 
 /// Runs the solver; returns the output and its NFE.
 fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch, usize) {
@@ -95,7 +103,7 @@ fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch
 }
 
 fn bench(c: &mut Criterion) {
-    let s = setup();
+    let s = setup("mix16d");
     let mut out = vec![0.0; s.x.data.len()];
     c.bench_function("model_call/mix16d_4096x16", |b| {
         b.iter(|| model_call(&s, &mut out))
@@ -118,13 +126,22 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     .unwrap()
 }
 
-fn summary() {
-    let s = setup();
+fn summary(s: &Setup) {
+    let free = free(s);
     let mut out = vec![0.0; s.x.data.len()];
-    let model = median_secs(200, || model_call(&s, &mut out));
+    let model = median_secs(200, || model_call(s, &mut out));
     let fill = median_secs(200, || {
-        FREE.eps_into(&s.x, &Level::at(&s.schedule, 0.5), &mut out)
+        free.eps_into(&s.x, &Level::at(&s.schedule, 0.5), &mut out)
             .unwrap()
+    });
+    // The memory floor: one sweep z = a + b·c over the state (three arrays touched).
+    let (a, b) = (s.x.data.clone(), s.x.data.clone());
+    let mut z = vec![0.0; a.len()];
+    let triad = median_secs(200, || {
+        z.iter_mut()
+            .zip(a.iter().zip(&b))
+            .for_each(|(z, (a, b))| *z += a + 0.5 * b);
+        std::hint::black_box(&z);
     });
     let mut buf = vec![0.0; s.x.data.len()];
     let normals = median_secs(200, || {
@@ -143,22 +160,33 @@ fn summary() {
             std::hint::black_box(w.value(u).unwrap());
         }
     }) / STEPS as f64;
-    println!("\nsolver cost per model evaluation beyond the model call (4096 × 16 mixture, K = 8, {STEPS}-step trailing runs)");
+    let len = s.x.data.len();
     println!(
-        "mixture model call: {:.1} µs; one batch of 65 536 normals: {:.1} µs ({:.1} % of a model call); Brownian tree per step: {:.1} µs",
+        "\nsolver cost per model evaluation beyond the model call ({}: 4096 × {}, K = {}, {STEPS}-step trailing runs)",
+        s.name,
+        s.model.dim(),
+        s.model.components()
+    );
+    println!(
+        "mixture model call: {:.1} µs; one batch of {len} normals: {:.1} µs ({:.1} % of a model call); Brownian tree per step: {:.1} µs",
         model * 1e6,
         normals * 1e6,
         100.0 * normals / model,
         tree * 1e6
     );
     println!(
+        "memory floor: one sweep touching three {len}-element arrays {:.1} µs ({:.1} % of a model call)",
+        triad * 1e6,
+        100.0 * triad / model
+    );
+    println!(
         "{:<22} {:>5} {:>14} {:>14} {:>24}",
         "solver", "nfe", "per NFE (µs)", "of model call", "noise draws / NFE (µs)"
     );
     for (name, solver) in solvers() {
-        let nfe = run_with(&s, &FREE, &solver).1;
+        let nfe = run_with(s, &free, &solver).1;
         let per_nfe = median_secs(60, || {
-            std::hint::black_box(run_with(&s, &FREE, &solver));
+            std::hint::black_box(run_with(s, &free, &solver));
         }) / nfe as f64
             - fill;
         let draws = if name == "euler-maruyama" {
@@ -220,6 +248,7 @@ fn main() {
     pfode::io::keep_freed_memory();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    summary();
+    summary(&setup("mix16d"));
+    summary(&setup("ring2d"));
     reference_summary();
 }
