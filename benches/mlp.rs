@@ -4,20 +4,11 @@
 //! Run: `cargo bench --bench mlp` (add a filter that matches nothing to print only the table).
 
 use criterion::{criterion_group, Criterion};
-use pfode::model::mlp::{Mlp, MlpConfig, Prediction};
 use pfode::model::{Level, ScoreModel};
 use pfode::schedule::Schedule;
 
 fn bench(c: &mut Criterion) {
-    let config = MlpConfig {
-        dim: 2,
-        width: 256,
-        depth: 3,
-        prediction: Prediction::Eps,
-        schedule: "linear".into(),
-        training: serde_json::Value::Null,
-    };
-    let mlp = Mlp::new(config, 0).unwrap();
+    let mlp = pfode::bench::reference_mlp().unwrap();
     let x = pfode::run::draw_noise(4096, 2, 0);
     let level = Level::at(&Schedule::ddpm_linear(), 0.5);
     let mut out = vec![0.0; x.data.len()];

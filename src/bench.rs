@@ -27,9 +27,8 @@ pub fn median_secs(reps: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64
     Ok(v[reps / 2])
 }
 
-/// Runs the benchmark and returns the report text.
-pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
-    let schedule = Schedule::ddpm_linear();
+/// The network `benches/pytorch_mlp.py` times: 2 → 3 × 256 SiLU → 2, noise prediction.
+pub fn reference_mlp() -> Result<Mlp> {
     let config = MlpConfig {
         dim: 2,
         width: 256,
@@ -38,7 +37,13 @@ pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String>
         schedule: "linear".into(),
         training: serde_json::Value::Null,
     };
-    let mlp = Mlp::new(config, 0)?;
+    Mlp::new(config, 0)
+}
+
+/// Runs the benchmark and returns the report text.
+pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
+    let schedule = Schedule::ddpm_linear();
+    let mlp = reference_mlp()?;
     let x = crate::run::draw_noise(batch, 2, 0);
     let mut out = vec![0.0; x.data.len()];
     let level = Level::at(&schedule, 0.5);

@@ -21,6 +21,7 @@ pub mod plot;
 pub mod reference;
 pub mod run;
 pub mod schedule;
+mod simd;
 pub mod solver;
 
 pub use batch::Batch;

@@ -358,39 +358,8 @@ fn fast_exp(x: f32) -> f32 {
     p * f32::from_bits(shifted.to_bits().wrapping_add(127) << 23)
 }
 
-/// Defines `$name`, which runs `$inner` compiled for AVX-512 (or AVX2) when the CPU has
-/// it, so its element-wise loops vectorise 16 (8) lanes wide instead of the baseline's 4.
-/// The arithmetic per element is the same sequence of IEEE operations (Rust never contracts
-/// to FMA), so every path gives bit-identical results.
-macro_rules! wide_simd {
-    ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $inner($($arg),*)
-        }
-    };
-}
-
-wide_simd!(bias_silu_rows => bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool));
-wide_simd!(first_layer_rows => first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]));
+crate::simd::wide_simd!(bias_silu_rows => bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool));
+crate::simd::wide_simd!(first_layer_rows => first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]));
 
 /// `silu(z + bias)` (or `z + bias` for the output layer) for a block of rows.
 #[inline(always)]

@@ -79,34 +79,7 @@ pub fn add_scaled(lanes: &mut Lanes, scale: f64, out: &mut [f64]) {
     add_scaled_dispatch(lanes, tables(), scale, out)
 }
 
-macro_rules! dispatch {
-    ($name:ident => $inner:ident($($arg:ident: $ty:ty),*)) => {
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f")]
-                fn avx512($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                #[target_feature(enable = "avx2")]
-                fn avx2($($arg: $ty),*) {
-                    $inner($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU supports AVX-512F (checked above).
-                    return unsafe { avx512($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU supports AVX2 (checked above).
-                    return unsafe { avx2($($arg),*) };
-                }
-            }
-            $inner($($arg),*)
-        }
-    };
-}
-
-dispatch!(add_scaled_dispatch => add_scaled_portable(lanes: &mut Lanes, t: &Tables, scale: f64, out: &mut [f64]));
+crate::simd::wide_simd!(add_scaled_dispatch => add_scaled_portable(lanes: &mut Lanes, t: &Tables, scale: f64, out: &mut [f64]));
 
 /// Per 32 outputs: one Xoshiro256++ step on every lane and the rectangle test, the
 /// accepted values added branch-free, then the rejected lanes finished one by one.
