@@ -179,6 +179,14 @@ fn summary(s: &Setup) {
         triad * 1e6,
         100.0 * triad / model
     );
+    let (after, fused) = fusion_gain(s);
+    println!(
+        "a DDIM-shaped update with the real model: after the call {:+.1} µs ({:+.1} %), inside its 256-row chunks {:+.1} µs ({:+.1} %)",
+        (after - model) * 1e6,
+        100.0 * (after - model) / model,
+        (fused - model) * 1e6,
+        100.0 * (fused - model) / model
+    );
     println!(
         "{:<22} {:>5} {:>14} {:>14} {:>24}",
         "solver", "nfe", "per NFE (µs)", "of model call", "noise draws / NFE (µs)"
@@ -203,6 +211,38 @@ fn summary(s: &Setup) {
             draws
         );
     }
+}
+
+/// Wall time of the real model call followed by a one-pass update `x' = c_x x + c_ε ε̂`, and
+/// of the same update done inside the model's row chunks while they are in cache (each
+/// chunk evaluated as its own batch, copy included): what fusing solvers into the model
+/// loop would buy. The free-model figures above miss part of the first (the update runs on
+/// one thread after the parallel model call).
+fn fusion_gain(s: &Setup) -> (f64, f64) {
+    use rayon::prelude::*;
+    let level = Level::at(&s.schedule, 0.5);
+    let (d, (cx, ce)) = (s.model.dim(), (1.01, -0.3));
+    let (mut eps, mut next) = (vec![0.0; s.x.data.len()], vec![0.0; s.x.data.len()]);
+    let after = median_secs(200, || {
+        s.model.eps_into(&s.x, &level, &mut eps).unwrap();
+        next.iter_mut()
+            .zip(s.x.data.iter().zip(&eps))
+            .for_each(|(o, (x, e))| *o = cx * x + ce * e);
+        std::hint::black_box(&next);
+    });
+    let fused = median_secs(200, || {
+        next.par_chunks_mut(256 * d)
+            .zip(s.x.data.par_chunks(256 * d))
+            .for_each(|(o, xs)| {
+                let rows = pfode::Batch::new(xs.len() / d, d, xs.to_vec()).unwrap();
+                s.model.eps_into(&rows, &level, o).unwrap();
+                o.iter_mut()
+                    .zip(xs)
+                    .for_each(|(o, x)| *o = cx * x + ce * *o);
+            });
+        std::hint::black_box(&next);
+    });
+    (after, fused)
 }
 
 /// `pfode reference` on 10 000 ring2d samples at rtol = atol = 1e-10, in both modes.
