@@ -147,15 +147,11 @@ fn summary(s: &Setup) {
     let normals = median_secs(200, || {
         noise::add_scaled_normals(1, Purpose::StepNoise, 0, 1.0, &mut buf)
     });
-    // Euler–Maruyama's tree runs on training-step time u = t·T over [0, 1024].
-    let steps: Vec<f64> = s
-        .grid
-        .times()
-        .iter()
-        .map(|t| (t * 1000.0).round())
-        .collect();
+    // The tree as Euler–Maruyama queries it, on its clock.
+    let clock = pfode::solver::TreeClock::new(&s.schedule);
+    let steps: Vec<f64> = s.grid.times().iter().map(|&t| clock.at(t)).collect();
     let tree = median_secs(20, || {
-        let mut w = pfode::brownian::BrownianTree::new(1, s.x.data.len(), 0.0, 1024.0);
+        let mut w = pfode::brownian::BrownianTree::new(1, s.x.data.len(), 0.0, clock.span);
         for &u in &steps {
             std::hint::black_box(w.value(u).unwrap());
         }

@@ -7,7 +7,9 @@
 use super::{load, Digits, Split, PIXELS};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::mlp::{init_layers, layer_names, save_tensors, tensors_from_bytes};
+use crate::model::mlp::{
+    init_layers, layer_names, layers_from_named, named_layers, save_tensors, tensors_from_bytes,
+};
 use crate::noise::{self, Purpose};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{AdamW, Optimizer, ParamsAdamW};
@@ -197,18 +199,7 @@ impl Classifier {
 
     /// Writes `path` (.safetensors) and its `.json`.
     pub fn save(&self, path: &Path) -> Result<()> {
-        let tensors = self
-            .layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, (w, b))| {
-                [
-                    (format!("l{i}.weight"), w.clone()),
-                    (format!("l{i}.bias"), b.clone()),
-                ]
-            })
-            .collect();
-        save_tensors(&tensors, path)?;
+        save_tensors(&named_layers(&self.layers), path)?;
         let json = serde_json::to_string_pretty(&self.config).expect("config serialises");
         crate::io::write_atomic(&path.with_extension("json"), json.as_bytes())
     }
@@ -253,15 +244,8 @@ impl Classifier {
             ));
         }
         let shapes = shapes(&config.widths);
-        let mut tensors = tensors_from_bytes(weights, &layer_names(&shapes), path)?;
-        let layers = (0..shapes.len())
-            .map(|i| {
-                (
-                    tensors.remove(&format!("l{i}.weight")).expect("checked"),
-                    tensors.remove(&format!("l{i}.bias")).expect("checked"),
-                )
-            })
-            .collect();
+        let tensors = tensors_from_bytes(weights, &layer_names(&shapes), path)?;
+        let layers = layers_from_named(tensors, shapes.len());
         Ok(Classifier { config, layers })
     }
 }

@@ -87,13 +87,17 @@ pub fn feature_scores(
     images: &Batch,
     real: &Batch,
 ) -> Result<FeatureScores> {
-    let f = classifier.features(images)?;
+    scores_of_features(&classifier.features(images)?, real)
+}
+
+/// FD and KID between two sets of classifier features.
+fn scores_of_features(f: &Batch, real: &Batch) -> Result<FeatureScores> {
     Ok(FeatureScores {
         fd: metrics::frechet(
-            &metrics::sample_moments(&f)?,
+            &metrics::sample_moments(f)?,
             &metrics::sample_moments(real)?,
         ),
-        kid: metrics::mmd2_unbiased(&f, real, Kernel::Cubic)?,
+        kid: metrics::mmd2_unbiased(f, real, Kernel::Cubic)?,
     })
 }
 
@@ -162,10 +166,11 @@ pub fn command(cmd: &crate::cli::DigitsCommand) -> Result<()> {
             let x = crate::run::read_rows(samples, PIXELS, "digit images")?;
             let c = Classifier::load_or_committed(classifier.as_deref())?;
             let (train, held) = (load(Split::Train)?.images, load(Split::HeldOut)?.images);
-            let (f_train, f_held) = (c.features(&train)?, c.features(&held)?);
-            let s = feature_scores(&c, &x, &f_held)?;
-            let floor = feature_scores(&c, &train, &f_held)?;
-            let seen = feature_scores(&c, &x, &f_train)?;
+            // Each image set through the classifier once.
+            let (f_x, f_train, f_held) = (c.features(&x)?, c.features(&train)?, c.features(&held)?);
+            let s = scores_of_features(&f_x, &f_held)?;
+            let floor = scores_of_features(&f_train, &f_held)?;
+            let seen = scores_of_features(&f_x, &f_train)?;
             println!(
                 "samples vs held-out images: digits-FD {:.4}, KID {:.5} ({} samples)",
                 s.fd, s.kid, x.n

@@ -156,6 +156,8 @@ struct ModelData {
     model: Box<dyn ScoreModel>,
     /// The data set: the mixture itself, or the `data` a checkpoint was trained on.
     data: String,
+    /// The data's exact density, where it is a mixture.
+    density: Option<GaussianMixture>,
     /// Extra reference cache key: a checkpoint's content hash.
     fingerprint: String,
 }
@@ -175,26 +177,29 @@ fn model_data(name: &str) -> Result<ModelData> {
         let bytes = std::fs::read(name).map_err(|e| Error::io(Path::new(name), e))?;
         return Ok(ModelData {
             model: Box::new(mlp),
+            density: model::resolve(&data).ok(),
             data,
             fingerprint: format!("{:016x}", fnv1a(&bytes)),
         });
     }
+    let mixture = model::resolve(name)?;
     Ok(ModelData {
-        model: Box::new(model::resolve(name)?),
+        model: Box::new(mixture.clone()),
         data: name.to_string(),
+        density: Some(mixture),
         fingerprint: String::new(),
     })
 }
 
 /// Metrics that need the exact data density, and those that need the digits classifier.
 const NEEDS_DENSITY: &[&str] = &["frechet", "nll", "mode_coverage"];
-const NEEDS_DIGITS: &[&str] = &["digits_fd", "digits_kid"];
+const NEEDS_DIGITS: &[&str] = super::spec::DIGITS_METRICS;
 
 /// Resolves a model of the spec and checks that every metric can be computed for it.
 fn checked_model(spec_path: &Path, spec: &Spec, name: &str) -> Result<ModelData> {
     let in_spec = |e: Error| Error::file(spec_path, format!("model '{name}': {e}"));
     let m = model_data(name).map_err(in_spec)?;
-    let has_density = model::resolve(&m.data).is_ok();
+    let has_density = m.density.is_some();
     let is_digits = m.data == crate::digits::NAME;
     let has_data =
         has_density || is_digits || crate::model::train::procedural(&m.data, 1, 0).is_some();
@@ -226,10 +231,10 @@ fn prepare(
     seed: u64,
     save_2d_paths: bool,
 ) -> Result<Prepared> {
-    let m = checked_model(spec_path, spec, name)?;
+    let mut m = checked_model(spec_path, spec, name)?;
     let x_t = draw_noise(spec.samples, m.model.dim(), seed);
     let reference = cached_reference(out, spec, schedule, &m, &x_t, seed)?;
-    let density = model::resolve(&m.data).ok();
+    let density = m.density.take();
     if save_2d_paths && density.is_some() && m.model.dim() == 2 {
         save_paths(
             out,

@@ -116,8 +116,15 @@ fn default_seeds() -> Vec<u64> {
 fn default_final_sigma() -> FinalSigma {
     FinalSigma::Zero
 }
+/// Metrics computed on the digits classifier's features (digits models only).
+pub const DIGITS_METRICS: &[&str] = &["digits_fd", "digits_kid"];
+
 fn default_metrics() -> Vec<String> {
-    METRICS[..7].iter().map(|s| s.to_string()).collect()
+    METRICS
+        .iter()
+        .filter(|m| !DIGITS_METRICS.contains(m))
+        .map(|s| s.to_string())
+        .collect()
 }
 
 impl Spec {

@@ -125,21 +125,13 @@ impl Mlp {
 
     /// The layers' tensors by checkpoint name.
     pub fn tensors(&self) -> HashMap<String, Tensor> {
-        let mut m = HashMap::new();
-        for (i, (w, b)) in self.layers.iter().enumerate() {
-            m.insert(format!("l{i}.weight"), w.clone());
-            m.insert(format!("l{i}.bias"), b.clone());
-        }
-        m
+        named_layers(&self.layers)
     }
 
     /// Replaces the weights (same shapes), e.g. with trained or averaged ones.
-    pub fn set_tensors(&mut self, tensors: &HashMap<String, Tensor>) -> Result<()> {
-        for (i, (w, b)) in self.layers.iter_mut().enumerate() {
-            *w = tensors[&format!("l{i}.weight")].clone();
-            *b = tensors[&format!("l{i}.bias")].clone();
-        }
-        Ok(())
+    pub fn set_layers(&mut self, layers: Vec<(Tensor, Tensor)>) {
+        debug_assert_eq!(layers.len(), self.layers.len());
+        self.layers = layers;
     }
 
     /// Writes `path` (.safetensors) and its `.json` sidecar, atomically.
@@ -154,8 +146,9 @@ impl Mlp {
         let config: MlpConfig = crate::io::read_json(&path.with_extension("json"))?;
         let mut mlp = Mlp::new(config, 0)
             .map_err(|e| Error::file(&path.with_extension("json"), e.to_string()))?;
-        let tensors = load_tensors(path, &layer_names(&Self::shapes(&mlp.config)))?;
-        mlp.set_tensors(&tensors)?;
+        let shapes = Self::shapes(&mlp.config);
+        let tensors = load_tensors(path, &layer_names(&shapes))?;
+        mlp.set_layers(layers_from_named(tensors, shapes.len()));
         Ok(mlp)
     }
 
@@ -270,6 +263,35 @@ pub(crate) fn layer_names(shapes: &[(usize, usize)]) -> Vec<(String, Vec<usize>)
                 (format!("l{i}.weight"), vec![fan_out, fan_in]),
                 (format!("l{i}.bias"), vec![fan_out]),
             ]
+        })
+        .collect()
+}
+
+/// Layers by checkpoint name: `l{i}.weight`, `l{i}.bias`.
+pub(crate) fn named_layers(layers: &[(Tensor, Tensor)]) -> HashMap<String, Tensor> {
+    layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, (w, b))| {
+            [
+                (format!("l{i}.weight"), w.clone()),
+                (format!("l{i}.bias"), b.clone()),
+            ]
+        })
+        .collect()
+}
+
+/// The first `count` layers of a checkpoint whose names [`load_tensors`] has checked.
+pub(crate) fn layers_from_named(
+    mut tensors: HashMap<String, Tensor>,
+    count: usize,
+) -> Vec<(Tensor, Tensor)> {
+    (0..count)
+        .map(|i| {
+            (
+                tensors.remove(&format!("l{i}.weight")).expect("checked"),
+                tensors.remove(&format!("l{i}.bias")).expect("checked"),
+            )
         })
         .collect()
 }

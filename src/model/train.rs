@@ -288,12 +288,7 @@ pub fn train(
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let mut tensors = std::collections::HashMap::new();
-    for (i, (w, b)) in ema.iter().enumerate() {
-        tensors.insert(format!("l{i}.weight"), w.clone());
-        tensors.insert(format!("l{i}.bias"), b.clone());
-    }
-    mlp.set_tensors(&tensors)?;
+    mlp.set_layers(ema);
     let mut training = serde_json::to_value(c).expect("serialisable");
     let tail = &losses[losses.len().saturating_sub(100)..];
     training["final_loss_mean_last_100"] =

@@ -9,6 +9,7 @@ use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
 use crate::flow::reverse_sde_coefficients;
+use crate::schedule::Schedule;
 
 /// Euler–Maruyama with Itô (left-point) coefficients.
 #[derive(Clone, Debug)]
@@ -25,14 +26,17 @@ pub struct PathState {
 /// root of 2^⌈log₂T⌉ steps, so every training time is an exact dyadic node (depth ≤ 10 for
 /// T = 1000): grids of training steps then never bridge inside a leaf and descend fewer
 /// levels (about half the normals per step of a root on [0, 1]). Otherwise u = t.
-struct TreeClock {
-    per_t: f64,
-    span: f64,
+pub struct TreeClock {
+    /// Tree time per unit of t.
+    pub per_t: f64,
+    /// The tree's interval is [0, span].
+    pub span: f64,
 }
 
 impl TreeClock {
-    fn new(ctx: &Ctx) -> Self {
-        match ctx.schedule.discrete() {
+    /// The clock Euler–Maruyama uses under `schedule`.
+    pub fn new(schedule: &Schedule) -> Self {
+        match schedule.discrete() {
             Some(d) => {
                 let n = d.num_train_timesteps();
                 TreeClock {
@@ -42,13 +46,13 @@ impl TreeClock {
             }
             None => TreeClock {
                 per_t: 1.0,
-                span: ctx.schedule.t_max(),
+                span: schedule.t_max(),
             },
         }
     }
 
     /// Tree time of `t`, snapped to the integer step it represents up to rounding.
-    fn at(&self, t: f64) -> f64 {
+    pub fn at(&self, t: f64) -> f64 {
         let u = t * self.per_t;
         if self.per_t > 1.0 && (u - u.round()).abs() < 1e-9 {
             u.round()
@@ -62,7 +66,7 @@ impl Sampler for EulerMaruyama {
     type State = PathState;
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
-        let clock = TreeClock::new(ctx);
+        let clock = TreeClock::new(ctx.schedule);
         let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span);
         let w_now = tree.value_shared(clock.at(ctx.t(0)))?;
         Ok(PathState { tree, clock, w_now })

@@ -29,7 +29,7 @@ pub use dpm_solver_1::DpmSolver1;
 pub use dpm_solver_pp::DpmSolverPp;
 pub use dpm_solver_pp_sde::DpmSolverPpSde;
 pub use euler::Euler;
-pub use euler_maruyama::EulerMaruyama;
+pub use euler_maruyama::{EulerMaruyama, TreeClock};
 pub use heun::{Churn, Heun};
 pub use ipndm::{Ipndm, WarmStart};
 pub use midpoint::Midpoint;
