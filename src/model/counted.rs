@@ -32,6 +32,16 @@ impl<'a> Counted<'a> {
     pub fn inner(&self) -> &dyn ScoreModel {
         self.inner
     }
+
+    /// True if outputs are rounded to single precision.
+    pub fn rounds_to_f32(&self) -> bool {
+        self.round_to_f32
+    }
+
+    /// Counts `n` evaluations made through another wrapper (one per row tile's run).
+    pub fn add_calls(&self, n: usize) {
+        self.calls.fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 impl ScoreModel for Counted<'_> {
@@ -49,6 +59,10 @@ impl ScoreModel for Counted<'_> {
 
     fn defined_at_clean(&self) -> bool {
         self.inner.defined_at_clean()
+    }
+
+    fn rows_independent(&self) -> bool {
+        self.inner.rows_independent()
     }
 
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {

@@ -357,6 +357,10 @@ impl ScoreModel for GaussianMixture {
         true
     }
 
+    fn rows_independent(&self) -> bool {
+        true
+    }
+
     fn defined_at_clean(&self) -> bool {
         true
     }

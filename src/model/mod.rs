@@ -59,6 +59,13 @@ pub trait ScoreModel: Send + Sync {
         false
     }
 
+    /// True if each output row depends only on the same input row, bit for bit, whatever
+    /// the rest of the batch (exact models): samplers may then run the batch in row tiles
+    /// small enough to keep their state in cache (see `solver::tiles`).
+    fn rows_independent(&self) -> bool {
+        false
+    }
+
     /// `ε̂(x, level)`.
     fn eps(&self, x: &Batch, level: &Level) -> Result<Batch> {
         let mut out = vec![0.0; x.data.len()];
@@ -114,6 +121,9 @@ impl ScoreModel for ZeroModel {
     }
     fn defined_at_clean(&self) -> bool {
         self.defined_at_clean
+    }
+    fn rows_independent(&self) -> bool {
+        true
     }
 }
 

@@ -19,6 +19,7 @@ mod ipndm;
 mod midpoint;
 mod rk;
 mod rk4;
+pub mod tiles;
 mod unipc;
 
 pub use ddim::Ddim;
@@ -446,8 +447,18 @@ impl Solver {
         }
     }
 
-    /// Runs the solver over the context's grid.
+    /// Runs the solver over the context's grid: in row tiles where that gives the same
+    /// result (see [`tiles`]), else on the whole batch.
     pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
+        if tiles::applies(self, ctx, &x) {
+            let rows = tiles::tile_rows(x.n, x.d);
+            return tiles::run(self, ctx, x, precision, rows);
+        }
+        self.run_whole(ctx, x, precision)
+    }
+
+    /// Runs the solver over the context's grid on the whole batch at once.
+    pub fn run_whole(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
         match self {
             Solver::Ddim(s) => integrate(s, ctx, x, precision),
             Solver::Euler(s) => integrate(s, ctx, x, precision),
