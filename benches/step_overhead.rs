@@ -1,20 +1,21 @@
 //! Per-evaluation cost of each solver beyond its model calls, on 4096-row batches of the
 //! exact mixtures mix16d (16-D) and ring2d (2-D), and the speed of `pfode reference`.
 //!
-//! Criterion times one model call and a 20-step run of each solver. The summary isolates the
-//! solver's own cost by running it on a free model (one that only fills its output), per
-//! model evaluation, as a fraction of the exact-mixture call (target: ≤ 5 %), with the cost
-//! of drawing Gaussian noise shown separately for stochastic solvers. Subtracting two noisy
-//! timings of the real model instead would drown a 5 % effect in the ±5–10 % run-to-run
-//! noise of a 2-core machine. The memory floor line times one sweep over three state-sized
-//! arrays, the least any update can cost unless it runs inside the model's own loop. Then
+//! Criterion times one model call and a 20-step run of each solver. The summary gives each
+//! solver's cost beyond its model calls as a fraction of them (target: ≤ 5 %): a real run
+//! against as many whole-batch model calls as its NFE, interleaved so that the ±5–10 %
+//! drift of a 2-core machine cancels, median and quartiles over the repetitions. Runs in
+//! row tiles (`solver::tiles`) can come out below the model calls: their model calls find
+//! their rows in cache. The cost of drawing Gaussian noise is shown separately for
+//! stochastic solvers, and the memory floor line times one sweep over three state-sized
+//! arrays, the least a separate whole-batch update costs. Then
 //! it times `pfode reference` on 10 000 ring2d samples
 //! against scipy's per-sample DOP853 (time recorded in tests/fixtures/scipy_reference.json).
 
 use criterion::{criterion_group, Criterion};
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
-use pfode::model::{builtin, Counted, Level, ScoreModel, ZeroModel};
+use pfode::model::{builtin, Counted, Level, ScoreModel};
 use pfode::noise::{self, Purpose};
 use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
@@ -85,15 +86,6 @@ fn model_call(s: &Setup, out: &mut [f64]) {
     s.model.eps_into(&s.x, &level, out).unwrap();
 }
 
-/// A model that costs nothing beyond writing its output, like the mixture defined on clean
-/// data and checking its own output.
-fn free(s: &Setup) -> ZeroModel {
-    ZeroModel {
-        dim: s.model.dim(),
-        defined_at_clean: true,
-    }
-}
-
 /// Runs the solver; returns the output and its NFE.
 fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch, usize) {
     let counted = Counted::new(model, false);
@@ -126,14 +118,62 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     .unwrap()
 }
 
+/// Median and quartiles of `run / model_calls - 1` over interleaved repetitions: the real
+/// run against as many model calls as its NFE, timed back to back so that the machine's
+/// drift (±5–10 % between minutes on 2 cores) cancels in each ratio. The calls are made on
+/// the whole batch, and, for runs in row tiles, also tile by tile as the run makes them (so
+/// that the second ratio is the solver's own arithmetic, without the cache gain of tiling).
+fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3], Option<[f64; 3]>) {
+    use rayon::prelude::*;
+    let nfe = run_with(s, &s.model, solver).1;
+    let once = median_secs(3, || {
+        std::hint::black_box(run_with(s, &s.model, solver));
+    });
+    let counted = Counted::new(&s.model, false);
+    let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
+    let tile_rows = pfode::solver::tiles::applies(solver, &ctx, &s.x)
+        .then(|| pfode::solver::tiles::tile_rows(s.x.n, s.x.d));
+    let level = Level::at(&s.schedule, 0.5);
+    let d = s.x.d;
+    let tiled_calls = |rows: usize| {
+        s.x.data.par_chunks(rows * d).for_each(|xs| {
+            let tile = pfode::Batch::new(xs.len() / d, d, xs.to_vec()).unwrap();
+            let mut o = vec![0.0; xs.len()];
+            for _ in 0..nfe {
+                s.model.eps_into(&tile, &level, &mut o).unwrap();
+            }
+            std::hint::black_box(&o);
+        })
+    };
+    let reps = ((1.5 / (3.0 * once)) as usize).clamp(7, 41);
+    let (mut whole, mut tiled) = (Vec::new(), Vec::new());
+    for _ in 0..reps {
+        let start = std::time::Instant::now();
+        std::hint::black_box(run_with(s, &s.model, solver));
+        let run = start.elapsed().as_secs_f64();
+        let start = std::time::Instant::now();
+        for _ in 0..nfe {
+            model_call(s, out);
+        }
+        whole.push(run / start.elapsed().as_secs_f64() - 1.0);
+        if let Some(rows) = tile_rows {
+            let start = std::time::Instant::now();
+            tiled_calls(rows);
+            tiled.push(run / start.elapsed().as_secs_f64() - 1.0);
+        }
+    }
+    let quartiles = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+        [q(0.25), q(0.5), q(0.75)]
+    };
+    let tiled = tile_rows.map(|_| quartiles(tiled));
+    (nfe, quartiles(whole), tiled)
+}
+
 fn summary(s: &Setup) {
-    let free = free(s);
     let mut out = vec![0.0; s.x.data.len()];
     let model = median_secs(200, || model_call(s, &mut out));
-    let fill = median_secs(200, || {
-        free.eps_into(&s.x, &Level::at(&s.schedule, 0.5), &mut out)
-            .unwrap()
-    });
     // The memory floor: one sweep z = a + b·c over the state (three arrays touched).
     let (a, b) = (s.x.data.clone(), s.x.data.clone());
     let mut z = vec![0.0; a.len()];
@@ -158,41 +198,42 @@ fn summary(s: &Setup) {
     }) / STEPS as f64;
     let len = s.x.data.len();
     println!(
-        "\nsolver cost per model evaluation beyond the model call ({}: 4096 × {}, K = {}, {STEPS}-step trailing runs)",
+        "\nsolver cost beyond the model calls ({}: 4096 × {}, K = {}, {STEPS}-step trailing runs; target ≤ 5 %)",
         s.name,
         s.model.dim(),
         s.model.components()
     );
     println!(
-        "mixture model call: {:.1} µs; one batch of {len} normals: {:.1} µs ({:.1} % of a model call); Brownian tree per step: {:.1} µs",
+        "mixture model call (whole batch): {:.1} µs; one batch of {len} normals: {:.1} µs ({:.1} % of a model call); Brownian tree per step: {:.1} µs",
         model * 1e6,
         normals * 1e6,
         100.0 * normals / model,
         tree * 1e6
     );
     println!(
-        "memory floor: one sweep touching three {len}-element arrays {:.1} µs ({:.1} % of a model call)",
+        "memory floor of a separate update: one sweep touching three {len}-element arrays {:.1} µs ({:.1} % of a model call)",
         triad * 1e6,
         100.0 * triad / model
     );
-    let (after, fused) = fusion_gain(s);
     println!(
-        "a DDIM-shaped update with the real model: after the call {:+.1} µs ({:+.1} %), inside its 256-row chunks {:+.1} µs ({:+.1} %)",
-        (after - model) * 1e6,
-        100.0 * (after - model) / model,
-        (fused - model) * 1e6,
-        100.0 * (fused - model) / model
+        "{:<22} {:>5} {:>27} {:>27} {:>24}",
+        "solver",
+        "nfe",
+        "vs whole-batch calls",
+        "vs the same calls in tiles",
+        "noise draws / NFE (µs)"
     );
-    println!(
-        "{:<22} {:>5} {:>14} {:>14} {:>24}",
-        "solver", "nfe", "per NFE (µs)", "of model call", "noise draws / NFE (µs)"
-    );
+    let show = |[q1, median, q3]: [f64; 3]| {
+        format!(
+            "{:+.1}% ({:+.1} … {:+.1})",
+            100.0 * median,
+            100.0 * q1,
+            100.0 * q3
+        )
+    };
     for (name, solver) in solvers() {
-        let nfe = run_with(s, &free, &solver).1;
-        let per_nfe = median_secs(60, || {
-            std::hint::black_box(run_with(s, &free, &solver));
-        }) / nfe as f64
-            - fill;
+        let (nfe, whole, tiled) = overhead(s, &solver, &mut out);
+        let tiled = tiled.map_or("not tiled".to_string(), show);
         let draws = if name == "euler-maruyama" {
             format!("{:.1} (tree)", tree * STEPS as f64 / nfe as f64 * 1e6)
         } else if solver.is_stochastic() {
@@ -201,44 +242,10 @@ fn summary(s: &Setup) {
             "-".into()
         };
         println!(
-            "{name:<22} {nfe:>5} {:>14.1} {:>13.1}% {:>24}",
-            per_nfe * 1e6,
-            100.0 * per_nfe / model,
-            draws
+            "{name:<22} {nfe:>5} {:>27} {tiled:>27} {draws:>24}",
+            show(whole)
         );
     }
-}
-
-/// Wall time of the real model call followed by a one-pass update `x' = c_x x + c_ε ε̂`, and
-/// of the same update done inside the model's row chunks while they are in cache (each
-/// chunk evaluated as its own batch, copy included): what fusing solvers into the model
-/// loop would buy. The free-model figures above miss part of the first (the update runs on
-/// one thread after the parallel model call).
-fn fusion_gain(s: &Setup) -> (f64, f64) {
-    use rayon::prelude::*;
-    let level = Level::at(&s.schedule, 0.5);
-    let (d, (cx, ce)) = (s.model.dim(), (1.01, -0.3));
-    let (mut eps, mut next) = (vec![0.0; s.x.data.len()], vec![0.0; s.x.data.len()]);
-    let after = median_secs(200, || {
-        s.model.eps_into(&s.x, &level, &mut eps).unwrap();
-        next.iter_mut()
-            .zip(s.x.data.iter().zip(&eps))
-            .for_each(|(o, (x, e))| *o = cx * x + ce * e);
-        std::hint::black_box(&next);
-    });
-    let fused = median_secs(200, || {
-        next.par_chunks_mut(256 * d)
-            .zip(s.x.data.par_chunks(256 * d))
-            .for_each(|(o, xs)| {
-                let rows = pfode::Batch::new(xs.len() / d, d, xs.to_vec()).unwrap();
-                s.model.eps_into(&rows, &level, o).unwrap();
-                o.iter_mut()
-                    .zip(xs)
-                    .for_each(|(o, x)| *o = cx * x + ce * *o);
-            });
-        std::hint::black_box(&next);
-    });
-    (after, fused)
 }
 
 /// `pfode reference` on 10 000 ring2d samples at rtol = atol = 1e-10, in both modes.

@@ -57,111 +57,47 @@ impl Batch {
     pub fn update_with(&mut self, other: &Batch, f: impl Fn(f64, f64) -> f64 + Sync) {
         debug_assert_eq!(self.data.len(), other.data.len());
         if self.data.len() < PARALLEL_ABOVE {
-            self.data
-                .iter_mut()
-                .zip(&other.data)
-                .for_each(|(a, &b)| *a = f(*a, b));
+            zip_update(&mut self.data, &other.data, &f);
             return;
         }
         self.data
             .par_chunks_mut(ELEMENTS_PER_TASK)
             .zip(other.data.par_chunks(ELEMENTS_PER_TASK))
-            .for_each(|(a, b)| a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b)));
+            .for_each(|(a, b)| zip_update(a, b, &f));
     }
 
     /// In place, `self = c·self + Σ_j c_j·terms_j`, in one sweep over memory (solver
-    /// arithmetic is bound by memory traffic): up to four terms in a single fused loop,
+    /// arithmetic is bound by memory traffic): up to five terms in a single fused loop,
     /// more on L1-sized chunks.
     pub fn combine(&mut self, c: f64, terms: &[(f64, &Batch)]) {
-        if terms.iter().any(|t| t.0 == 0.0) {
-            let nonzero: Vec<(f64, &Batch)> =
-                terms.iter().filter(|t| t.0 != 0.0).cloned().collect();
-            return self.combine(c, &nonzero);
-        }
-        let v = &mut self.data;
-        match terms {
-            [] => v.iter_mut().for_each(|x| *x *= c),
-            [(c1, a)] => v
-                .iter_mut()
-                .zip(&a.data)
-                .for_each(|(x, a)| *x = c * *x + c1 * a),
-            [(c1, a), (c2, b)] => v
-                .iter_mut()
-                .zip(a.data.iter().zip(&b.data))
-                .for_each(|(x, (a, b))| *x = c * *x + c1 * a + c2 * b),
-            [(c1, a), (c2, b), (c3, d)] => v
-                .iter_mut()
-                .zip(a.data.iter().zip(&b.data).zip(&d.data))
-                .for_each(|(x, ((a, b), d))| *x = c * *x + c1 * a + c2 * b + c3 * d),
-            [(c1, a), (c2, b), (c3, d), (c4, e)] => v
-                .iter_mut()
-                .zip(a.data.iter().zip(&b.data).zip(d.data.iter().zip(&e.data)))
-                .for_each(|(x, ((a, b), (d, e)))| *x = c * *x + c1 * a + c2 * b + c3 * d + c4 * e),
-            [(c1, a), (c2, b), (c3, d), (c4, e), (c5, f)] => v
-                .iter_mut()
-                .zip(
-                    a.data
-                        .iter()
-                        .zip(&b.data)
-                        .zip(d.data.iter().zip(&e.data))
-                        .zip(&f.data),
-                )
-                .for_each(|(x, (((a, b), (d, e)), f))| {
-                    *x = c * *x + c1 * a + c2 * b + c3 * d + c4 * e + c5 * f
-                }),
-            _ => {
-                const CHUNK: usize = 512;
-                for (k, chunk) in v.chunks_mut(CHUNK).enumerate() {
-                    let off = k * CHUNK;
-                    chunk.iter_mut().for_each(|x| *x *= c);
-                    for &(cj, b) in terms {
-                        let src = &b.data[off..off + chunk.len()];
-                        chunk.iter_mut().zip(src).for_each(|(x, &s)| *x += cj * s);
-                    }
-                }
-            }
-        }
+        let terms: Vec<(f64, &[f64])> = terms
+            .iter()
+            .filter(|t| t.0 != 0.0)
+            .map(|t| (t.0, t.1.data.as_slice()))
+            .collect();
+        combine_wide(&mut self.data, c, &terms);
     }
 
     /// Overwrites `self` with `Σ_j c_j·terms_j` (at least one term) in one sweep.
     pub fn set_combination(&mut self, terms: &[(f64, &Batch)]) {
-        let terms: Vec<(f64, &Batch)> = terms.iter().filter(|t| t.0 != 0.0).cloned().collect();
+        let terms: Vec<(f64, &[f64])> = terms
+            .iter()
+            .filter(|t| t.0 != 0.0)
+            .map(|t| (t.0, t.1.data.as_slice()))
+            .collect();
         match terms.as_slice() {
             [] => self.data.fill(0.0),
-            [(c1, a)] => self
-                .data
-                .iter_mut()
-                .zip(&a.data)
-                .for_each(|(x, a)| *x = c1 * a),
-            [(c1, a), rest @ ..] => {
-                // x = c1·a + rest: fold the first term into the sweep as "self" after a copy
-                // would cost a pass; instead treat a as self's source.
-                match rest {
-                    [(c2, b)] => self
-                        .data
-                        .iter_mut()
-                        .zip(a.data.iter().zip(&b.data))
-                        .for_each(|(x, (a, b))| *x = c1 * a + c2 * b),
-                    [(c2, b), (c3, d)] => self
-                        .data
-                        .iter_mut()
-                        .zip(a.data.iter().zip(&b.data).zip(&d.data))
-                        .for_each(|(x, ((a, b), d))| *x = c1 * a + c2 * b + c3 * d),
-                    _ => {
-                        self.data
-                            .iter_mut()
-                            .zip(&a.data)
-                            .for_each(|(x, a)| *x = c1 * a);
-                        self.combine(1.0, rest);
-                    }
-                }
+            [first, rest @ ..] if rest.len() > 4 => {
+                set_combination_wide(&mut self.data, &[*first]);
+                combine_wide(&mut self.data, 1.0, rest);
             }
+            _ => set_combination_wide(&mut self.data, &terms),
         }
     }
 
     /// In place, `self[i] = f(self[i])`.
     pub fn map_in_place(&mut self, f: impl Fn(f64) -> f64) {
-        self.data.iter_mut().for_each(|a| *a = f(*a));
+        map_wide(&mut self.data, &f);
     }
 
     /// Row `i`.
@@ -198,6 +134,136 @@ impl Batch {
     pub fn round_to_f32(&mut self) {
         for v in &mut self.data {
             *v = *v as f32 as f64;
+        }
+    }
+}
+
+crate::simd::wide_simd!(zip_update<F: Fn(f64, f64) -> f64> => zip_update_body(a: &mut [f64], b: &[f64], f: &F));
+crate::simd::wide_simd!(map_wide<F: Fn(f64) -> f64> => map_body(a: &mut [f64], f: &F));
+crate::simd::wide_simd!(combine_wide => combine_body(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]));
+crate::simd::wide_simd!(set_combination_wide => set_combination_body(v: &mut [f64], terms: &[(f64, &[f64])]));
+
+#[inline(always)]
+fn zip_update_body<F: Fn(f64, f64) -> f64>(a: &mut [f64], b: &[f64], f: &F) {
+    a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b));
+}
+
+#[inline(always)]
+fn map_body<F: Fn(f64) -> f64>(a: &mut [f64], f: &F) {
+    a.iter_mut().for_each(|a| *a = f(*a));
+}
+
+/// `v = c·v + Σ_j c_j·terms_j`: up to five terms fused, more on L1-sized chunks. Each
+/// element sees the same operations in the same order on every path.
+#[inline(always)]
+fn combine_body(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]) {
+    match *terms {
+        [] => v.iter_mut().for_each(|x| *x *= c),
+        [(c1, a)] => v.iter_mut().zip(a).for_each(|(x, a)| *x = c * *x + c1 * a),
+        [(c1, a), (c2, b)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(x, (a, b))| *x = c * *x + c1 * a + c2 * b),
+        [(c1, a), (c2, b), (c3, d)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d))
+            .for_each(|(x, ((a, b), d))| *x = c * *x + c1 * a + c2 * b + c3 * d),
+        [(c1, a), (c2, b), (c3, d), (c4, e)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d.iter().zip(e)))
+            .for_each(|(x, ((a, b), (d, e)))| *x = c * *x + c1 * a + c2 * b + c3 * d + c4 * e),
+        [(c1, a), (c2, b), (c3, d), (c4, e), (c5, f)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d.iter().zip(e)).zip(f))
+            .for_each(|(x, (((a, b), (d, e)), f))| {
+                *x = c * *x + c1 * a + c2 * b + c3 * d + c4 * e + c5 * f
+            }),
+        _ => {
+            const CHUNK: usize = 512;
+            for (k, chunk) in v.chunks_mut(CHUNK).enumerate() {
+                let off = k * CHUNK;
+                chunk.iter_mut().for_each(|x| *x *= c);
+                for &(cj, b) in terms {
+                    let src = &b[off..off + chunk.len()];
+                    chunk.iter_mut().zip(src).for_each(|(x, &s)| *x += cj * s);
+                }
+            }
+        }
+    }
+}
+
+/// `v = Σ_j c_j·terms_j` for one to five terms, in one sweep.
+#[inline(always)]
+fn set_combination_body(v: &mut [f64], terms: &[(f64, &[f64])]) {
+    match *terms {
+        [(c1, a)] => v.iter_mut().zip(a).for_each(|(x, a)| *x = c1 * a),
+        [(c1, a), (c2, b)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b))
+            .for_each(|(x, (a, b))| *x = c1 * a + c2 * b),
+        [(c1, a), (c2, b), (c3, d)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d))
+            .for_each(|(x, ((a, b), d))| *x = c1 * a + c2 * b + c3 * d),
+        [(c1, a), (c2, b), (c3, d), (c4, e)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d.iter().zip(e)))
+            .for_each(|(x, ((a, b), (d, e)))| *x = c1 * a + c2 * b + c3 * d + c4 * e),
+        [(c1, a), (c2, b), (c3, d), (c4, e), (c5, f)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d.iter().zip(e)).zip(f))
+            .for_each(|(x, (((a, b), (d, e)), f))| *x = c1 * a + c2 * b + c3 * d + c4 * e + c5 * f),
+        _ => unreachable!("one to five terms"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(len: usize, seed: u64) -> Batch {
+        let data = crate::noise::normals(seed, crate::noise::Purpose::Other, 0, len);
+        Batch::new(len, 1, data).unwrap()
+    }
+
+    /// The AVX-512 / AVX2 copies of the combination kernels give the baseline build's bits,
+    /// for every arity (fused and chunked) and lengths that leave vector remainders.
+    #[test]
+    fn wide_kernels_equal_the_baseline_bit_for_bit() {
+        for len in [1, 7, 517, 1031] {
+            let terms: Vec<Batch> = (0..7).map(|k| batch(len, k)).collect();
+            let coeffs = [0.3, -1.7, 2.5e-3, 0.9, -0.41, 1.0 / 3.0, 7.0];
+            for k in 0..=7 {
+                let as_batches: Vec<(f64, &Batch)> =
+                    coeffs[..k].iter().cloned().zip(&terms[..k]).collect();
+                let as_slices: Vec<(f64, &[f64])> = as_batches
+                    .iter()
+                    .map(|t| (t.0, t.1.data.as_slice()))
+                    .collect();
+                let mut wide = batch(len, 99);
+                let mut base = wide.data.clone();
+                wide.combine(0.7, &as_batches);
+                combine_body(&mut base, 0.7, &as_slices);
+                assert_eq!(wide.data, base, "combine, {k} terms, length {len}");
+                if k == 0 {
+                    continue;
+                }
+                wide.set_combination(&as_batches);
+                if k <= 5 {
+                    set_combination_body(&mut base, &as_slices);
+                } else {
+                    set_combination_body(&mut base, &as_slices[..1]);
+                    combine_body(&mut base, 1.0, &as_slices[1..]);
+                }
+                assert_eq!(wide.data, base, "set_combination, {k} terms, length {len}");
+            }
+            let mut wide = batch(len, 5);
+            let mut base = wide.data.clone();
+            wide.update_with(&terms[1], |a, b| 0.3 * a - b / 7.0);
+            zip_update_body(&mut base, &terms[1].data, &|a: f64, b: f64| {
+                0.3 * a - b / 7.0
+            });
+            assert_eq!(wide.data, base, "update_with, length {len}");
         }
     }
 }
