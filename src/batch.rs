@@ -57,42 +57,25 @@ impl Batch {
     pub fn update_with(&mut self, other: &Batch, f: impl Fn(f64, f64) -> f64 + Sync) {
         debug_assert_eq!(self.data.len(), other.data.len());
         if self.data.len() < PARALLEL_ABOVE {
-            zip_update(&mut self.data, &other.data, &f);
+            zip_update_wide(&mut self.data, &other.data, &f);
             return;
         }
         self.data
             .par_chunks_mut(ELEMENTS_PER_TASK)
             .zip(other.data.par_chunks(ELEMENTS_PER_TASK))
-            .for_each(|(a, b)| zip_update(a, b, &f));
+            .for_each(|(a, b)| zip_update_wide(a, b, &f));
     }
 
     /// In place, `self = c·self + Σ_j c_j·terms_j`, in one sweep over memory (solver
     /// arithmetic is bound by memory traffic): up to five terms in a single fused loop,
     /// more on L1-sized chunks.
     pub fn combine(&mut self, c: f64, terms: &[(f64, &Batch)]) {
-        let terms: Vec<(f64, &[f64])> = terms
-            .iter()
-            .filter(|t| t.0 != 0.0)
-            .map(|t| (t.0, t.1.data.as_slice()))
-            .collect();
-        combine_wide(&mut self.data, c, &terms);
+        combine_slices(&mut self.data, c, &slices(terms));
     }
 
     /// Overwrites `self` with `Σ_j c_j·terms_j` (at least one term) in one sweep.
     pub fn set_combination(&mut self, terms: &[(f64, &Batch)]) {
-        let terms: Vec<(f64, &[f64])> = terms
-            .iter()
-            .filter(|t| t.0 != 0.0)
-            .map(|t| (t.0, t.1.data.as_slice()))
-            .collect();
-        match terms.as_slice() {
-            [] => self.data.fill(0.0),
-            [first, rest @ ..] if rest.len() > 4 => {
-                set_combination_wide(&mut self.data, &[*first]);
-                combine_wide(&mut self.data, 1.0, rest);
-            }
-            _ => set_combination_wide(&mut self.data, &terms),
-        }
+        set_combination_slices(&mut self.data, &slices(terms));
     }
 
     /// In place, `self[i] = f(self[i])`.
@@ -138,7 +121,74 @@ impl Batch {
     }
 }
 
-crate::simd::wide_simd!(zip_update<F: Fn(f64, f64) -> f64> => zip_update_body(a: &mut [f64], b: &[f64], f: &F));
+fn slices<'a>(terms: &[(f64, &'a Batch)]) -> Vec<(f64, &'a [f64])> {
+    terms.iter().map(|t| (t.0, t.1.data.as_slice())).collect()
+}
+
+/// The terms with a nonzero coefficient, on the stack for the usual few.
+fn nonzero<'a>(terms: &[(f64, &'a [f64])]) -> Terms<'a> {
+    let mut kept = Terms::default();
+    for &t in terms.iter().filter(|t| t.0 != 0.0) {
+        kept.push(t);
+    }
+    kept
+}
+
+/// A short list of terms that allocates only beyond eight (solver steps call the
+/// combination kernels on every L1-sized chunk of every step).
+#[derive(Default)]
+struct Terms<'a> {
+    inline: [(f64, &'a [f64]); 8],
+    len: usize,
+    spill: Vec<(f64, &'a [f64])>,
+}
+
+impl<'a> Terms<'a> {
+    fn push(&mut self, t: (f64, &'a [f64])) {
+        if self.len < self.inline.len() {
+            self.inline[self.len] = t;
+        } else {
+            if self.spill.is_empty() {
+                self.spill.extend_from_slice(&self.inline);
+            }
+            self.spill.push(t);
+        }
+        self.len += 1;
+    }
+
+    fn as_slice(&self) -> &[(f64, &'a [f64])] {
+        if self.len > self.inline.len() {
+            &self.spill
+        } else {
+            &self.inline[..self.len]
+        }
+    }
+}
+
+/// [`Batch::combine`] on slices: `v = c·v + Σ_j c_j·terms_j`, zero coefficients skipped.
+pub fn combine_slices(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]) {
+    combine_wide(v, c, nonzero(terms).as_slice());
+}
+
+/// [`Batch::set_combination`] on slices: `v = Σ_j c_j·terms_j`, zero coefficients skipped.
+pub fn set_combination_slices(v: &mut [f64], terms: &[(f64, &[f64])]) {
+    let terms = nonzero(terms);
+    match terms.as_slice() {
+        [] => v.fill(0.0),
+        [first, rest @ ..] if rest.len() > 4 => {
+            set_combination_wide(v, &[*first]);
+            combine_wide(v, 1.0, rest);
+        }
+        all => set_combination_wide(v, all),
+    }
+}
+
+/// In place, `a[i] = f(a[i], b[i])` (vectorised for the CPU at run time).
+pub fn zip_update<F: Fn(f64, f64) -> f64>(a: &mut [f64], b: &[f64], f: &F) {
+    zip_update_wide(a, b, f)
+}
+
+crate::simd::wide_simd!(zip_update_wide<F: Fn(f64, f64) -> f64> => zip_update_body(a: &mut [f64], b: &[f64], f: &F));
 crate::simd::wide_simd!(map_wide<F: Fn(f64) -> f64> => map_body(a: &mut [f64], f: &F));
 crate::simd::wide_simd!(combine_wide => combine_body(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]));
 crate::simd::wide_simd!(set_combination_wide => set_combination_body(v: &mut [f64], terms: &[(f64, &[f64])]));

@@ -167,3 +167,54 @@ fn a_tiled_run_reports_the_bad_output_a_whole_batch_run_reports() {
         assert_eq!(tiled.unwrap_err().to_string(), whole.to_string(), "{rows}");
     }
 }
+
+/// The mixture, declared not row-independent: samplers then never tile it.
+struct Whole(GaussianMixture);
+
+impl ScoreModel for Whole {
+    fn dim(&self) -> usize {
+        self.0.dim()
+    }
+    fn describe(&self) -> serde_json::Value {
+        self.0.describe()
+    }
+    fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> pfode::error::Result<()> {
+        self.0.eps_into(x, level, out)
+    }
+    fn defined_at_clean(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
+    let schedule = Schedule::ddpm_linear();
+    let g = grid(&schedule, 3);
+    let x = draw_noise(611, 16, 2);
+    for (rtol, atol) in [(1e-4, 1e-4), (1e-7, 1e-6)] {
+        let solver = Solver::build(
+            "dopri5",
+            &SolverOptions {
+                rtol: Some(rtol),
+                atol: Some(atol),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let (tiled, nfe) = pfode::solver::sample(
+            &solver,
+            &builtin("mix16d").unwrap(),
+            &schedule,
+            &g,
+            x.clone(),
+            0,
+        )
+        .unwrap();
+        let whole_model = Whole(builtin("mix16d").unwrap());
+        let (whole, whole_nfe) =
+            pfode::solver::sample(&solver, &whole_model, &schedule, &g, x.clone(), 0).unwrap();
+        assert_eq!(tiled, whole, "rtol {rtol}");
+        assert_eq!(nfe, whole_nfe);
+        assert!(nfe > 50, "{nfe}");
+    }
+}

@@ -3,11 +3,12 @@
 //! the grid is just start and end), one step size for the whole batch, FSAL.
 
 use super::rk::step_coords;
-use super::{Ctx, Sampler};
+use super::{tiles, Ctx, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
 use crate::model::ScoreModel;
+use rayon::prelude::*;
 
 const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
 const A: [&[f64]; 7] = [
@@ -72,15 +73,53 @@ impl Dopri5 {
     }
 }
 
+/// One element's share of the error norm: `(e / (atol + rtol·max(|a|, |b|)))²`.
+fn scaled_square(e: f64, a: f64, b: f64, rtol: f64, atol: f64) -> f64 {
+    (e / (atol + rtol * a.abs().max(b.abs()))).powi(2)
+}
+
 /// RMS of `err / (atol + rtol·max(|u|, |v|))`.
 fn error_norm(err: &Batch, u: &Batch, v: &Batch, rtol: f64, atol: f64) -> f64 {
     let sum: f64 = err
         .data
         .iter()
         .zip(u.data.iter().zip(&v.data))
-        .map(|(e, (a, b))| (e / (atol + rtol * a.abs().max(b.abs()))).powi(2))
+        .map(|(&e, (&a, &b))| scaled_square(e, a, b, rtol, atol))
         .sum();
     (sum / err.data.len() as f64).sqrt()
+}
+
+/// The probability-flow slope in the integration variable τ, toward `t1`.
+struct Field<'a> {
+    flow: ProbabilityFlow<'a>,
+    tau1: f64,
+    t1: f64,
+}
+
+impl Field<'_> {
+    /// The slope at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
+    fn at(&self, ctx: &Ctx, tau: f64, u: &Batch) -> Result<Batch> {
+        let t = if tau == self.tau1 {
+            self.t1
+        } else {
+            self.flow.time_of(tau)
+        };
+        let scale = self.flow.scale(t);
+        let x = ctx.combination(&[(scale, u)]);
+        let mut k = ctx.eps_at(&x, t)?;
+        ctx.recycle(x);
+        let (cu, ce) = self.flow.field_coefficients(t);
+        k.combine(ce, &[(cu, u)]);
+        Ok(k)
+    }
+}
+
+/// The rows one context integrates: the state, its slope (FSAL), and the last attempted
+/// step's fifth-order point and slope there.
+struct Part {
+    u: Batch,
+    k1: Batch,
+    proposal: Option<(Batch, Batch)>,
 }
 
 impl Sampler for Dopri5 {
@@ -111,23 +150,13 @@ impl Dopri5 {
             coords: step_coords(self.coords, t1),
         };
         let (tau0, tau1) = (flow.variable(t0), flow.variable(t1));
+        let field = Field { flow, tau1, t1 };
         let span = tau1 - tau0;
         let dir = span.signum();
-        // The field at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
-        let field = |tau: f64, u: &Batch| -> Result<Batch> {
-            let t = if tau == tau1 { t1 } else { flow.time_of(tau) };
-            let scale = flow.scale(t);
-            let x = ctx.combination(&[(scale, u)]);
-            let mut k = ctx.eps_at(&x, t)?;
-            ctx.recycle(x);
-            let (cu, ce) = flow.field_coefficients(t);
-            k.combine(ce, &[(cu, u)]);
-            Ok(k)
-        };
-        let mut u = ctx.combination(&[(1.0 / flow.scale(t0), &x)]);
+        let u = ctx.combination(&[(1.0 / field.flow.scale(t0), &x)]);
         ctx.recycle(x);
         let mut tau = tau0;
-        let mut k1 = field(tau, &u)?;
+        let k1 = field.at(ctx, tau, &u)?;
         // Initial step (Hairer et al., §II.4): one extra evaluation.
         let scale_norm = |v: &Batch| error_norm(v, &u, &u, self.rtol, self.atol);
         let (d0, d1) = (scale_norm(&u), scale_norm(&k1));
@@ -138,7 +167,7 @@ impl Dopri5 {
         }
         .min(span.abs());
         let probe = ctx.combination(&[(1.0, &u), (h0 * dir, &k1)]);
-        let k_probe = field(tau + h0 * dir, &probe)?;
+        let k_probe = field.at(ctx, tau + h0 * dir, &probe)?;
         let diff = ctx.combination(&[(1.0, &k_probe), (-1.0, &k1)]);
         let d2 = scale_norm(&diff) / h0;
         for b in [probe, k_probe, diff] {
@@ -150,65 +179,162 @@ impl Dopri5 {
             (0.01 / d1.max(d2)).powf(0.2)
         };
         let mut h = (100.0 * h0).min(h1).min(span.abs()) * dir;
-        for _ in 0..MAX_STEPS {
-            if (tau1 - tau) * dir <= 0.0 {
-                let scale = flow.scale(t1);
-                u.map_in_place(|v| v * scale);
-                ctx.recycle(k1);
-                return Ok(u);
+        // The stages run on row tiles when that changes nothing (see `tiles`): only the
+        // error norm couples rows, and it is summed in row order all the same.
+        let rows = tiles::tile_rows(u.n, u.d);
+        let mut parts = if tiles::rows_separate(ctx, &u) {
+            let parts = tiles::split(&u, rows)
+                .into_iter()
+                .zip(tiles::split(&k1, rows))
+                .map(|(u, k1)| Part::new(u, k1))
+                .collect();
+            ctx.recycle(u);
+            ctx.recycle(k1);
+            parts
+        } else {
+            vec![Part::new(u, k1)]
+        };
+        let models = tiles::models(ctx, if parts.len() > 1 { parts.len() } else { 0 });
+        let mut ctxs: Vec<Ctx> = models
+            .iter()
+            .map(|m| Ctx::new(m, ctx.schedule, ctx.grid, ctx.seed))
+            .collect();
+        let len: usize = parts.iter().map(|p| p.u.data.len()).sum();
+        let mut run = || -> Result<Batch> {
+            for _ in 0..MAX_STEPS {
+                if (tau1 - tau) * dir <= 0.0 {
+                    let mut u = tiles::join(parts.drain(..).map(|p| p.u).collect());
+                    let scale = field.flow.scale(t1);
+                    u.map_in_place(|v| v * scale);
+                    return Ok(u);
+                }
+                let last = (tau + h - tau1) * dir >= 0.0;
+                if last {
+                    h = tau1 - tau;
+                }
+                let tau_end = if last { tau1 } else { tau + h };
+                let attempt = |c: &Ctx, p: &mut Part| self.attempt(c, &field, tau, h, tau_end, p);
+                let results: Vec<Result<Batch>> = if ctxs.is_empty() {
+                    vec![attempt(ctx, &mut parts[0])]
+                } else {
+                    ctxs.par_iter_mut()
+                        .zip(parts.par_iter_mut())
+                        .map(|(c, p)| attempt(c, p))
+                        .collect()
+                };
+                let mut errors = Vec::new();
+                let mut squares = Vec::with_capacity(results.len());
+                for (k, r) in results.into_iter().enumerate() {
+                    match r {
+                        Ok(q) => squares.push(q),
+                        Err(e) => {
+                            let calls = models.get(k).map_or(0, |m| m.nfe());
+                            errors.push((k * rows, calls, e));
+                        }
+                    }
+                }
+                if let Some(e) = tiles::first_error(errors) {
+                    return Err(e);
+                }
+                // Summed in row order across the tiles, as over the whole batch.
+                let sum: f64 = squares.iter().flat_map(|q| q.data.iter()).sum();
+                let norm = (sum / len as f64).sqrt();
+                if !norm.is_finite() {
+                    return Err(Error::invalid(
+                        "dopri5",
+                        format!("error estimate is not finite at τ = {tau}"),
+                    ));
+                }
+                let accept = norm <= 1.0;
+                for (k, (p, q)) in parts.iter_mut().zip(squares).enumerate() {
+                    let c = ctxs.get(k).unwrap_or(ctx);
+                    c.recycle(q);
+                    p.settle(c, accept);
+                }
+                if accept {
+                    tau = tau_end;
+                }
+                let factor = if norm == 0.0 {
+                    5.0
+                } else {
+                    (0.9 * norm.powf(-0.2)).clamp(0.2, 5.0)
+                };
+                h *= factor;
             }
-            let last = (tau + h - tau1) * dir >= 0.0;
-            if last {
-                h = tau1 - tau;
-            }
-            let tau_end = if last { tau1 } else { tau + h };
-            let mut ks: Vec<Batch> = Vec::with_capacity(7);
-            for j in 1..6 {
-                let mut terms: Vec<(f64, &Batch)> = vec![(1.0, &u), (h * A[j][0], &k1)];
-                terms.extend(ks.iter().zip(&A[j][1..]).map(|(k, &a)| (h * a, k)));
-                let uj = ctx.combination(&terms);
-                let tau_j = if j == 5 { tau_end } else { tau + C[j] * h };
-                ks.push(field(tau_j, &uj)?);
-                ctx.recycle(uj);
-            }
-            // The fifth-order solution; its slope is the seventh stage (FSAL).
-            let mut terms: Vec<(f64, &Batch)> = vec![(1.0, &u), (h * A[6][0], &k1)];
-            terms.extend(ks.iter().zip(&A[6][1..]).map(|(k, &a)| (h * a, k)));
-            let u_new = ctx.combination(&terms);
-            let k7 = field(tau_end, &u_new)?;
-            let mut terms: Vec<(f64, &Batch)> = vec![(h * E[0], &k1)];
-            terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
-            terms.push((h * E[6], &k7));
-            let err = ctx.combination(&terms);
-            let norm = error_norm(&err, &u, &u_new, self.rtol, self.atol);
-            ctx.recycle(err);
-            for k in ks {
-                ctx.recycle(k);
-            }
-            if !norm.is_finite() {
-                return Err(Error::invalid(
-                    "dopri5",
-                    format!("error estimate is not finite at τ = {tau}"),
-                ));
-            }
-            if norm <= 1.0 {
-                tau = tau_end;
-                ctx.recycle(std::mem::replace(&mut u, u_new));
-                ctx.recycle(std::mem::replace(&mut k1, k7));
+            Err(Error::invalid(
+                "dopri5",
+                format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
+            ))
+        };
+        let result = run();
+        // Every tile made the same calls: count one tile's.
+        if let Some(m) = models.first() {
+            ctx.model.add_calls(m.nfe());
+        }
+        result
+    }
+
+    /// One Dormand–Prince step of size `h` from `τ` on `part`'s rows: stores the fifth-order
+    /// point and its slope (FSAL) as the part's proposal, and returns each element's share of
+    /// the error norm.
+    fn attempt(
+        &self,
+        ctx: &Ctx,
+        field: &Field,
+        tau: f64,
+        h: f64,
+        tau_end: f64,
+        part: &mut Part,
+    ) -> Result<Batch> {
+        let (u, k1) = (&part.u, &part.k1);
+        let mut ks: Vec<Batch> = Vec::with_capacity(7);
+        for j in 1..6 {
+            let mut terms: Vec<(f64, &Batch)> = vec![(1.0, u), (h * A[j][0], k1)];
+            terms.extend(ks.iter().zip(&A[j][1..]).map(|(k, &a)| (h * a, k)));
+            let uj = ctx.combination(&terms);
+            let tau_j = if j == 5 { tau_end } else { tau + C[j] * h };
+            ks.push(field.at(ctx, tau_j, &uj)?);
+            ctx.recycle(uj);
+        }
+        // The fifth-order solution; its slope is the seventh stage (FSAL).
+        let mut terms: Vec<(f64, &Batch)> = vec![(1.0, u), (h * A[6][0], k1)];
+        terms.extend(ks.iter().zip(&A[6][1..]).map(|(k, &a)| (h * a, k)));
+        let u_new = ctx.combination(&terms);
+        let k7 = field.at(ctx, tau_end, &u_new)?;
+        let mut terms: Vec<(f64, &Batch)> = vec![(h * E[0], k1)];
+        terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
+        terms.push((h * E[6], &k7));
+        let mut err = ctx.combination(&terms);
+        for ((e, &a), &b) in err.data.iter_mut().zip(&u.data).zip(&u_new.data) {
+            *e = scaled_square(*e, a, b, self.rtol, self.atol);
+        }
+        for k in ks {
+            ctx.recycle(k);
+        }
+        part.proposal = Some((u_new, k7));
+        Ok(err)
+    }
+}
+
+impl Part {
+    fn new(u: Batch, k1: Batch) -> Self {
+        Part {
+            u,
+            k1,
+            proposal: None,
+        }
+    }
+
+    /// Takes the proposal as the new state if the step was accepted, else drops it.
+    fn settle(&mut self, ctx: &Ctx, accept: bool) {
+        if let Some((u_new, k7)) = self.proposal.take() {
+            if accept {
+                ctx.recycle(std::mem::replace(&mut self.u, u_new));
+                ctx.recycle(std::mem::replace(&mut self.k1, k7));
             } else {
                 ctx.recycle(u_new);
                 ctx.recycle(k7);
             }
-            let factor = if norm == 0.0 {
-                5.0
-            } else {
-                (0.9 * norm.powf(-0.2)).clamp(0.2, 5.0)
-            };
-            h *= factor;
         }
-        Err(Error::invalid(
-            "dopri5",
-            format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
-        ))
     }
 }

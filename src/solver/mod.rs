@@ -86,6 +86,15 @@ impl<'a> Ctx<'a> {
             .unwrap_or_else(|| vec![0.0; len])
     }
 
+    /// A batch shaped like `like`, from a recycled buffer (its values are stale: overwrite).
+    pub fn batch_like(&self, like: &Batch) -> Batch {
+        Batch {
+            n: like.n,
+            d: like.d,
+            data: self.buffer(like.data.len()),
+        }
+    }
+
     /// A new batch `Σ_j c_j·terms_j` (at least one term), from a recycled buffer.
     pub fn combination(&self, terms: &[(f64, &Batch)]) -> Batch {
         let first = terms[0].1;
@@ -135,6 +144,22 @@ impl<'a> Ctx<'a> {
         let (cx, ce) = (1.0 / a, -s / a);
         out.update_with(x, |e, x| cx * x + ce * e);
         Ok(out)
+    }
+}
+
+/// Elements per chunk of a fused sweep: the handful of arrays a step touches, 1 024 f64
+/// each, stay in L1 while every pass of the step runs on them.
+const SWEEP_CHUNK: usize = 1024;
+
+/// Calls `f` on successive element ranges of a `len`-element state: a step's passes, run
+/// range by range, cost one sweep over memory instead of one per pass. Each element gets
+/// the same arithmetic as in separate passes.
+pub fn in_l1_chunks(len: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
+    let mut start = 0;
+    while start < len {
+        let end = (start + SWEEP_CHUNK).min(len);
+        f(start..end);
+        start = end;
     }
 }
 

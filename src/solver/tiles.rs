@@ -33,10 +33,12 @@ pub fn tile_rows(n: usize, d: usize) -> usize {
 
 /// True if `solver` may run `ctx`'s model in row tiles with the same result.
 pub fn applies(solver: &Solver, ctx: &Ctx, x: &Batch) -> bool {
-    ctx.model.rows_independent()
-        && !solver.is_stochastic()
-        && !solver.is_adaptive()
-        && x.data.len() >= TILE_ELEMENTS
+    !solver.is_stochastic() && !solver.is_adaptive() && rows_separate(ctx, x)
+}
+
+/// True if `ctx`'s model treats rows independently and `x` is larger than one tile.
+pub fn rows_separate(ctx: &Ctx, x: &Batch) -> bool {
+    ctx.model.rows_independent() && x.data.len() >= TILE_ELEMENTS
 }
 
 /// Runs `solver` on each tile of `tile_rows` rows of `x` in parallel, counting the NFE of one
@@ -48,67 +50,75 @@ pub fn run(
     precision: Precision,
     tile_rows: usize,
 ) -> Result<Batch> {
-    let d = x.d;
-    // The context is per thread (it pools buffers); each tile gets its own from these.
-    let (inner, round, schedule, grid, seed) = (
-        ctx.model.inner(),
-        ctx.model.rounds_to_f32(),
-        ctx.schedule,
-        ctx.grid,
-        ctx.seed,
-    );
-    let results: Vec<(Result<Batch>, usize)> = x
-        .data
-        .par_chunks(tile_rows * d)
-        .map(|rows| {
-            let model = Counted::new(inner, round);
-            let tile_ctx = Ctx::new(&model, schedule, grid, seed);
-            let tile = Batch {
-                n: rows.len() / d,
-                d,
-                data: rows.to_vec(),
-            };
-            (solver.run_whole(&tile_ctx, tile, precision), model.nfe())
+    let models = models(ctx, x.n.div_ceil(tile_rows));
+    let (schedule, grid, seed) = (ctx.schedule, ctx.grid, ctx.seed);
+    let results: Vec<Result<Batch>> = split(&x, tile_rows)
+        .into_par_iter()
+        .zip(&models)
+        .map(|(tile, model)| {
+            let tile_ctx = Ctx::new(model, schedule, grid, seed);
+            solver.run_whole(&tile_ctx, tile, precision)
         })
         .collect();
-    ctx.model.add_calls(results[0].1);
-    let mut data = Vec::with_capacity(x.data.len());
-    // The error a whole-batch run would have stopped on: the earliest model call that
-    // failed (every tile makes the same calls), then the lowest row.
-    let mut first_error: Option<(usize, usize, Error)> = None;
-    for (k, (result, calls)) in results.into_iter().enumerate() {
+    ctx.model.add_calls(models[0].nfe());
+    let mut tiles = Vec::with_capacity(results.len());
+    let mut errors = Vec::new();
+    for (k, result) in results.into_iter().enumerate() {
         match result {
-            Ok(tile) => data.extend_from_slice(&tile.data),
-            Err(e) => {
-                let e = in_batch_rows(e, k * tile_rows);
-                let row = match e {
-                    Error::NonFinite { row, .. } => row,
-                    _ => k * tile_rows,
-                };
-                if first_error
-                    .as_ref()
-                    .is_none_or(|f| (calls, row) < (f.0, f.1))
-                {
-                    first_error = Some((calls, row, e));
-                }
-            }
+            Ok(tile) => tiles.push(tile),
+            Err(e) => errors.push((k * tile_rows, models[k].nfe(), e)),
         }
     }
-    match first_error {
-        Some((_, _, e)) => Err(e),
-        None => Batch::new(x.n, d, data),
+    match first_error(errors) {
+        Some(e) => Err(e),
+        None => Ok(join(tiles)),
     }
 }
 
-/// A tile's error with its row numbered in the whole batch.
-fn in_batch_rows(e: Error, first_row: usize) -> Error {
-    match e {
-        Error::NonFinite { t, row, col, value } => Error::NonFinite {
-            t,
-            row: row + first_row,
-            col,
-            value,
-        },
-        other => other,
+/// One call-counting wrapper of `ctx`'s model per tile: tiles run in parallel, each with its
+/// own [`Ctx`] (a context pools buffers for one thread).
+pub fn models<'a>(ctx: &Ctx<'a>, tiles: usize) -> Vec<Counted<'a>> {
+    (0..tiles)
+        .map(|_| Counted::new(ctx.model.inner(), ctx.model.rounds_to_f32()))
+        .collect()
+}
+
+/// Copies of the tiles of `tile_rows` rows of `x` (the last may be shorter).
+pub fn split(x: &Batch, tile_rows: usize) -> Vec<Batch> {
+    x.data
+        .chunks(tile_rows * x.d)
+        .map(|rows| Batch {
+            n: rows.len() / x.d,
+            d: x.d,
+            data: rows.to_vec(),
+        })
+        .collect()
+}
+
+/// The batch made of `tiles`, in order.
+pub fn join(tiles: Vec<Batch>) -> Batch {
+    let d = tiles[0].d;
+    let n = tiles.iter().map(|t| t.n).sum();
+    let mut data = Vec::with_capacity(n * d);
+    for t in &tiles {
+        data.extend_from_slice(&t.data);
     }
+    Batch { n, d, data }
+}
+
+/// Of the tiles' errors, given as (the tile's first row, the model calls it had made,
+/// error), the one a whole-batch run would have stopped on: the earliest failed call (every
+/// tile makes the same calls), then the lowest row; its row is numbered in the whole batch.
+pub fn first_error(errors: Vec<(usize, usize, Error)>) -> Option<Error> {
+    errors
+        .into_iter()
+        .map(|(first_row, calls, e)| match e {
+            Error::NonFinite { t, row, col, value } => {
+                let row = row + first_row;
+                (calls, row, Error::NonFinite { t, row, col, value })
+            }
+            other => (calls, first_row, other),
+        })
+        .min_by_key(|(calls, row, _)| (*calls, *row))
+        .map(|(_, _, e)| e)
 }

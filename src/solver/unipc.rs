@@ -4,8 +4,8 @@
 
 use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
-use super::{Ctx, Sampler};
-use crate::batch::Batch;
+use super::{in_l1_chunks, Ctx, Sampler};
+use crate::batch::{set_combination_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
 
@@ -75,19 +75,20 @@ fn rhos(rks: &[f64], h: f64, predictor: bool) -> Result<Vec<f64>> {
 }
 
 /// Coefficients of `(σ_t/σ_s) x - a_t (e^{-h} - 1) m₀ - a_t B(h) Σ ρ_j D_j`, the shared
-/// update, with `D_j = (m_j - m₀)/r_j` from the history and, for the corrector, the new
-/// output `m_t` (`D = m_t - m₀`): returned as weights on x, then on m₀, m₁…, then m_t.
+/// update, with `D_j = (m_j - m₀)/r_j` from the outputs at `lambdas` (newest first) and, for
+/// the corrector, the new output `m_t` (`D = m_t - m₀`): returned as weights on x, then on
+/// m₀, m₁…, then m_t.
 fn weights(
     s: &Point,
     t: &Point,
-    hist: &[(f64, Batch)],
+    lambdas: &[f64],
     k: usize,
     corrector: bool,
 ) -> Result<(f64, Vec<f64>)> {
     let h = t.lambda - s.lambda;
     let mut w = vec![0.0; k + usize::from(corrector)];
     w[0] = -t.alpha * (-h).exp_m1();
-    let mut rks: Vec<f64> = hist[1..k].iter().map(|(l, _)| (l - s.lambda) / h).collect();
+    let mut rks: Vec<f64> = lambdas[1..k].iter().map(|l| (l - s.lambda) / h).collect();
     rks.push(1.0);
     if k - 1 + usize::from(corrector) > 0 {
         let rho = rhos(&rks, h, !corrector)?;
@@ -106,25 +107,6 @@ fn weights(
     Ok((t.sigma / s.sigma, w))
 }
 
-/// The update as a new batch.
-fn update(
-    ctx: &Ctx,
-    x: &Batch,
-    s: &Point,
-    t: &Point,
-    hist: &[(f64, Batch)],
-    k: usize,
-    m_t: Option<&Batch>,
-) -> Result<Batch> {
-    let (cx, w) = weights(s, t, hist, k, m_t.is_some())?;
-    let mut terms: Vec<(f64, &Batch)> = vec![(cx, x)];
-    terms.extend(hist[..k].iter().zip(&w).map(|((_, m), &c)| (c, m)));
-    if let Some(mt) = m_t {
-        terms.push((w[k], mt));
-    }
-    Ok(ctx.combination(&terms))
-}
-
 impl Sampler for UniPc {
     type State = State;
 
@@ -135,33 +117,58 @@ impl Sampler for UniPc {
         })
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, mut st: State) -> Result<(Batch, State)> {
+    /// One model call, then one sweep (in L1-sized chunks) that turns ε̂ into x̂₀, corrects
+    /// the point it was evaluated at (UniC, from the previous step's start) and predicts the
+    /// next point (UniP) from the corrected one.
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, mut st: State) -> Result<(Batch, State)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
-        let m = ctx.x0_at(&x, s.t)?;
-        // UniC: correct the point we arrived at, using the output just evaluated there.
-        let x = match st.last.take() {
-            Some((x_prev, t_prev, k_prev)) => {
-                let corrected = if self.corrector {
-                    let prev = Point::at(sch, t_prev);
-                    let c = update(ctx, &x_prev, &prev, &s, &st.hist, k_prev, Some(&m))?;
-                    ctx.recycle(x);
-                    c
-                } else {
-                    x
-                };
-                ctx.recycle(x_prev);
-                corrected
-            }
-            None => x,
+        let mut m = ctx.eps_at(&x, s.t)?;
+        let (cx0, ce0) = (1.0 / s.alpha, -s.sigma / s.alpha);
+        let old: Vec<f64> = st.hist.iter().map(|(l, _)| *l).collect();
+        let correction = match &st.last {
+            Some((_, t_prev, k_prev)) if self.corrector => Some((
+                weights(&Point::at(sch, *t_prev), &s, &old, *k_prev, true)?,
+                *k_prev,
+            )),
+            _ => None,
         };
+        let kept = self.order.min(old.len() + 1);
+        let lambdas: Vec<f64> = std::iter::once(s.lambda).chain(old).take(kept).collect();
+        let k = multistep_order(ctx, i, self.order, kept, self.lower_order_final);
+        let (cx, w) = weights(&s, &t, &lambdas, k, false)?;
+        let mut out = ctx.batch_like(&x);
+        let x_prev = st.last.as_ref().map(|l| &l.0);
+        in_l1_chunks(x.data.len(), |r| {
+            let hist = |j: usize| &st.hist[j].1.data[r.clone()];
+            let m = &mut m.data[r.clone()];
+            zip_update(m, &x.data[r.clone()], &|e, x| cx0 * x + ce0 * e);
+            let x = &mut x.data[r.clone()];
+            // At most 1 + 3 + 1 terms (order ≤ 3), kept on the stack.
+            let mut terms = [(0.0, &[][..]); 5];
+            if let (Some(((cxp, wc), k_prev)), Some(x_prev)) = (&correction, x_prev) {
+                terms[0] = (*cxp, &x_prev.data[r.clone()]);
+                for j in 0..*k_prev {
+                    terms[j + 1] = (wc[j], hist(j));
+                }
+                terms[k_prev + 1] = (wc[*k_prev], &*m);
+                set_combination_slices(x, &terms[..k_prev + 2]);
+            }
+            terms[0] = (cx, &*x);
+            terms[1] = (w[0], &*m);
+            for j in 1..k {
+                terms[j + 1] = (w[j], hist(j - 1));
+            }
+            set_combination_slices(&mut out.data[r], &terms[..k + 1]);
+        });
+        if let Some((x_prev, _, _)) = st.last.take() {
+            ctx.recycle(x_prev);
+        }
         st.hist.insert(0, (s.lambda, m));
         if st.hist.len() > self.order {
             let (_, old) = st.hist.pop().unwrap();
             ctx.recycle(old);
         }
-        let k = multistep_order(ctx, i, self.order, st.hist.len(), self.lower_order_final);
-        let out = update(ctx, &x, &s, &t, &st.hist, k, None)?;
         st.last = Some((x, s.t, k));
         Ok((out, st))
     }
