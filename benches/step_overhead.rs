@@ -15,12 +15,14 @@
 use criterion::{criterion_group, Criterion};
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
-use pfode::model::{builtin, Counted, Level, ScoreModel};
+use pfode::model::{builtin, Counted, GaussianMixture, Level, ScoreModel};
 use pfode::noise::{self, Purpose};
 use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
 use pfode::solver::{Ctx, Ddim, Precision, Solver, SolverOptions, SOLVERS};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 const STEPS: usize = 20;
 
@@ -55,7 +57,7 @@ fn solvers() -> Vec<(String, Solver)> {
 
 struct Setup {
     name: &'static str,
-    model: pfode::model::GaussianMixture,
+    model: GaussianMixture,
     schedule: Schedule,
     grid: TimeGrid,
     x: pfode::Batch,
@@ -118,57 +120,82 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     .unwrap()
 }
 
-/// Median and quartiles of `run / model_calls - 1` over interleaved repetitions: the real
-/// run against as many model calls as its NFE, timed back to back so that the machine's
-/// drift (±5–10 % between minutes on 2 cores) cancels in each ratio. The calls are made on
-/// the whole batch, and, for runs in row tiles, also tile by tile as the run makes them (so
-/// that the second ratio is the solver's own arithmetic, without the cache gain of tiling).
-fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3], Option<[f64; 3]>) {
-    use rayon::prelude::*;
+/// The mixture, timing its own calls: a call made on a worker thread (a row tile's, with
+/// the other tiles running beside it) counts `1/threads` of its wall time, a call from the
+/// caller's thread (a whole-batch call, parallel inside) all of it.
+struct Timed<'a> {
+    model: &'a GaussianMixture,
+    nanos: AtomicU64,
+}
+
+impl ScoreModel for Timed<'_> {
+    fn dim(&self) -> usize {
+        self.model.dim()
+    }
+    fn describe(&self) -> serde_json::Value {
+        self.model.describe()
+    }
+    fn eps_into(&self, x: &pfode::Batch, level: &Level, out: &mut [f64]) -> pfode::Result<()> {
+        let start = Instant::now();
+        let r = self.model.eps_into(x, level, out);
+        let mut nanos = start.elapsed().as_nanos() as u64;
+        if rayon::current_thread_index().is_some() {
+            nanos /= rayon::current_num_threads() as u64;
+        }
+        self.nanos.fetch_add(nanos, Ordering::Relaxed);
+        r
+    }
+    fn checks_finite_output(&self) -> bool {
+        true
+    }
+    fn defined_at_clean(&self) -> bool {
+        self.model.defined_at_clean()
+    }
+    fn rows_independent(&self) -> bool {
+        true
+    }
+}
+
+/// Quartiles of `v`.
+fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
+    v.sort_by(f64::total_cmp);
+    let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
+    [q(0.25), q(0.5), q(0.75)]
+}
+
+/// A solver's cost beyond its model calls, as quartiles of `run / model_calls - 1` over
+/// repetitions, measured two ways. Against separate whole-batch calls (as many as the run's
+/// NFE, timed right after it so that the machine's drift of ±5–10 % between minutes on 2
+/// cores cancels in each ratio): what sampling costs beyond evaluating the model, tiling's
+/// cache gain included. Against the run's own calls, timed inside it: the solver's
+/// arithmetic and bookkeeping beside the calls exactly as the run made them.
+fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3], [f64; 3]) {
     let nfe = run_with(s, &s.model, solver).1;
     let once = median_secs(3, || {
         std::hint::black_box(run_with(s, &s.model, solver));
     });
-    let counted = Counted::new(&s.model, false);
-    let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
-    let tile_rows = pfode::solver::tiles::applies(solver, &ctx, &s.x)
-        .then(|| pfode::solver::tiles::tile_rows(s.x.n, s.x.d));
-    let level = Level::at(&s.schedule, 0.5);
-    let d = s.x.d;
-    let tiled_calls = |rows: usize| {
-        s.x.data.par_chunks(rows * d).for_each(|xs| {
-            let tile = pfode::Batch::new(xs.len() / d, d, xs.to_vec()).unwrap();
-            let mut o = vec![0.0; xs.len()];
-            for _ in 0..nfe {
-                s.model.eps_into(&tile, &level, &mut o).unwrap();
-            }
-            std::hint::black_box(&o);
-        })
+    let timed = Timed {
+        model: &s.model,
+        nanos: AtomicU64::new(0),
     };
-    let reps = ((1.5 / (3.0 * once)) as usize).clamp(7, 41);
-    let (mut whole, mut tiled) = (Vec::new(), Vec::new());
+    let reps = ((1.5 / (2.0 * once)) as usize).clamp(7, 41);
+    let (mut whole, mut inside) = (Vec::new(), Vec::new());
     for _ in 0..reps {
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         std::hint::black_box(run_with(s, &s.model, solver));
         let run = start.elapsed().as_secs_f64();
-        let start = std::time::Instant::now();
+        let start = Instant::now();
         for _ in 0..nfe {
             model_call(s, out);
         }
         whole.push(run / start.elapsed().as_secs_f64() - 1.0);
-        if let Some(rows) = tile_rows {
-            let start = std::time::Instant::now();
-            tiled_calls(rows);
-            tiled.push(run / start.elapsed().as_secs_f64() - 1.0);
-        }
+        timed.nanos.store(0, Ordering::Relaxed);
+        let start = Instant::now();
+        std::hint::black_box(run_with(s, &timed, solver));
+        let run = start.elapsed().as_secs_f64();
+        inside.push(run / (timed.nanos.load(Ordering::Relaxed) as f64 * 1e-9) - 1.0);
     }
-    let quartiles = |mut v: Vec<f64>| {
-        v.sort_by(f64::total_cmp);
-        let q = |f: f64| v[((v.len() - 1) as f64 * f).round() as usize];
-        [q(0.25), q(0.5), q(0.75)]
-    };
-    let tiled = tile_rows.map(|_| quartiles(tiled));
-    (nfe, quartiles(whole), tiled)
+    (nfe, quartiles(whole), quartiles(inside))
 }
 
 fn summary(s: &Setup) {
@@ -217,11 +244,7 @@ fn summary(s: &Setup) {
     );
     println!(
         "{:<22} {:>5} {:>27} {:>27} {:>24}",
-        "solver",
-        "nfe",
-        "vs whole-batch calls",
-        "vs the same calls in tiles",
-        "noise draws / NFE (µs)"
+        "solver", "nfe", "vs whole-batch calls", "vs its own calls", "noise draws / NFE (µs)"
     );
     let show = |[q1, median, q3]: [f64; 3]| {
         format!(
@@ -232,8 +255,8 @@ fn summary(s: &Setup) {
         )
     };
     for (name, solver) in solvers() {
-        let (nfe, whole, tiled) = overhead(s, &solver, &mut out);
-        let tiled = tiled.map_or("not tiled".to_string(), show);
+        let (nfe, whole, inside) = overhead(s, &solver, &mut out);
+        let inside = show(inside);
         let draws = if name == "euler-maruyama" {
             format!("{:.1} (tree)", tree * STEPS as f64 / nfe as f64 * 1e6)
         } else if solver.is_stochastic() {
@@ -242,7 +265,7 @@ fn summary(s: &Setup) {
             "-".into()
         };
         println!(
-            "{name:<22} {nfe:>5} {:>27} {tiled:>27} {draws:>24}",
+            "{name:<22} {nfe:>5} {:>27} {inside:>27} {draws:>24}",
             show(whole)
         );
     }

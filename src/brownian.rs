@@ -30,6 +30,8 @@ struct Node {
 pub struct BrownianTree {
     seed: u64,
     len: usize,
+    /// Noise block of the first coordinate (nonzero for a row tile of a larger path).
+    first_block: usize,
     t0: f64,
     t1: f64,
     /// Root-to-leaf path of the last query: nearby queries reuse their common ancestors.
@@ -47,12 +49,20 @@ impl BrownianTree {
         BrownianTree {
             seed,
             len,
+            first_block: 0,
             t0,
             t1,
             path: Vec::new(),
             leaf_points: Vec::new(),
             spare: Vec::new(),
         }
+    }
+
+    /// The coordinates of a larger path from noise block `first_block` on (element
+    /// `first_block · noise::BLOCK`): a row tile's share of the whole batch's path.
+    pub fn from_block(mut self, first_block: usize) -> Self {
+        self.first_block = first_block;
+        self
     }
 
     /// Keeps a popped node's buffer for reuse if nobody else holds it.
@@ -65,7 +75,9 @@ impl BrownianTree {
     }
 
     fn gaussians(&self, purpose: Purpose, stream: u64) -> Vec<f64> {
-        noise::normals(self.seed, purpose, stream, self.len)
+        let mut z = vec![0.0; self.len];
+        noise::add_scaled_normals_at(self.seed, purpose, stream, 1.0, self.first_block, &mut z);
+        z
     }
 
     fn root(&self) -> Node {
@@ -135,11 +147,12 @@ impl BrownianTree {
                     .zip(node.w_hi.iter())
                     .map(|(a, b)| 0.5 * (a + b)),
             );
-            noise::add_scaled_normals_here(
+            noise::add_scaled_normals_at(
                 self.seed,
                 Purpose::BrownianNode,
                 node.id,
                 sd,
+                self.first_block,
                 &mut w_mid,
             );
             let w_mid = Rc::new(w_mid);

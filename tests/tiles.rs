@@ -38,51 +38,90 @@ fn run(
     (out, counted.nfe())
 }
 
+/// Every registered solver plus the stochastic variants of DDIM and Heun.
+fn every_solver() -> Vec<(String, Solver)> {
+    let mut v: Vec<(String, Solver)> = SOLVERS
+        .iter()
+        .map(|i| {
+            let s = Solver::build(i.name, &SolverOptions::default()).unwrap();
+            (i.name.to_string(), s)
+        })
+        .collect();
+    for (name, opts) in [
+        (
+            "ddim",
+            SolverOptions {
+                eta: Some(0.7),
+                ..Default::default()
+            },
+        ),
+        (
+            "heun",
+            SolverOptions {
+                s_churn: Some(2.0),
+                ..Default::default()
+            },
+        ),
+    ] {
+        v.push((
+            format!("{name} (stochastic)"),
+            Solver::build(name, &opts).unwrap(),
+        ));
+    }
+    v
+}
+
 #[test]
-fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_deterministic_solver() {
+fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
     let schedule = Schedule::ddpm_linear();
     let model = builtin("mix16d").unwrap();
     let g = grid(&schedule, 7);
-    // 611 rows (above one tile's worth): no tile size below divides it, so the last
+    // 1 100 rows (above one tile's worth): no tile size below divides it, so the last
     // tile is short.
-    let x = draw_noise(611, model.dim(), 5);
+    let x = draw_noise(1100, model.dim(), 5);
     let mut tiled = 0;
-    for info in SOLVERS {
-        let solver = Solver::build(info.name, &SolverOptions::default()).unwrap();
+    for (name, solver) in every_solver() {
         let counted = Counted::new(&model, false);
         let ctx = Ctx::new(&counted, &schedule, &g, 3);
-        let applies = tiles::applies(&solver, &ctx, &x);
-        assert_eq!(
-            applies,
-            !solver.is_stochastic() && !solver.is_adaptive(),
-            "{}",
-            info.name
-        );
-        if !applies {
+        let rows = tiles::rows_for(&solver, &ctx, &x);
+        if solver.is_adaptive() {
+            assert_eq!(rows, None, "{name}: its step size couples the rows");
             continue;
         }
         tiled += 1;
         let (whole, nfe) = run(&solver, &model, &g, &x, None, Precision::F64);
         let whole = whole.unwrap();
-        for rows in [1, 16, 64, 200] {
+        // A stochastic run's tiles start on noise blocks: 8 192 / 16 = 512 rows each.
+        let sizes: &[usize] = if solver.is_stochastic() {
+            assert_eq!(rows, Some(512), "{name}");
+            &[512, 1024]
+        } else {
+            assert_eq!(rows, Some(tiles::tile_rows(x.n, x.d)), "{name}");
+            &[1, 16, 64, 200]
+        };
+        for &rows in sizes {
             let (out, tiled_nfe) = run(&solver, &model, &g, &x, Some(rows), Precision::F64);
-            assert_eq!(out.unwrap(), whole, "{} with {rows}-row tiles", info.name);
-            assert_eq!(tiled_nfe, nfe, "{}: NFE", info.name);
+            assert_eq!(out.unwrap(), whole, "{name} with {rows}-row tiles");
+            assert_eq!(tiled_nfe, nfe, "{name}: NFE");
         }
         // The default tiling, through `Solver::run`.
         let (out, _) = pfode::solver::sample(&solver, &model, &schedule, &g, x.clone(), 3).unwrap();
-        assert_eq!(out, whole, "{}: default tiling", info.name);
+        assert_eq!(out, whole, "{name}: default tiling");
     }
-    assert!(tiled >= 12, "only {tiled} solvers ran tiled");
+    assert_eq!(
+        tiled,
+        SOLVERS.len() + 1,
+        "every solver but dopri5, and two variants"
+    );
     // Single precision rounds inside each tile exactly as on the whole batch.
-    let ddim = Solver::build("dpm-solver++3m", &SolverOptions::default()).unwrap();
-    let (whole, _) = run(&ddim, &model, &g, &x, None, Precision::F32);
-    let (out, _) = run(&ddim, &model, &g, &x, Some(16), Precision::F32);
+    let s = Solver::build("dpm-solver++3m", &SolverOptions::default()).unwrap();
+    let (whole, _) = run(&s, &model, &g, &x, None, Precision::F32);
+    let (out, _) = run(&s, &model, &g, &x, Some(16), Precision::F32);
     assert_eq!(out.unwrap(), whole.unwrap());
 }
 
 #[test]
-fn tiles_never_apply_to_learned_models_stochastic_or_adaptive_solvers() {
+fn tiles_apply_only_where_they_change_nothing() {
     let schedule = Schedule::ddpm_linear();
     let g = grid(&schedule, 5);
     let model = builtin("ring2d").unwrap();
@@ -90,21 +129,21 @@ fn tiles_never_apply_to_learned_models_stochastic_or_adaptive_solvers() {
     let counted = Counted::new(&model, false);
     let ctx = Ctx::new(&counted, &schedule, &g, 0);
     let build = |name: &str| Solver::build(name, &SolverOptions::default()).unwrap();
-    assert!(tiles::applies(&build("unipc"), &ctx, &x));
+    assert_eq!(tiles::rows_for(&build("unipc"), &ctx, &x), Some(512));
+    // One noise block holds all 4 096 rows of a 2-D batch: a stochastic run stays whole.
     for name in ["ddpm", "euler-maruyama", "dpm-solver++2m-sde", "dopri5"] {
-        assert!(!tiles::applies(&build(name), &ctx, &x), "{name}");
+        assert_eq!(tiles::rows_for(&build(name), &ctx, &x), None, "{name}");
     }
-    let churn = SolverOptions {
-        s_churn: Some(1.0),
-        ..Default::default()
-    };
-    assert!(!tiles::applies(
-        &Solver::build("heun", &churn).unwrap(),
-        &ctx,
-        &x
-    ));
+    let wider = draw_noise(4097, 2, 0);
+    assert_eq!(tiles::rows_for(&build("ddpm"), &ctx, &wider), Some(4096));
+    // Dimension 3 does not divide a block: tiles of 8 192 rows (3 blocks) keep them whole.
+    let x3 = draw_noise(20_000, 3, 0);
+    assert_eq!(tiles::rows_for(&build("ddpm"), &ctx, &x3), Some(8192));
     // A batch no larger than one tile runs whole.
-    assert!(!tiles::applies(&build("unipc"), &ctx, &draw_noise(8, 2, 0)));
+    assert_eq!(
+        tiles::rows_for(&build("unipc"), &ctx, &draw_noise(8, 2, 0)),
+        None
+    );
     // A learned network is not row-independent bit for bit (its matrix kernels block rows).
     let mlp = pfode::model::mlp::Mlp::load(std::path::Path::new(concat!(
         env!("CARGO_MANIFEST_DIR"),
@@ -113,7 +152,7 @@ fn tiles_never_apply_to_learned_models_stochastic_or_adaptive_solvers() {
     .unwrap();
     let counted = Counted::new(&mlp, false);
     let ctx = Ctx::new(&counted, &schedule, &g, 0);
-    assert!(!tiles::applies(&build("unipc"), &ctx, &x));
+    assert_eq!(tiles::rows_for(&build("unipc"), &ctx, &x), None);
     // Tiles are a few hundred rows at most, whatever the batch.
     assert_eq!(tiles::tile_rows(4096, 16), 512);
     assert_eq!(tiles::tile_rows(100, 16), 13);

@@ -17,7 +17,7 @@ use rayon::prelude::*;
 
 /// Normals per independently keyed block: blocks are generated in parallel, and the
 /// block structure (not the thread count) fixes which numbers land where.
-const BLOCK: usize = 1 << 13;
+pub const BLOCK: usize = 1 << 13;
 
 /// What a stream of noise is for; part of the key so uses never share numbers.
 #[derive(Clone, Copy, Debug)]
@@ -89,9 +89,23 @@ pub fn add_scaled_normals_here(
     scale: f64,
     out: &mut [f64],
 ) {
+    add_scaled_normals_at(seed, purpose, stream, scale, 0, out);
+}
+
+/// [`add_scaled_normals_here`] for the part of a longer draw that starts at block
+/// `first_block` (element `first_block · BLOCK`): a row tile draws exactly the numbers the
+/// whole batch would give its rows.
+pub fn add_scaled_normals_at(
+    seed: u64,
+    purpose: Purpose,
+    stream: u64,
+    scale: f64,
+    first_block: usize,
+    out: &mut [f64],
+) {
     out.chunks_mut(BLOCK)
         .enumerate()
-        .for_each(|(b, chunk)| add_block(seed, purpose, stream, b, scale, chunk));
+        .for_each(|(b, chunk)| add_block(seed, purpose, stream, first_block + b, scale, chunk));
 }
 
 fn add_block(seed: u64, purpose: Purpose, stream: u64, b: usize, scale: f64, chunk: &mut [f64]) {

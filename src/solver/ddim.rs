@@ -6,7 +6,7 @@
 use super::{Ctx, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::noise::{self, Purpose};
+use crate::noise::Purpose;
 
 /// DDIM with stochasticity η.
 #[derive(Clone, Debug)]
@@ -50,13 +50,7 @@ impl Sampler for Ddim {
         x.update_with(&eps, |x, e| c_x * x + c_eps * e);
         ctx.recycle(eps);
         if sigma_eta > 0.0 {
-            noise::add_scaled_normals(
-                ctx.seed,
-                Purpose::StepNoise,
-                i as u64,
-                sigma_eta,
-                &mut x.data,
-            );
+            ctx.add_noise(Purpose::StepNoise, i as u64, sigma_eta, &mut x.data);
         }
         Ok((x, ()))
     }

@@ -4,7 +4,7 @@
 use super::{Ctx, Sampler};
 use crate::batch::Batch;
 use crate::error::Result;
-use crate::noise::{self, Purpose};
+use crate::noise::Purpose;
 
 /// Choice of the reverse-step variance σ².
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
@@ -46,13 +46,7 @@ impl Sampler for Ddpm {
                 Variance::BetaTilde => beta * (1.0 - ab_next) / (1.0 - ab),
                 Variance::Beta => beta,
             };
-            noise::add_scaled_normals(
-                ctx.seed,
-                Purpose::StepNoise,
-                i as u64,
-                var.sqrt(),
-                &mut x.data,
-            );
+            ctx.add_noise(Purpose::StepNoise, i as u64, var.sqrt(), &mut x.data);
         }
         Ok((x, ()))
     }

@@ -7,7 +7,7 @@ use super::exponential::Point;
 use super::{Ctx, History, Sampler};
 use crate::batch::Batch;
 use crate::error::Result;
-use crate::noise::{self, Purpose};
+use crate::noise::Purpose;
 
 /// SDE-DPM-Solver++(2M).
 #[derive(Clone, Debug)]
@@ -47,7 +47,7 @@ impl Sampler for DpmSolverPpSde {
         }
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {
-            noise::add_scaled_normals(ctx.seed, Purpose::StepNoise, i as u64, sd, &mut x.data);
+            ctx.add_noise(Purpose::StepNoise, i as u64, sd, &mut x.data);
         }
         Ok((x, hist))
     }

@@ -67,7 +67,8 @@ impl Sampler for EulerMaruyama {
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
         let clock = TreeClock::new(ctx.schedule);
-        let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span);
+        let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span)
+            .from_block(ctx.noise_block());
         let w_now = tree.value_shared(clock.at(ctx.t(0)))?;
         Ok(PathState { tree, clock, w_now })
     }

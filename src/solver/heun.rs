@@ -9,7 +9,7 @@ use super::{Ctx, Sampler};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
-use crate::noise::{self, Purpose};
+use crate::noise::Purpose;
 
 /// EDM churn parameters (`S_churn`, `S_tmin`, `S_tmax`, `S_noise`), in σ = s/a units.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -98,7 +98,7 @@ impl Sampler for Heun {
             let (a, a_hat) = (s.alpha(t), s.alpha(t_hat));
             x.map_in_place(|x| x / a);
             let sd = (sigma_hat * sigma_hat - sigma * sigma).max(0.0).sqrt() * c.s_noise;
-            noise::add_scaled_normals(ctx.seed, Purpose::StepNoise, i as u64, sd, &mut x.data);
+            ctx.add_noise(Purpose::StepNoise, i as u64, sd, &mut x.data);
             x.map_in_place(|y| y * a_hat);
             t = t_hat;
         }

@@ -42,6 +42,7 @@ use crate::error::{Error, Result};
 use crate::flow::Coords;
 use crate::grid::TimeGrid;
 use crate::model::{Counted, Level, ScoreModel};
+use crate::noise::{self, Purpose};
 use crate::schedule::Schedule;
 use std::cell::RefCell;
 
@@ -52,6 +53,8 @@ pub struct Ctx<'a> {
     pub grid: &'a TimeGrid,
     /// Seed for any noise the sampler injects.
     pub seed: u64,
+    /// For a row tile: the index of its first element in the whole batch.
+    tile_offset: Option<usize>,
     /// Spent model-output buffers, reused so that a step allocates (and page-faults) nothing.
     scratch: RefCell<Vec<Vec<f64>>>,
 }
@@ -69,7 +72,43 @@ impl<'a> Ctx<'a> {
             schedule,
             grid,
             seed,
+            tile_offset: None,
             scratch: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A context for the row tile whose first element is element `offset` of the whole
+    /// batch. A stochastic sampler's tiles must start on noise blocks (`offset` a multiple
+    /// of `noise::BLOCK`): their noise is then the whole batch's noise for their rows.
+    pub fn for_tile(
+        model: &'a Counted<'a>,
+        schedule: &'a Schedule,
+        grid: &'a TimeGrid,
+        seed: u64,
+        offset: usize,
+    ) -> Self {
+        Ctx {
+            tile_offset: Some(offset),
+            ..Ctx::new(model, schedule, grid, seed)
+        }
+    }
+
+    /// The noise block of this context's first element (0 for a whole batch).
+    pub fn noise_block(&self) -> usize {
+        let offset = self.tile_offset.unwrap_or(0);
+        debug_assert_eq!(offset % noise::BLOCK, 0, "a noisy tile starts mid-block");
+        offset / noise::BLOCK
+    }
+
+    /// `data += scale · z` with the normals of (seed, `purpose`, `stream`) that fall on this
+    /// context's rows: the same numbers whether the batch runs whole or in row tiles.
+    pub fn add_noise(&self, purpose: Purpose, stream: u64, scale: f64, data: &mut [f64]) {
+        match self.tile_offset {
+            None => noise::add_scaled_normals(self.seed, purpose, stream, scale, data),
+            Some(_) => {
+                let block = self.noise_block();
+                noise::add_scaled_normals_at(self.seed, purpose, stream, scale, block, data)
+            }
         }
     }
 
@@ -475,8 +514,7 @@ impl Solver {
     /// Runs the solver over the context's grid: in row tiles where that gives the same
     /// result (see [`tiles`]), else on the whole batch.
     pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
-        if tiles::applies(self, ctx, &x) {
-            let rows = tiles::tile_rows(x.n, x.d);
+        if let Some(rows) = tiles::rows_for(self, ctx, &x) {
             return tiles::run(self, ctx, x, precision, rows);
         }
         self.run_whole(ctx, x, precision)

@@ -10,13 +10,16 @@
 //! same arithmetic as in a whole-batch run, so the output is bit-identical to it, at any
 //! tile size and thread count (tested).
 //!
-//! Not tiled: stochastic runs (their noise is keyed by position in the whole batch) and
-//! samplers whose control couples rows (dopri5's step size follows the batch's error norm).
+//! A stochastic run is tiled on noise-block boundaries, so that each tile draws exactly the
+//! whole batch's noise for its rows (noise is keyed by block, see `noise`). dopri5's step
+//! size follows the batch's error norm, which couples rows: it tiles each step's stages
+//! instead and sums the norm in row order (`dopri5`).
 
 use super::{Ctx, Precision, Solver};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Counted, ScoreModel};
+use crate::noise::BLOCK;
 use rayon::prelude::*;
 
 /// Elements per tile: 64 KiB of f64 per array keeps a sampler's handful of arrays within
@@ -33,7 +36,30 @@ pub fn tile_rows(n: usize, d: usize) -> usize {
 
 /// True if `solver` may run `ctx`'s model in row tiles with the same result.
 pub fn applies(solver: &Solver, ctx: &Ctx, x: &Batch) -> bool {
-    !solver.is_stochastic() && !solver.is_adaptive() && rows_separate(ctx, x)
+    rows_for(solver, ctx, x).is_some()
+}
+
+/// Rows per tile when `solver` runs `x` in row tiles, `None` when it runs the whole batch.
+/// A stochastic run's tiles hold whole noise blocks (`BLOCK / gcd(d, BLOCK)` rows, one
+/// block when d divides it), so that each draws the whole batch's noise for its rows.
+pub fn rows_for(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<usize> {
+    if solver.is_adaptive() || !rows_separate(ctx, x) {
+        return None;
+    }
+    let rows = if solver.is_stochastic() {
+        BLOCK / gcd(x.d.max(1), BLOCK)
+    } else {
+        tile_rows(x.n, x.d)
+    };
+    (rows < x.n).then_some(rows)
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 /// True if `ctx`'s model treats rows independently and `x` is larger than one tile.
@@ -51,12 +77,14 @@ pub fn run(
     tile_rows: usize,
 ) -> Result<Batch> {
     let models = models(ctx, x.n.div_ceil(tile_rows));
-    let (schedule, grid, seed) = (ctx.schedule, ctx.grid, ctx.seed);
+    let (schedule, grid, seed, d) = (ctx.schedule, ctx.grid, ctx.seed, x.d);
     let results: Vec<Result<Batch>> = split(&x, tile_rows)
         .into_par_iter()
         .zip(&models)
-        .map(|(tile, model)| {
-            let tile_ctx = Ctx::new(model, schedule, grid, seed);
+        .enumerate()
+        .map(|(k, (tile, model))| {
+            let offset = k * tile_rows * d;
+            let tile_ctx = Ctx::for_tile(model, schedule, grid, seed, offset);
             solver.run_whole(&tile_ctx, tile, precision)
         })
         .collect();
