@@ -4,11 +4,12 @@
 //! Criterion times one model call and a 20-step run of each solver. The summary gives each
 //! solver's cost beyond its model calls as a fraction of them (target: ≤ 5 %): a real run
 //! against as many whole-batch model calls as its NFE, interleaved so that the ±5–10 %
-//! drift of a 2-core machine cancels, median and quartiles over the repetitions. Runs in
-//! row tiles (`solver::tiles`) can come out below the model calls: their model calls find
-//! their rows in cache. The cost of drawing Gaussian noise is shown separately for
-//! stochastic solvers, and the memory floor line times one sweep over three state-sized
-//! arrays, the least a separate whole-batch update costs. Then
+//! drift of a 2-core machine cancels, median and quartiles over the repetitions, with the
+//! number of row tiles the run used (`solver::tiles`; dopri5 tiles its stages). Tiled runs
+//! can come out below the model calls: their model calls find their rows in cache. The cost
+//! of drawing Gaussian noise is shown separately for stochastic solvers, and the memory
+//! floor line times one sweep over three state-sized arrays, the least a separate
+//! whole-batch update costs. Then
 //! it times `pfode reference` on 10 000 ring2d samples
 //! against scipy's per-sample DOP853 (time recorded in tests/fixtures/scipy_reference.json).
 
@@ -21,7 +22,6 @@ use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
 use pfode::solver::{Ctx, Ddim, Precision, Solver, SolverOptions, SOLVERS};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 const STEPS: usize = 20;
@@ -120,40 +120,14 @@ fn median_secs(reps: usize, mut f: impl FnMut()) -> f64 {
     .unwrap()
 }
 
-/// The mixture, timing its own calls: a call made on a worker thread (a row tile's, with
-/// the other tiles running beside it) counts `1/threads` of its wall time, a call from the
-/// caller's thread (a whole-batch call, parallel inside) all of it.
-struct Timed<'a> {
-    model: &'a GaussianMixture,
-    nanos: AtomicU64,
-}
-
-impl ScoreModel for Timed<'_> {
-    fn dim(&self) -> usize {
-        self.model.dim()
-    }
-    fn describe(&self) -> serde_json::Value {
-        self.model.describe()
-    }
-    fn eps_into(&self, x: &pfode::Batch, level: &Level, out: &mut [f64]) -> pfode::Result<()> {
-        let start = Instant::now();
-        let r = self.model.eps_into(x, level, out);
-        let mut nanos = start.elapsed().as_nanos() as u64;
-        if rayon::current_thread_index().is_some() {
-            nanos /= rayon::current_num_threads() as u64;
-        }
-        self.nanos.fetch_add(nanos, Ordering::Relaxed);
-        r
-    }
-    fn checks_finite_output(&self) -> bool {
-        true
-    }
-    fn defined_at_clean(&self) -> bool {
-        self.model.defined_at_clean()
-    }
-    fn rows_independent(&self) -> bool {
-        true
-    }
+/// Median and quartiles of an overhead, in per cent.
+fn show([q1, median, q3]: [f64; 3]) -> String {
+    format!(
+        "{:+.1}% ({:+.1} … {:+.1})",
+        100.0 * median,
+        100.0 * q1,
+        100.0 * q3
+    )
 }
 
 /// Quartiles of `v`.
@@ -164,38 +138,29 @@ fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
 }
 
 /// A solver's cost beyond its model calls, as quartiles of `run / model_calls - 1` over
-/// repetitions, measured two ways. Against separate whole-batch calls (as many as the run's
-/// NFE, timed right after it so that the machine's drift of ±5–10 % between minutes on 2
-/// cores cancels in each ratio): what sampling costs beyond evaluating the model, tiling's
-/// cache gain included. Against the run's own calls, timed inside it: the solver's
-/// arithmetic and bookkeeping beside the calls exactly as the run made them.
-fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3], [f64; 3]) {
+/// repetitions: the run against as many separate whole-batch model calls as its NFE, timed
+/// right after it so that the machine's drift (±5–10 % between minutes on 2 cores) cancels
+/// in each ratio. This is what sampling costs beyond evaluating the model, the cache gain
+/// of row tiles included.
+fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3]) {
     let nfe = run_with(s, &s.model, solver).1;
     let once = median_secs(3, || {
         std::hint::black_box(run_with(s, &s.model, solver));
     });
-    let timed = Timed {
-        model: &s.model,
-        nanos: AtomicU64::new(0),
-    };
-    let reps = ((1.5 / (2.0 * once)) as usize).clamp(7, 41);
-    let (mut whole, mut inside) = (Vec::new(), Vec::new());
-    for _ in 0..reps {
-        let start = Instant::now();
-        std::hint::black_box(run_with(s, &s.model, solver));
-        let run = start.elapsed().as_secs_f64();
-        let start = Instant::now();
-        for _ in 0..nfe {
-            model_call(s, out);
-        }
-        whole.push(run / start.elapsed().as_secs_f64() - 1.0);
-        timed.nanos.store(0, Ordering::Relaxed);
-        let start = Instant::now();
-        std::hint::black_box(run_with(s, &timed, solver));
-        let run = start.elapsed().as_secs_f64();
-        inside.push(run / (timed.nanos.load(Ordering::Relaxed) as f64 * 1e-9) - 1.0);
-    }
-    (nfe, quartiles(whole), quartiles(inside))
+    let reps = ((1.5 / (2.0 * once)) as usize).clamp(9, 41);
+    let ratios = (0..reps)
+        .map(|_| {
+            let start = Instant::now();
+            std::hint::black_box(run_with(s, &s.model, solver));
+            let run = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            for _ in 0..nfe {
+                model_call(s, out);
+            }
+            run / start.elapsed().as_secs_f64() - 1.0
+        })
+        .collect();
+    (nfe, quartiles(ratios))
 }
 
 fn summary(s: &Setup) {
@@ -246,17 +211,15 @@ fn summary(s: &Setup) {
         "{:<22} {:>5} {:>27} {:>27} {:>24}",
         "solver", "nfe", "vs whole-batch calls", "vs its own calls", "noise draws / NFE (µs)"
     );
-    let show = |[q1, median, q3]: [f64; 3]| {
-        format!(
-            "{:+.1}% ({:+.1} … {:+.1})",
-            100.0 * median,
-            100.0 * q1,
-            100.0 * q3
-        )
-    };
     for (name, solver) in solvers() {
-        let (nfe, whole, inside) = overhead(s, &solver, &mut out);
-        let inside = show(inside);
+        let (nfe, ratios) = overhead(s, &solver, &mut out);
+        let counted = Counted::new(&s.model, false);
+        let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
+        let tiles = match pfode::solver::tiles::rows_for(&solver, &ctx, &s.x) {
+            Some(rows) => format!("{}", s.x.n.div_ceil(rows)),
+            None if solver.is_adaptive() => "stages".into(),
+            None => "-".into(),
+        };
         let draws = if name == "euler-maruyama" {
             format!("{:.1} (tree)", tree * STEPS as f64 / nfe as f64 * 1e6)
         } else if solver.is_stochastic() {
@@ -265,8 +228,8 @@ fn summary(s: &Setup) {
             "-".into()
         };
         println!(
-            "{name:<22} {nfe:>5} {:>27} {inside:>27} {draws:>24}",
-            show(whole)
+            "{name:<22} {nfe:>5} {tiles:>8} {:>29} {draws:>24}",
+            show(ratios)
         );
     }
 }
