@@ -85,7 +85,9 @@ crate::simd::wide_simd!(add_scaled_dispatch => add_scaled_portable(lanes: &mut L
 /// accepted values added branch-free, then the rejected lanes finished one by one.
 #[inline(always)]
 fn add_scaled_portable(lanes: &mut Lanes, t: &Tables, scale: f64, out: &mut [f64]) {
-    let s = &mut lanes.s;
+    // A local copy of the states, so that they stay in registers across the loop instead
+    // of making a store-to-load chain through the struct (measured: 1.0 → 0.9 ns a normal).
+    let mut s = lanes.s;
     for chunk in out.chunks_mut(LANES) {
         let mut bits = [0u64; LANES];
         for l in 0..LANES {
@@ -102,22 +104,32 @@ fn add_scaled_portable(lanes: &mut Lanes, t: &Tables, scale: f64, out: &mut [f64
         }
         // Fixed-length loops without carried state, so they vectorise (gathers for X[i]).
         let mut z = [0.0; LANES];
-        let mut ok = [false; LANES];
+        let mut rejected = [0u32; LANES];
         for l in 0..LANES {
             let i = (bits[l] & 0xff) as usize;
             let x = uniform_pm1(bits[l]) * t.x[i];
-            ok[l] = x.abs() < t.x[i + 1];
-            z[l] = if ok[l] { x } else { 0.0 };
+            let ok = x.abs() < t.x[i + 1];
+            z[l] = if ok { x } else { 0.0 };
+            rejected[l] = u32::from(!ok) << l;
         }
-        for (o, z) in chunk.iter_mut().zip(z) {
-            *o += scale * z;
+        match <&mut [f64; LANES]>::try_from(&mut *chunk) {
+            Ok(full) => full.iter_mut().zip(z).for_each(|(o, z)| *o += scale * z),
+            Err(_) => chunk.iter_mut().zip(z).for_each(|(o, z)| *o += scale * z),
         }
-        for l in 0..chunk.len() {
-            if !ok[l] {
-                chunk[l] += scale * finish(t, bits[l], &mut lanes.scalar);
-            }
+        // The rejected lanes (1.2 % of draws), in lane order, from a bit mask: a branch per
+        // lane cost 14 % of the time (and a length-checked add, 20 %: full chunks add as one
+        // fixed-size array).
+        let mut mask = rejected.iter().fold(0u32, |m, r| m | r);
+        if chunk.len() < LANES {
+            mask &= (1u32 << chunk.len()) - 1;
+        }
+        while mask != 0 {
+            let l = mask.trailing_zeros() as usize;
+            chunk[l] += scale * finish(t, bits[l], &mut lanes.scalar);
+            mask &= mask - 1;
         }
     }
+    lanes.s = s;
 }
 
 /// `u ∈ [−1, 1)` from the top 52 bits: a double in [2, 4) minus 3 (bit operations only).
