@@ -188,6 +188,20 @@ pub fn zip_update<F: Fn(f64, f64) -> f64>(a: &mut [f64], b: &[f64], f: &F) {
     zip_update_wide(a, b, f)
 }
 
+/// `out[i] = f(a[i], b[i])` (vectorised for the CPU at run time).
+pub fn zip_into<F: Fn(f64, f64) -> f64>(out: &mut [f64], a: &[f64], b: &[f64], f: &F) {
+    zip_into_wide(out, a, b, f)
+}
+
+crate::simd::wide_simd!(zip_into_wide<F: Fn(f64, f64) -> f64> => zip_into_body(out: &mut [f64], a: &[f64], b: &[f64], f: &F));
+
+#[inline(always)]
+fn zip_into_body<F: Fn(f64, f64) -> f64>(out: &mut [f64], a: &[f64], b: &[f64], f: &F) {
+    out.iter_mut()
+        .zip(a.iter().zip(b))
+        .for_each(|(o, (&a, &b))| *o = f(a, b));
+}
+
 crate::simd::wide_simd!(zip_update_wide<F: Fn(f64, f64) -> f64> => zip_update_body(a: &mut [f64], b: &[f64], f: &F));
 crate::simd::wide_simd!(map_wide<F: Fn(f64) -> f64> => map_body(a: &mut [f64], f: &F));
 crate::simd::wide_simd!(combine_wide => combine_body(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]));
