@@ -328,6 +328,12 @@ mod tests {
                 0.3 * a - b / 7.0
             });
             assert_eq!(wide.data, base, "update_with, length {len}");
+            let mut wide = vec![0.0; len];
+            let mut base = vec![0.0; len];
+            let mean = |a: f64, b: f64| 0.5 * (a + b);
+            zip_into(&mut wide, &terms[2].data, &terms[3].data, &mean);
+            zip_into_body(&mut base, &terms[2].data, &terms[3].data, &mean);
+            assert_eq!(wide, base, "zip_into, length {len}");
         }
     }
 }
