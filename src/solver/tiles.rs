@@ -78,28 +78,35 @@ pub fn run(
 ) -> Result<Batch> {
     let models = models(ctx, x.n.div_ceil(tile_rows));
     let (schedule, grid, seed, d) = (ctx.schedule, ctx.grid, ctx.seed, x.d);
-    let results: Vec<Result<Batch>> = split(&x, tile_rows)
-        .into_par_iter()
+    // Each tile copies its rows in and its result out on its own thread, while they are
+    // in that core's cache.
+    let mut out = vec![0.0; x.data.len()];
+    let errors: Vec<(usize, usize, Error)> = out
+        .par_chunks_mut(tile_rows * d)
+        .zip(x.data.par_chunks(tile_rows * d))
         .zip(&models)
         .enumerate()
-        .map(|(k, (tile, model))| {
+        .filter_map(|(k, ((out_rows, rows), model))| {
             let offset = k * tile_rows * d;
             let tile_ctx = Ctx::for_tile(model, schedule, grid, seed, offset);
-            solver.run_whole(&tile_ctx, tile, precision)
+            let tile = Batch {
+                n: rows.len() / d,
+                d,
+                data: rows.to_vec(),
+            };
+            match solver.run_whole(&tile_ctx, tile, precision) {
+                Ok(tile) => {
+                    out_rows.copy_from_slice(&tile.data);
+                    None
+                }
+                Err(e) => Some((k * tile_rows, model.nfe(), e)),
+            }
         })
         .collect();
     ctx.model.add_calls(models[0].nfe());
-    let mut tiles = Vec::with_capacity(results.len());
-    let mut errors = Vec::new();
-    for (k, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(tile) => tiles.push(tile),
-            Err(e) => errors.push((k * tile_rows, models[k].nfe(), e)),
-        }
-    }
     match first_error(errors) {
         Some(e) => Err(e),
-        None => Ok(join(tiles)),
+        None => Batch::new(x.n, d, out),
     }
 }
 
