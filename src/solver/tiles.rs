@@ -72,21 +72,20 @@ pub fn rows_separate(ctx: &Ctx, x: &Batch) -> bool {
 pub fn run(
     solver: &Solver,
     ctx: &Ctx,
-    x: Batch,
+    mut x: Batch,
     precision: Precision,
     tile_rows: usize,
 ) -> Result<Batch> {
     let models = models(ctx, x.n.div_ceil(tile_rows));
     let (schedule, grid, seed, d) = (ctx.schedule, ctx.grid, ctx.seed, x.d);
-    // Each tile copies its rows in and its result out on its own thread, while they are
-    // in that core's cache.
-    let mut out = vec![0.0; x.data.len()];
-    let errors: Vec<(usize, usize, Error)> = out
+    // Each tile copies its rows out of `x` and its result back in their place, on its own
+    // thread while they are in that core's cache.
+    let errors: Vec<(usize, usize, Error)> = x
+        .data
         .par_chunks_mut(tile_rows * d)
-        .zip(x.data.par_chunks(tile_rows * d))
         .zip(&models)
         .enumerate()
-        .filter_map(|(k, ((out_rows, rows), model))| {
+        .filter_map(|(k, (rows, model))| {
             let offset = k * tile_rows * d;
             let tile_ctx = Ctx::for_tile(model, schedule, grid, seed, offset);
             let tile = Batch {
@@ -96,7 +95,7 @@ pub fn run(
             };
             match solver.run_whole(&tile_ctx, tile, precision) {
                 Ok(tile) => {
-                    out_rows.copy_from_slice(&tile.data);
+                    rows.copy_from_slice(&tile.data);
                     None
                 }
                 Err(e) => Some((k * tile_rows, model.nfe(), e)),
@@ -106,7 +105,7 @@ pub fn run(
     ctx.model.add_calls(models[0].nfe());
     match first_error(errors) {
         Some(e) => Err(e),
-        None => Batch::new(x.n, d, out),
+        None => Ok(x),
     }
 }
 
