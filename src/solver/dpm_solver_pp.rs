@@ -8,8 +8,8 @@
 //! NFE), and then is third order.
 
 use super::exponential::Point;
-use super::{Ctx, History, Sampler};
-use crate::batch::Batch;
+use super::{in_l1_chunks, Ctx, History, Sampler};
+use crate::batch::{combine_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 
 /// Below this many steps, `lower_order_final` lowers the last steps' order (diffusers' rule,
@@ -75,12 +75,17 @@ impl Sampler for DpmSolverPp {
     ) -> Result<(Batch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
-        let m0 = ctx.x0_at(&x, s.t)?;
-        hist.push(ctx, s.lambda, m0, self.order);
-        let k = multistep_order(ctx, i, self.order, hist.0.len(), self.lower_order_final);
+        // ε̂ now, turned into x̂₀ = (x - s ε̂)/a in the same sweep as the update below.
+        let mut m0 = ctx.eps_at(&x, s.t)?;
+        let (cx0, ce0) = (1.0 / s.alpha, -s.sigma / s.alpha);
+        let to_x0 = |e: f64, x: f64| cx0 * x + ce0 * e;
+        let available = (hist.0.len() + 1).min(self.order);
+        let k = multistep_order(ctx, i, self.order, available, self.lower_order_final);
         let h = t.lambda - s.lambda;
         if self.order == 3 && i == 0 && k == 1 && ctx.grid.steps() > 1 {
             // DPM-Solver++(2S), r = 1/2: x_t = (s_t/s_s) x - a_t (e^{-h} - 1) x̂₀(u, s₁).
+            m0.update_with(&x, to_x0);
+            hist.push(ctx, s.lambda, m0, self.order);
             let s1 = Point::at(sch, sch.t_of_lambda(s.lambda + 0.5 * h));
             let m = &hist.0[0].1;
             let u = ctx.combination(&[
@@ -94,18 +99,19 @@ impl Sampler for DpmSolverPp {
             return Ok((x, hist));
         }
         // x_t = (s_t/s_s) x - a_t (e^{-h} - 1) D, where D is x̂₀ plus the multistep
-        // corrections; all are linear in the stored x̂₀'s, so the update is one sweep.
+        // corrections; all are linear in the stored x̂₀'s (newest first: the new one, then
+        // the history), so the update is one sweep with the conversion to x̂₀.
         let (ratio, phi) = (t.sigma / s.sigma, t.alpha * (-h).exp_m1());
-        let m = &hist.0;
-        match k {
-            1 => x.combine(ratio, &[(-phi, &m[0].1)]),
+        let lambda = |j: usize| if j == 0 { s.lambda } else { hist.0[j - 1].0 };
+        let weights: Vec<f64> = match k {
+            1 => vec![-phi],
             2 => {
                 // D = m0 + (m0 - m1)/(2 r0).
-                let c = 0.5 * phi * h / (m[0].0 - m[1].0);
-                x.combine(ratio, &[(-phi - c, &m[0].1), (c, &m[1].1)]);
+                let c = 0.5 * phi * h / (lambda(0) - lambda(1));
+                vec![-phi - c, c]
             }
             _ => {
-                let (h0, h1) = (m[0].0 - m[1].0, m[1].0 - m[2].0);
+                let (h0, h1) = (lambda(0) - lambda(1), lambda(1) - lambda(2));
                 let (r0, r1) = (h0 / h, h1 / h);
                 let e = (-h).exp_m1();
                 let (c1, c2) = (t.alpha * (e / h + 1.0), t.alpha * ((e + h) / (h * h) - 0.5));
@@ -115,16 +121,20 @@ impl Sampler for DpmSolverPp {
                 // halves the third-order term: measured order 2.0 with it, 3 without).
                 let (q, w) = (r0 / (r0 + r1), 2.0 / (r0 + r1));
                 let (alpha, beta) = (c1 * (1.0 + q) - c2 * w, -c1 * q + c2 * w);
-                x.combine(
-                    ratio,
-                    &[
-                        (-phi + alpha / r0, &m[0].1),
-                        (-alpha / r0 + beta / r1, &m[1].1),
-                        (-beta / r1, &m[2].1),
-                    ],
-                );
+                vec![-phi + alpha / r0, -alpha / r0 + beta / r1, -beta / r1]
             }
-        }
+        };
+        in_l1_chunks(x.data.len(), |r| {
+            let m0 = &mut m0.data[r.clone()];
+            zip_update(m0, &x.data[r.clone()], &to_x0);
+            let mut terms = [(0.0, &[][..]); 3];
+            terms[0] = (weights[0], &*m0);
+            for j in 1..k {
+                terms[j] = (weights[j], &hist.0[j - 1].1.data[r.clone()]);
+            }
+            combine_slices(&mut x.data[r], ratio, &terms[..k]);
+        });
+        hist.push(ctx, s.lambda, m0, self.order);
         Ok((x, hist))
     }
 }
