@@ -75,6 +75,10 @@ pub fn normals(seed: u64, purpose: Purpose, stream: u64, len: usize) -> Vec<f64>
 
 /// `out[i] += scale · z_i` with the normals of [`normals`], without allocating them.
 pub fn add_scaled_normals(seed: u64, purpose: Purpose, stream: u64, scale: f64, out: &mut [f64]) {
+    if out.len() <= BLOCK {
+        // One block: handing it to the thread pool costs more than drawing it.
+        return add_scaled_normals_here(seed, purpose, stream, scale, out);
+    }
     out.par_chunks_mut(BLOCK)
         .enumerate()
         .for_each(|(b, chunk)| add_block(seed, purpose, stream, b, scale, chunk));
