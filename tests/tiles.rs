@@ -32,7 +32,14 @@ fn run(
     let counted = Counted::new(model, precision == Precision::F32);
     let ctx = Ctx::new(&counted, &schedule, grid, 3);
     let out = match tile_rows {
-        Some(rows) => tiles::run(solver, &ctx, x.clone(), precision, rows),
+        Some(rows) => {
+            // Tiles that split noise blocks read every step's noise drawn ahead.
+            let plan = tiles::Plan {
+                rows,
+                noise_ahead: !(rows * x.d).is_multiple_of(pfode::noise::BLOCK),
+            };
+            tiles::run(solver, &ctx, x.clone(), precision, plan)
+        }
         None => solver.run_whole(&ctx, x.clone(), precision),
     };
     (out, counted.nfe())
@@ -91,10 +98,15 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
         tiled += 1;
         let (whole, nfe) = run(&solver, &model, &g, &x, None, Precision::F64);
         let whole = whole.unwrap();
-        // A stochastic run's tiles start on noise blocks: 8 192 / 16 = 512 rows each.
+        // A stochastic run's tiles start on noise blocks (8 192 / 16 = 512 rows each) or
+        // read step noise drawn ahead (Euler–Maruyama's tree: blocks only).
         let sizes: &[usize] = if solver.is_stochastic() {
             assert_eq!(rows, Some(512), "{name}");
-            &[512, 1024]
+            if name == "euler-maruyama" {
+                &[512, 1024]
+            } else {
+                &[512, 1024, 100, 7]
+            }
         } else {
             assert_eq!(rows, Some(tiles::tile_rows(x.n, x.d)), "{name}");
             &[1, 16, 64, 200]
@@ -129,13 +141,26 @@ fn tiles_apply_only_where_they_change_nothing() {
     let counted = Counted::new(&model, false);
     let ctx = Ctx::new(&counted, &schedule, &g, 0);
     let build = |name: &str| Solver::build(name, &SolverOptions::default()).unwrap();
-    assert_eq!(tiles::rows_for(&build("unipc"), &ctx, &x), Some(512));
-    // One noise block holds all 4 096 rows of a 2-D batch: a stochastic run stays whole.
-    for name in ["ddpm", "euler-maruyama", "dpm-solver++2m-sde", "dopri5"] {
-        assert_eq!(tiles::rows_for(&build(name), &ctx, &x), None, "{name}");
+    let plan = |name: &str, x: &Batch| tiles::plan(&build(name), &ctx, x);
+    let tiled = |rows, noise_ahead| Some(tiles::Plan { rows, noise_ahead });
+    assert_eq!(plan("unipc", &x), tiled(512, false));
+    // One noise block holds all 4 096 rows of a 2-D batch: stochastic runs read step noise
+    // drawn ahead, except Euler–Maruyama, whose Brownian tree stays whole, like dopri5.
+    for name in ["ddpm", "dpm-solver++2m-sde"] {
+        assert_eq!(plan(name, &x), tiled(512, true), "{name}");
+    }
+    for name in ["euler-maruyama", "dopri5"] {
+        assert_eq!(plan(name, &x), None, "{name}");
     }
     let wider = draw_noise(4097, 2, 0);
-    assert_eq!(tiles::rows_for(&build("ddpm"), &ctx, &wider), Some(4096));
+    assert_eq!(plan("ddpm", &wider), tiled(4096, false));
+    // Noise drawn ahead is bounded by 64 MiB: 8 192 × 3 values over 5 steps are drawn
+    // ahead (a 3-D block holds 8 192 rows), over 999 steps (196 MB) they are not.
+    let x3 = draw_noise(8192, 3, 0);
+    assert_eq!(plan("ddpm", &x3), tiled(1024, true));
+    let long = grid(&schedule, 999);
+    let ctx = Ctx::new(&counted, &schedule, &long, 0);
+    assert_eq!(tiles::plan(&build("ddpm"), &ctx, &x3), None);
     // Dimension 3 does not divide a block: tiles of 8 192 rows (3 blocks) keep them whole.
     let x3 = draw_noise(20_000, 3, 0);
     assert_eq!(tiles::rows_for(&build("ddpm"), &ctx, &x3), Some(8192));

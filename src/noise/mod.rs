@@ -112,6 +112,26 @@ pub fn add_scaled_normals_at(
         .for_each(|(b, chunk)| add_block(seed, purpose, stream, first_block + b, scale, chunk));
 }
 
+/// [`add_scaled_normals`] for elements `offset..offset + out.len()` of a longer draw, at
+/// any offset: blocks the range starts or ends inside are drawn whole and sliced.
+pub fn add_scaled_normals_from(
+    seed: u64,
+    purpose: Purpose,
+    stream: u64,
+    scale: f64,
+    offset: usize,
+    out: &mut [f64],
+) {
+    if offset.is_multiple_of(BLOCK) {
+        return add_scaled_normals_at(seed, purpose, stream, scale, offset / BLOCK, out);
+    }
+    let (first, end) = (offset / BLOCK, (offset + out.len()).div_ceil(BLOCK));
+    let mut z = vec![0.0; (end - first) * BLOCK];
+    add_scaled_normals_at(seed, purpose, stream, 1.0, first, &mut z);
+    let z = &z[offset - first * BLOCK..][..out.len()];
+    out.iter_mut().zip(z).for_each(|(v, z)| *v += scale * z);
+}
+
 fn add_block(seed: u64, purpose: Purpose, stream: u64, b: usize, scale: f64, chunk: &mut [f64]) {
     let mut r = block_rng(seed, purpose, stream, b as u64);
     if purpose.per_step() {

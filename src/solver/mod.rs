@@ -55,6 +55,9 @@ pub struct Ctx<'a> {
     pub seed: u64,
     /// For a row tile: the index of its first element in the whole batch.
     tile_offset: Option<usize>,
+    /// For a row tile that splits noise blocks: every step's noise for the whole batch,
+    /// drawn ahead (stream `i` of [`Purpose::StepNoise`] at index `i`).
+    step_noise: Option<&'a [Vec<f64>]>,
     /// Spent model-output buffers, reused so that a step allocates (and page-faults) nothing.
     scratch: RefCell<Vec<Vec<f64>>>,
 }
@@ -73,22 +76,26 @@ impl<'a> Ctx<'a> {
             grid,
             seed,
             tile_offset: None,
+            step_noise: None,
             scratch: RefCell::new(Vec::new()),
         }
     }
 
     /// A context for the row tile whose first element is element `offset` of the whole
-    /// batch. A stochastic sampler's tiles must start on noise blocks (`offset` a multiple
-    /// of `noise::BLOCK`): their noise is then the whole batch's noise for their rows.
+    /// batch. Its noise is the whole batch's noise for its rows: drawn from `step_noise`
+    /// (every step's noise for the whole batch, drawn ahead) when given, else generated
+    /// from the noise blocks its rows fall in.
     pub fn for_tile(
         model: &'a Counted<'a>,
         schedule: &'a Schedule,
         grid: &'a TimeGrid,
         seed: u64,
         offset: usize,
+        step_noise: Option<&'a [Vec<f64>]>,
     ) -> Self {
         Ctx {
             tile_offset: Some(offset),
+            step_noise,
             ..Ctx::new(model, schedule, grid, seed)
         }
     }
@@ -103,12 +110,19 @@ impl<'a> Ctx<'a> {
     /// `data += scale · z` with the normals of (seed, `purpose`, `stream`) that fall on this
     /// context's rows: the same numbers whether the batch runs whole or in row tiles.
     pub fn add_noise(&self, purpose: Purpose, stream: u64, scale: f64, data: &mut [f64]) {
-        match self.tile_offset {
-            None => noise::add_scaled_normals(self.seed, purpose, stream, scale, data),
-            Some(_) => {
-                let block = self.noise_block();
-                noise::add_scaled_normals_at(self.seed, purpose, stream, scale, block, data)
+        let Some(offset) = self.tile_offset else {
+            return noise::add_scaled_normals(self.seed, purpose, stream, scale, data);
+        };
+        let drawn = self
+            .step_noise
+            .filter(|_| matches!(purpose, Purpose::StepNoise))
+            .and_then(|steps| steps.get(stream as usize));
+        match drawn {
+            Some(z) => {
+                let z = &z[offset..offset + data.len()];
+                data.iter_mut().zip(z).for_each(|(v, z)| *v += scale * z);
             }
+            None => noise::add_scaled_normals_from(self.seed, purpose, stream, scale, offset, data),
         }
     }
 
@@ -514,8 +528,8 @@ impl Solver {
     /// Runs the solver over the context's grid: in row tiles where that gives the same
     /// result (see [`tiles`]), else on the whole batch.
     pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
-        if let Some(rows) = tiles::rows_for(self, ctx, &x) {
-            return tiles::run(self, ctx, x, precision, rows);
+        if let Some(plan) = tiles::plan(self, ctx, &x) {
+            return tiles::run(self, ctx, x, precision, plan);
         }
         self.run_whole(ctx, x, precision)
     }

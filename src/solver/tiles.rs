@@ -11,7 +11,8 @@
 //! tile size and thread count (tested).
 //!
 //! A stochastic run is tiled on noise-block boundaries, so that each tile draws exactly the
-//! whole batch's noise for its rows (noise is keyed by block, see `noise`). dopri5's step
+//! whole batch's noise for its rows (noise is keyed by block, see `noise`), or, where one
+//! block holds the whole batch, with every step's noise drawn ahead (see [`plan`]). dopri5's step
 //! size follows the batch's error norm, which couples rows: it tiles each step's stages
 //! instead and sums the norm in row order (`dopri5`).
 
@@ -19,7 +20,7 @@ use super::{Ctx, Precision, Solver};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Counted, ScoreModel};
-use crate::noise::BLOCK;
+use crate::noise::{self, Purpose, BLOCK};
 use rayon::prelude::*;
 
 /// Elements per tile: 64 KiB of f64 per array keeps a sampler's handful of arrays within
@@ -36,22 +37,57 @@ pub fn tile_rows(n: usize, d: usize) -> usize {
 
 /// True if `solver` may run `ctx`'s model in row tiles with the same result.
 pub fn applies(solver: &Solver, ctx: &Ctx, x: &Batch) -> bool {
-    rows_for(solver, ctx, x).is_some()
+    plan(solver, ctx, x).is_some()
 }
 
 /// Rows per tile when `solver` runs `x` in row tiles, `None` when it runs the whole batch.
-/// A stochastic run's tiles hold whole noise blocks (`BLOCK / gcd(d, BLOCK)` rows, one
-/// block when d divides it), so that each draws the whole batch's noise for its rows.
 pub fn rows_for(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<usize> {
+    plan(solver, ctx, x).map(|p| p.rows)
+}
+
+/// How a run is tiled.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Plan {
+    /// Rows per tile.
+    pub rows: usize,
+    /// True if every step's noise is drawn for the whole batch before the tiles run (their
+    /// rows split noise blocks).
+    pub noise_ahead: bool,
+}
+
+/// Per-step noise drawn ahead may take this much memory (all steps, whole batch).
+const NOISE_AHEAD_BYTES: usize = 64 << 20;
+
+/// The tiling of `solver` on `x`, `None` for a whole-batch run. A stochastic run's tiles
+/// hold whole noise blocks (`BLOCK / gcd(d, BLOCK)` rows, one block when d divides it) so
+/// that each draws the whole batch's noise for its rows; where that leaves one tile (a 2-D
+/// batch of 4 096 rows is one block), the noise of every step is drawn ahead, in parallel,
+/// and the tiles read their rows of it, unless it would exceed 64 MiB. Euler–Maruyama's
+/// Brownian tree draws node noise, not step noise: it tiles on blocks only.
+pub fn plan(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<Plan> {
     if solver.is_adaptive() || !rows_separate(ctx, x) {
         return None;
     }
-    let rows = if solver.is_stochastic() {
-        BLOCK / gcd(x.d.max(1), BLOCK)
-    } else {
-        tile_rows(x.n, x.d)
-    };
-    (rows < x.n).then_some(rows)
+    let rows = tile_rows(x.n, x.d);
+    if !solver.is_stochastic() {
+        return Some(Plan {
+            rows,
+            noise_ahead: false,
+        });
+    }
+    let whole_blocks = BLOCK / gcd(x.d.max(1), BLOCK);
+    if whole_blocks < x.n {
+        return Some(Plan {
+            rows: whole_blocks,
+            noise_ahead: false,
+        });
+    }
+    let ahead_bytes = ctx.grid.steps() * x.data.len() * std::mem::size_of::<f64>();
+    let step_noise_only = !matches!(solver, Solver::EulerMaruyama(_));
+    (step_noise_only && ahead_bytes <= NOISE_AHEAD_BYTES).then_some(Plan {
+        rows,
+        noise_ahead: true,
+    })
 }
 
 fn gcd(a: usize, b: usize) -> usize {
@@ -67,17 +103,27 @@ pub fn rows_separate(ctx: &Ctx, x: &Batch) -> bool {
     ctx.model.rows_independent() && x.data.len() >= TILE_ELEMENTS
 }
 
-/// Runs `solver` on each tile of `tile_rows` rows of `x` in parallel, counting the NFE of one
+/// Runs `solver` on row tiles of `x` in parallel as `plan` says, counting the NFE of one
 /// tile (every tile makes the same calls) on `ctx`'s model.
 pub fn run(
     solver: &Solver,
     ctx: &Ctx,
     mut x: Batch,
     precision: Precision,
-    tile_rows: usize,
+    plan: Plan,
 ) -> Result<Batch> {
+    let tile_rows = plan.rows;
     let models = models(ctx, x.n.div_ceil(tile_rows));
     let (schedule, grid, seed, d) = (ctx.schedule, ctx.grid, ctx.seed, x.d);
+    let step_noise: Vec<Vec<f64>> = if plan.noise_ahead {
+        (0..grid.steps() as u64)
+            .into_par_iter()
+            .map(|i| noise::normals(seed, Purpose::StepNoise, i, x.data.len()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let step_noise = plan.noise_ahead.then_some(step_noise.as_slice());
     // Each tile copies its rows out of `x` and its result back in their place, on its own
     // thread while they are in that core's cache.
     let errors: Vec<(usize, usize, Error)> = x
@@ -87,7 +133,7 @@ pub fn run(
         .enumerate()
         .filter_map(|(k, (rows, model))| {
             let offset = k * tile_rows * d;
-            let tile_ctx = Ctx::for_tile(model, schedule, grid, seed, offset);
+            let tile_ctx = Ctx::for_tile(model, schedule, grid, seed, offset, step_noise);
             let tile = Batch {
                 n: rows.len() / d,
                 d,
