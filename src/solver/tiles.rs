@@ -35,11 +35,6 @@ pub fn tile_rows(n: usize, d: usize) -> usize {
     (TILE_ELEMENTS / d.max(1)).clamp(1, n.div_ceil(MIN_TILES).max(1))
 }
 
-/// True if `solver` may run `ctx`'s model in row tiles with the same result.
-pub fn applies(solver: &Solver, ctx: &Ctx, x: &Batch) -> bool {
-    plan(solver, ctx, x).is_some()
-}
-
 /// Rows per tile when `solver` runs `x` in row tiles, `None` when it runs the whole batch.
 pub fn rows_for(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<usize> {
     plan(solver, ctx, x).map(|p| p.rows)
