@@ -49,6 +49,9 @@ const E: [f64; 7] = [
     -1.0 / 40.0,
 ];
 const MAX_STEPS: usize = 100_000;
+/// Buffers a tile's step holds at once: state, slope, five stages, stage point, model
+/// output, proposal and its slope, error.
+const BUFFERS_PER_TILE: usize = 12;
 
 /// Dormand–Prince 5(4) with tolerances `rtol`, `atol` on the state in `coords`.
 #[derive(Clone, Debug)]
@@ -195,9 +198,16 @@ impl Dopri5 {
             vec![Part::new(u, k1)]
         };
         let models = tiles::models(ctx, if parts.len() > 1 { parts.len() } else { 0 });
+        // The tiles' contexts borrow the buffers of the last interval's tiles, and give
+        // them back at the end (fresh ones cost a zeroing pass and page faults each time).
         let mut ctxs: Vec<Ctx> = models
             .iter()
-            .map(|m| Ctx::new(m, ctx.schedule, ctx.grid, ctx.seed))
+            .zip(&parts)
+            .map(|(m, p)| {
+                let c = Ctx::new(m, ctx.schedule, ctx.grid, ctx.seed);
+                c.borrow_buffers(ctx, p.u.data.len(), BUFFERS_PER_TILE);
+                c
+            })
             .collect();
         let len: usize = parts.iter().map(|p| p.u.data.len()).sum();
         let mut run = || -> Result<Batch> {
@@ -267,6 +277,9 @@ impl Dopri5 {
             ))
         };
         let result = run();
+        for c in &ctxs {
+            c.move_buffers(ctx);
+        }
         // Every tile made the same calls: count one tile's.
         if let Some(m) = models.first() {
             ctx.model.add_calls(m.nfe());

@@ -131,12 +131,33 @@ impl<'a> Ctx<'a> {
         self.scratch.borrow_mut().push(b.data);
     }
 
+    /// A pooled buffer of `len` values (the newest such), else a new one.
     fn buffer(&self, len: usize) -> Vec<f64> {
-        self.scratch
-            .borrow_mut()
-            .pop()
-            .filter(|b| b.len() == len)
-            .unwrap_or_else(|| vec![0.0; len])
+        let mut pool = self.scratch.borrow_mut();
+        match pool.iter().rposition(|b| b.len() == len) {
+            Some(i) => pool.swap_remove(i),
+            None => vec![0.0; len],
+        }
+    }
+
+    /// Moves this context's pooled buffers into `to`'s pool (contexts of row tiles hand
+    /// theirs back to the run's context, which lends them to the next tiles).
+    pub fn move_buffers(&self, to: &Ctx) {
+        let mut mine = self.scratch.borrow_mut();
+        to.scratch.borrow_mut().append(&mut mine);
+    }
+
+    /// Takes up to `count` pooled buffers of `len` values from `from` into this pool.
+    pub fn borrow_buffers(&self, from: &Ctx, len: usize, count: usize) {
+        for _ in 0..count {
+            let mut pool = from.scratch.borrow_mut();
+            let Some(i) = pool.iter().rposition(|b| b.len() == len) else {
+                return;
+            };
+            let b = pool.swap_remove(i);
+            drop(pool);
+            self.scratch.borrow_mut().push(b);
+        }
     }
 
     /// A batch shaped like `like`, from a recycled buffer (its values are stale: overwrite).
@@ -177,13 +198,7 @@ impl<'a> Ctx<'a> {
 
     /// `ε̂` at any time `t` (one NFE).
     pub fn eps_at(&self, x: &Batch, t: f64) -> Result<Batch> {
-        let len = x.data.len();
-        let mut buf = self
-            .scratch
-            .borrow_mut()
-            .pop()
-            .filter(|b| b.len() == len)
-            .unwrap_or_else(|| vec![0.0; len]);
+        let mut buf = self.buffer(x.data.len());
         self.model
             .eps_into(x, &Level::at(self.schedule, t), &mut buf)?;
         Batch::new(x.n, x.d, buf)
