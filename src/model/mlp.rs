@@ -595,26 +595,19 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
-        let fused: Vec<f32> = m
-            .forward_cpu(&x, 321.0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
-        let plain: Vec<f32> = m
-            .forward_generic(&x, 321.0)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let fused = values(m.forward_cpu(&x, 321.0).unwrap());
+        let plain = values(m.forward_generic(&x, 321.0).unwrap());
         let gap = fused
             .iter()
             .zip(&plain)
             .map(|(a, b)| (a - b).abs())
             .fold(0f32, f32::max);
         assert!(gap < 1e-5, "{gap}");
+    }
+
+    /// A tensor's values, flattened.
+    fn values(t: Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
     }
 
     fn config(prediction: Prediction) -> MlpConfig {
@@ -698,13 +691,7 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
-        let raw: Vec<f32> = m_eps
-            .forward(&xt, m_eps.model_time(&level))
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let raw = values(m_eps.forward(&xt, m_eps.model_time(&level)).unwrap());
         assert!(eps
             .data
             .iter()
