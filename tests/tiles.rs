@@ -3,7 +3,7 @@
 
 use pfode::error::Error;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
-use pfode::model::{builtin, Counted, GaussianMixture, Level, ScoreModel};
+use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, ScoreModel};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
 use pfode::solver::{tiles, Ctx, Precision, Solver, SolverOptions, SOLVERS};
@@ -207,6 +207,35 @@ impl ScoreModel for NanBelowHalf {
     fn rows_independent(&self) -> bool {
         true
     }
+    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        Some(Box::new(NanRows {
+            inner: self.0.row_evaluator(level)?,
+            t: level.t,
+            d: self.0.dim(),
+        }))
+    }
+}
+
+/// [`NanBelowHalf`] a few rows at a time.
+struct NanRows<'a> {
+    inner: Box<dyn RowEvaluator + 'a>,
+    t: f64,
+    d: usize,
+}
+
+impl RowEvaluator for NanRows<'_> {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
+        let finite = self.inner.eps_rows(x, out);
+        if self.t < 0.5 {
+            for (row, o) in x.chunks(self.d).zip(out.chunks_mut(self.d)) {
+                if row[0] > 1.0 {
+                    o[1] = f64::NAN;
+                    return false;
+                }
+            }
+        }
+        finite
+    }
 }
 
 #[test]
@@ -232,10 +261,10 @@ fn a_tiled_run_reports_the_bad_output_a_whole_batch_run_reports() {
     }
 }
 
-/// The mixture, declared not row-independent: samplers then never tile it.
-struct Whole(GaussianMixture);
+/// A model declared not row-independent: samplers then never tile it.
+struct Whole<M>(M);
 
-impl ScoreModel for Whole {
+impl<M: ScoreModel> ScoreModel for Whole<M> {
     fn dim(&self) -> usize {
         self.0.dim()
     }
@@ -281,4 +310,20 @@ fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
         assert_eq!(nfe, whole_nfe);
         assert!(nfe > 50, "{nfe}");
     }
+}
+
+#[test]
+fn dopri5_in_row_chunks_reports_the_bad_output_the_whole_batch_solve_reports() {
+    let schedule = Schedule::ddpm_linear();
+    let g = grid(&schedule, 3);
+    let x = draw_noise(611, 16, 2);
+    let solver = Solver::build("dopri5", &SolverOptions::default()).unwrap();
+    let sample = |model: &dyn ScoreModel| {
+        pfode::solver::sample(&solver, model, &schedule, &g, x.clone(), 0)
+            .unwrap_err()
+            .to_string()
+    };
+    let whole = sample(&Whole(NanBelowHalf(builtin("mix16d").unwrap())));
+    assert!(whole.contains("not finite (NaN)"), "{whole}");
+    assert_eq!(sample(&NanBelowHalf(builtin("mix16d").unwrap())), whole);
 }

@@ -1,7 +1,7 @@
 //! The NFE-counting wrapper: the framework, not each solver, counts model evaluations
 //! (and checks that every output is finite).
 
-use super::{Level, ScoreModel};
+use super::{Level, RowEvaluator, ScoreModel};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -65,6 +65,16 @@ impl ScoreModel for Counted<'_> {
         self.inner.rows_independent()
     }
 
+    /// The inner model's evaluator, rounding to single precision like `eps_into`. Its calls
+    /// are not counted: the caller counts them with [`Counted::add_calls`].
+    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        let inner = self.inner.row_evaluator(level)?;
+        Some(Box::new(Rounded {
+            inner,
+            round_to_f32: self.round_to_f32,
+        }))
+    }
+
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.eps_into(x, level, out)?;
@@ -86,9 +96,26 @@ impl ScoreModel for Counted<'_> {
     }
 }
 
+/// A row evaluator whose outputs are rounded to f32 when the run's precision says so.
+struct Rounded<'a> {
+    inner: Box<dyn RowEvaluator + 'a>,
+    round_to_f32: bool,
+}
+
+impl RowEvaluator for Rounded<'_> {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
+        if !self.round_to_f32 {
+            return self.inner.eps_rows(x, out);
+        }
+        self.inner.eps_rows(x, out);
+        out.iter_mut().for_each(|v| *v = *v as f32 as f64);
+        all_finite(out)
+    }
+}
+
 /// True when no value is NaN or ±Inf: `v · 0` is 0 for finite v and NaN otherwise, summed in
 /// eight independent lanes so the loop vectorises (a branchy scan costs 4× more).
-fn all_finite(values: &[f64]) -> bool {
+pub(crate) fn all_finite(values: &[f64]) -> bool {
     let mut lanes = [0.0f64; 8];
     let chunks = values.chunks_exact(8);
     let rest = chunks.remainder();

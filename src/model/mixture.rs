@@ -4,7 +4,7 @@
 //! with means `a μ_k` and variances `a² c_k² + s²`, so the noise prediction is exact:
 //! `ε̂ = s Σ_k r_k(x) (x - a μ_k) / (a² c_k² + s²)` with softmax responsibilities `r_k`.
 
-use super::{Level, ScoreModel};
+use super::{Level, RowEvaluator, ScoreModel};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::{self, Purpose};
@@ -357,12 +357,49 @@ impl ScoreModel for GaussianMixture {
         true
     }
 
+    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        Some(Box::new(MixtureRows {
+            model: self,
+            tables: self.tables(level),
+            sigma: level.sigma,
+        }))
+    }
+
     fn rows_independent(&self) -> bool {
         true
     }
 
     fn defined_at_clean(&self) -> bool {
         true
+    }
+}
+
+/// The mixture at one level, its tables made once.
+struct MixtureRows<'a> {
+    model: &'a GaussianMixture,
+    tables: LevelTables,
+    sigma: f64,
+}
+
+/// Components whose responsibilities fit on the stack in [`MixtureRows::eps_rows`].
+const STACK_COMPONENTS: usize = 64;
+
+impl RowEvaluator for MixtureRows<'_> {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
+        let (d, k) = (self.model.dim, self.model.components());
+        let mut stack = [0.0; STACK_COMPONENTS];
+        let mut heap = Vec::new();
+        let logits = if k <= STACK_COMPONENTS {
+            &mut stack[..k]
+        } else {
+            heap.resize(k, 0.0);
+            &mut heap[..]
+        };
+        for (orow, xrow) in out.chunks_mut(d).zip(x.chunks(d)) {
+            self.model
+                .eps_row(&self.tables, self.sigma, xrow, orow, logits);
+        }
+        super::counted::all_finite(out)
     }
 }
 
@@ -421,6 +458,34 @@ pub fn resolve(spec: &str) -> Result<GaussianMixture> {
 
 #[cfg(test)]
 mod tests {
+    use crate::model::{Level, ScoreModel};
+
+    /// The row evaluator is `eps_into` bit for bit, on chunks of any number of rows.
+    #[test]
+    fn the_row_evaluator_equals_the_batch_call_bit_for_bit() {
+        let model = super::builtin("mix16d").unwrap();
+        let schedule = crate::schedule::Schedule::ddpm_linear();
+        let x = crate::run::draw_noise(301, 16, 4);
+        for t in [0.9, 0.3, 0.0] {
+            let level = Level::at(&schedule, t);
+            let mut whole = vec![0.0; x.data.len()];
+            model.eps_into(&x, &level, &mut whole).unwrap();
+            let rows = model.row_evaluator(&level).unwrap();
+            let mut chunked = vec![1.0; x.data.len()];
+            for (x, out) in x.data.chunks(7 * 16).zip(chunked.chunks_mut(7 * 16)) {
+                assert!(rows.eps_rows(x, out));
+            }
+            assert!(
+                whole
+                    .iter()
+                    .zip(&chunked)
+                    .all(|(a, b)| a.to_bits() == b.to_bits()),
+                "t = {t}"
+            );
+            assert!(whole.iter().any(|v| *v != 0.0) || t == 0.0);
+        }
+    }
+
     use super::*;
 
     #[test]

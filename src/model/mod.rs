@@ -66,6 +66,14 @@ pub trait ScoreModel: Send + Sync {
         false
     }
 
+    /// For models whose rows are independent, an evaluator of ε̂ at `level` that takes a
+    /// few rows at a time, bit for bit as [`ScoreModel::eps_into`] computes them, its
+    /// per-level set-up done once: a solver can then run its per-row arithmetic and the
+    /// model on the same rows while they are in L1 (dopri5's stages). `None` by default.
+    fn row_evaluator(&self, _level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        None
+    }
+
     /// `ε̂(x, level)`.
     fn eps(&self, x: &Batch, level: &Level) -> Result<Batch> {
         let mut out = vec![0.0; x.data.len()];
@@ -87,6 +95,15 @@ pub trait ScoreModel: Send + Sync {
     fn score(&self, x: &Batch, level: &Level) -> Result<Batch> {
         Ok(score_from_eps(&self.eps(x, level)?, level))
     }
+}
+
+/// ε̂ at one noise level, a slice of whole rows at a time (see
+/// [`ScoreModel::row_evaluator`]). Shared by the threads of a run.
+pub trait RowEvaluator: Sync {
+    /// Writes ε̂ for the rows of `x` (whole rows, row-major) into `out`; returns false if
+    /// some output is NaN or infinite (the caller then reruns the call through
+    /// [`ScoreModel::eps_into`] to report it).
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool;
 }
 
 /// Any model from a `--model` argument: a learned checkpoint (`.safetensors`, with its

@@ -4,10 +4,10 @@
 
 use super::rk::step_coords;
 use super::{tiles, Ctx, Sampler};
-use crate::batch::Batch;
+use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
-use crate::model::ScoreModel;
+use crate::model::{Counted, Level, RowEvaluator, ScoreModel};
 use rayon::prelude::*;
 
 const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
@@ -49,9 +49,12 @@ const E: [f64; 7] = [
     -1.0 / 40.0,
 ];
 const MAX_STEPS: usize = 100_000;
-/// Buffers a tile's step holds at once: state, slope, five stages, stage point, model
-/// output, proposal and its slope, error.
-const BUFFERS_PER_TILE: usize = 12;
+/// Elements per chunk of rows when a tile's attempt runs a few rows at a time: its eight
+/// chunk-sized arrays (five stages, stage point, model input, error) take 16 KiB of L1.
+const ROW_CHUNK: usize = 256;
+/// Tile-sized buffers a tile's attempt holds at once in row chunks: state, slope, and the
+/// proposal with its slope.
+const BUFFERS_PER_TILE: usize = 4;
 
 /// Dormand–Prince 5(4) with tolerances `rtol`, `atol` on the state in `coords`.
 #[derive(Clone, Debug)]
@@ -81,15 +84,53 @@ fn scaled_square(e: f64, a: f64, b: f64, rtol: f64, atol: f64) -> f64 {
     (e / (atol + rtol * a.abs().max(b.abs()))).powi(2)
 }
 
-/// RMS of `err / (atol + rtol·max(|u|, |v|))`.
-fn error_norm(err: &Batch, u: &Batch, v: &Batch, rtol: f64, atol: f64) -> f64 {
-    let sum: f64 = err
-        .data
-        .iter()
-        .zip(u.data.iter().zip(&v.data))
-        .map(|(&e, (&a, &b))| scaled_square(e, a, b, rtol, atol))
-        .sum();
-    (sum / err.data.len() as f64).sqrt()
+/// Partial sums of the error norm in interleaved lanes: element `i` of a block goes to lane
+/// `i mod LANES`, and a block's total adds the lanes in order. The order depends on the
+/// block alone, so tiled and whole-batch runs get the same bits, and it vectorises (a sum
+/// in element order is a chain of dependent adds: 90 µs per 65 536 values).
+const LANES: usize = 16;
+
+#[derive(Clone, Copy, Default)]
+struct Squares([f64; LANES]);
+
+impl Squares {
+    /// Adds the next elements of a block; every piece but a block's last holds a multiple
+    /// of `LANES` elements.
+    fn add(&mut self, e: &[f64], a: &[f64], b: &[f64], tol: (f64, f64)) {
+        let (rtol, atol) = tol;
+        let whole = e.len() / LANES * LANES;
+        let (e, e_rest) = e.split_at(whole);
+        let (a, a_rest) = a.split_at(whole);
+        let (b, b_rest) = b.split_at(whole);
+        for ((e, a), b) in e
+            .chunks_exact(LANES)
+            .zip(a.chunks_exact(LANES))
+            .zip(b.chunks_exact(LANES))
+        {
+            for l in 0..LANES {
+                self.0[l] += scaled_square(e[l], a[l], b[l], rtol, atol);
+            }
+        }
+        for (l, ((&e, &a), &b)) in e_rest.iter().zip(a_rest).zip(b_rest).enumerate() {
+            self.0[l] += scaled_square(e, a, b, rtol, atol);
+        }
+    }
+
+    fn total(&self) -> f64 {
+        self.0.iter().fold(0.0, |s, l| s + l)
+    }
+}
+
+/// Σ of the scaled squares over blocks of `block` elements, block totals added in order.
+fn blocked_squares(e: &[f64], a: &[f64], b: &[f64], block: usize, tol: (f64, f64)) -> f64 {
+    e.chunks(block)
+        .zip(a.chunks(block).zip(b.chunks(block)))
+        .map(|(e, (a, b))| {
+            let mut s = Squares::default();
+            s.add(e, a, b, tol);
+            s.total()
+        })
+        .fold(0.0, |s, t| s + t)
 }
 
 /// The probability-flow slope in the integration variable τ, toward `t1`.
@@ -100,13 +141,17 @@ struct Field<'a> {
 }
 
 impl Field<'_> {
-    /// The slope at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
-    fn at(&self, ctx: &Ctx, tau: f64, u: &Batch) -> Result<Batch> {
-        let t = if tau == self.tau1 {
+    fn time(&self, tau: f64) -> f64 {
+        if tau == self.tau1 {
             self.t1
         } else {
             self.flow.time_of(tau)
-        };
+        }
+    }
+
+    /// The slope at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
+    fn at(&self, ctx: &Ctx, tau: f64, u: &Batch) -> Result<Batch> {
+        let t = self.time(tau);
         let scale = self.flow.scale(t);
         let x = ctx.combination(&[(scale, u)]);
         let mut k = ctx.eps_at(&x, t)?;
@@ -117,12 +162,46 @@ impl Field<'_> {
     }
 }
 
+/// The field at one stage's τ for a few rows at a time, when the model has a row evaluator
+/// (see [`Field::at`]: the same arithmetic).
+struct Stage<'a> {
+    scale: f64,
+    cu: f64,
+    ce: f64,
+    model: Box<dyn RowEvaluator + 'a>,
+}
+
+impl<'a> Field<'_> {
+    fn stage(&self, ctx: &Ctx<'a>, tau: f64) -> Option<Stage<'a>> {
+        let t = self.time(tau);
+        let (cu, ce) = self.flow.field_coefficients(t);
+        Some(Stage {
+            scale: self.flow.scale(t),
+            cu,
+            ce,
+            model: ctx.model.row_evaluator(&Level::at(ctx.schedule, t))?,
+        })
+    }
+}
+
+impl Stage<'_> {
+    /// `k` = the slope at `u`, with `x` as scratch; false if the model gave a non-finite ε̂.
+    fn slope(&self, u: &[f64], x: &mut [f64], k: &mut [f64]) -> bool {
+        set_combination_slices(x, &[(self.scale, u)]);
+        let finite = self.model.eps_rows(x, k);
+        combine_slices(k, self.ce, &[(self.cu, u)]);
+        finite
+    }
+}
+
 /// The rows one context integrates: the state, its slope (FSAL), and the last attempted
 /// step's fifth-order point and slope there.
 struct Part {
     u: Batch,
     k1: Batch,
     proposal: Option<(Batch, Batch)>,
+    /// Chunk-sized stage arrays for the row-chunked attempt.
+    chunks: Vec<f64>,
 }
 
 impl Sampler for Dopri5 {
@@ -146,61 +225,74 @@ impl Sampler for Dopri5 {
     }
 }
 
+/// The parts of one integration and where they run: row tiles in parallel, each with its
+/// own context and call-counting model, or the whole batch on the run's context.
+struct Parts<'c, 'a> {
+    ctx: &'c Ctx<'a>,
+    ctxs: Vec<Ctx<'c>>,
+    models: &'c [Counted<'a>],
+    parts: Vec<Part>,
+    /// Rows per tile, which is also the error norm's block (tiled or not).
+    rows: usize,
+}
+
+impl Parts<'_, '_> {
+    /// Runs `f` on every part and adds up what it returns in row order; on failure, the
+    /// error a whole-batch run would have stopped on.
+    fn each(&mut self, f: impl Fn(&Ctx, &mut Part) -> Result<f64> + Sync) -> Result<f64> {
+        if self.ctxs.is_empty() {
+            return f(self.ctx, &mut self.parts[0]);
+        }
+        let results: Vec<Result<f64>> = self
+            .ctxs
+            .par_iter_mut()
+            .zip(self.parts.par_iter_mut())
+            .map(|(c, p)| f(c, p))
+            .collect();
+        let mut errors = Vec::new();
+        let mut sum = 0.0;
+        for (k, r) in results.into_iter().enumerate() {
+            match r {
+                Ok(s) => sum += s,
+                Err(e) => errors.push((k * self.rows, self.models[k].nfe(), e)),
+            }
+        }
+        match tiles::first_error(errors) {
+            Some(e) => Err(e),
+            None => Ok(sum),
+        }
+    }
+}
+
 impl Dopri5 {
+    fn tol(&self) -> (f64, f64) {
+        (self.rtol, self.atol)
+    }
+
     fn integrate(&self, ctx: &Ctx, t0: f64, t1: f64, x: Batch) -> Result<Batch> {
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
             coords: step_coords(self.coords, t1),
         };
-        let (tau0, tau1) = (flow.variable(t0), flow.variable(t1));
+        let tau1 = flow.variable(t1);
         let field = Field { flow, tau1, t1 };
-        let span = tau1 - tau0;
-        let dir = span.signum();
-        let u = ctx.combination(&[(1.0 / field.flow.scale(t0), &x)]);
-        ctx.recycle(x);
-        let mut tau = tau0;
-        let k1 = field.at(ctx, tau, &u)?;
-        // Initial step (Hairer et al., §II.4): one extra evaluation.
-        let scale_norm = |v: &Batch| error_norm(v, &u, &u, self.rtol, self.atol);
-        let (d0, d1) = (scale_norm(&u), scale_norm(&k1));
-        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
-            1e-6
-        } else {
-            0.01 * d0 / d1
-        }
-        .min(span.abs());
-        let probe = ctx.combination(&[(1.0, &u), (h0 * dir, &k1)]);
-        let k_probe = field.at(ctx, tau + h0 * dir, &probe)?;
-        let diff = ctx.combination(&[(1.0, &k_probe), (-1.0, &k1)]);
-        let d2 = scale_norm(&diff) / h0;
-        for b in [probe, k_probe, diff] {
-            ctx.recycle(b);
-        }
-        let h1 = if d1.max(d2) <= 1e-15 {
-            (h0 * 1e-3).max(1e-6)
-        } else {
-            (0.01 / d1.max(d2)).powf(0.2)
-        };
-        let mut h = (100.0 * h0).min(h1).min(span.abs()) * dir;
-        // The stages run on row tiles when that changes nothing (see `tiles`): only the
-        // error norm couples rows, and it is summed in row order all the same.
-        let rows = tiles::tile_rows(u.n, u.d);
-        let mut parts = if tiles::rows_separate(ctx, &u) {
-            let parts = tiles::split(&u, rows)
-                .into_iter()
-                .zip(tiles::split(&k1, rows))
-                .map(|(u, k1)| Part::new(u, k1))
-                .collect();
-            ctx.recycle(u);
-            ctx.recycle(k1);
+        let len = x.data.len();
+        // Rows independent (exact models): the interval runs on row tiles, in parallel, each
+        // attempt a few rows at a time (see `attempt_in_rows`); only the error norm couples
+        // rows, and it is summed per tile-sized block either way.
+        let rows = tiles::tile_rows(x.n, x.d);
+        let tiled = tiles::rows_separate(ctx, &x);
+        let parts: Vec<Part> = if tiled {
+            let parts = tiles::split(&x, rows).into_iter().map(Part::new).collect();
+            ctx.recycle(x);
             parts
         } else {
-            vec![Part::new(u, k1)]
+            vec![Part::new(x)]
         };
-        let models = tiles::models(ctx, if parts.len() > 1 { parts.len() } else { 0 });
+        let models = tiles::models(ctx, if tiled { parts.len() } else { 0 });
         // The tiles' contexts borrow the buffers of the last interval's tiles, and give
         // them back at the end (fresh ones cost a zeroing pass and page faults each time).
-        let mut ctxs: Vec<Ctx> = models
+        let ctxs: Vec<Ctx> = models
             .iter()
             .zip(&parts)
             .map(|(m, p)| {
@@ -209,75 +301,15 @@ impl Dopri5 {
                 c
             })
             .collect();
-        let len: usize = parts.iter().map(|p| p.u.data.len()).sum();
-        let mut run = || -> Result<Batch> {
-            for _ in 0..MAX_STEPS {
-                if (tau1 - tau) * dir <= 0.0 {
-                    let mut u = tiles::join(parts.drain(..).map(|p| p.u).collect());
-                    let scale = field.flow.scale(t1);
-                    u.map_in_place(|v| v * scale);
-                    return Ok(u);
-                }
-                let last = (tau + h - tau1) * dir >= 0.0;
-                if last {
-                    h = tau1 - tau;
-                }
-                let tau_end = if last { tau1 } else { tau + h };
-                let attempt = |c: &Ctx, p: &mut Part| self.attempt(c, &field, tau, h, tau_end, p);
-                let results: Vec<Result<Batch>> = if ctxs.is_empty() {
-                    vec![attempt(ctx, &mut parts[0])]
-                } else {
-                    ctxs.par_iter_mut()
-                        .zip(parts.par_iter_mut())
-                        .map(|(c, p)| attempt(c, p))
-                        .collect()
-                };
-                let mut errors = Vec::new();
-                let mut squares = Vec::with_capacity(results.len());
-                for (k, r) in results.into_iter().enumerate() {
-                    match r {
-                        Ok(q) => squares.push(q),
-                        Err(e) => {
-                            let calls = models.get(k).map_or(0, |m| m.nfe());
-                            errors.push((k * rows, calls, e));
-                        }
-                    }
-                }
-                if let Some(e) = tiles::first_error(errors) {
-                    return Err(e);
-                }
-                // Summed in row order across the tiles, as over the whole batch.
-                let sum: f64 = squares.iter().flat_map(|q| q.data.iter()).sum();
-                let norm = (sum / len as f64).sqrt();
-                if !norm.is_finite() {
-                    return Err(Error::invalid(
-                        "dopri5",
-                        format!("error estimate is not finite at τ = {tau}"),
-                    ));
-                }
-                let accept = norm <= 1.0;
-                for (k, (p, q)) in parts.iter_mut().zip(squares).enumerate() {
-                    let c = ctxs.get(k).unwrap_or(ctx);
-                    c.recycle(q);
-                    p.settle(c, accept);
-                }
-                if accept {
-                    tau = tau_end;
-                }
-                let factor = if norm == 0.0 {
-                    5.0
-                } else {
-                    (0.9 * norm.powf(-0.2)).clamp(0.2, 5.0)
-                };
-                h *= factor;
-            }
-            Err(Error::invalid(
-                "dopri5",
-                format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
-            ))
+        let mut parts = Parts {
+            ctx,
+            ctxs,
+            models: &models,
+            parts,
+            rows,
         };
-        let result = run();
-        for c in &ctxs {
+        let result = self.solve(&mut parts, &field, t0, len);
+        for c in &parts.ctxs {
             c.move_buffers(ctx);
         }
         // Every tile made the same calls: count one tile's.
@@ -287,9 +319,131 @@ impl Dopri5 {
         result
     }
 
-    /// One Dormand–Prince step of size `h` from `τ` on `part`'s rows: stores the fifth-order
-    /// point and its slope (FSAL) as the part's proposal, and returns each element's share of
-    /// the error norm.
+    /// The error-controlled steps from `t0` to the field's end, on `parts`.
+    fn solve(&self, parts: &mut Parts, field: &Field, t0: f64, len: usize) -> Result<Batch> {
+        let (tau0, tau1, t1) = (field.flow.variable(t0), field.tau1, field.t1);
+        let span = tau1 - tau0;
+        let dir = span.signum();
+        let block = parts.rows * parts.parts[0].u.d;
+        let fused = !parts.ctxs.is_empty();
+        let stage_at =
+            |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
+        // The state in the integration variable, its slope, and the initial step (Hairer
+        // et al., §II.4), which costs one more evaluation.
+        let inv_scale = 1.0 / field.flow.scale(t0);
+        let first = stage_at(tau0);
+        let d0 = parts.each(|_, p| {
+            p.u.map_in_place(|v| v * inv_scale);
+            Ok(blocked_squares(
+                &p.u.data,
+                &p.u.data,
+                &p.u.data,
+                block,
+                self.tol(),
+            ))
+        })?;
+        let d1 = parts.each(|c, p| {
+            p.k1 = match first.as_ref().and_then(|st| st.slope_of_batch(c, &p.u)) {
+                Some(k1) => k1,
+                None => field.at(c, tau0, &p.u)?,
+            };
+            Ok(blocked_squares(
+                &p.k1.data,
+                &p.u.data,
+                &p.u.data,
+                block,
+                self.tol(),
+            ))
+        })?;
+        let norm = |sum: f64| (sum / len as f64).sqrt();
+        let (d0, d1) = (norm(d0), norm(d1));
+        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
+            1e-6
+        } else {
+            0.01 * d0 / d1
+        }
+        .min(span.abs());
+        let probe_stage = stage_at(tau0 + h0 * dir);
+        let d2 = parts.each(|c, p| {
+            let probe = c.combination(&[(1.0, &p.u), (h0 * dir, &p.k1)]);
+            let k_probe = match probe_stage
+                .as_ref()
+                .and_then(|st| st.slope_of_batch(c, &probe))
+            {
+                Some(k) => k,
+                None => field.at(c, tau0 + h0 * dir, &probe)?,
+            };
+            let diff = c.combination(&[(1.0, &k_probe), (-1.0, &p.k1)]);
+            let sum = blocked_squares(&diff.data, &p.u.data, &p.u.data, block, self.tol());
+            for b in [probe, k_probe, diff] {
+                c.recycle(b);
+            }
+            Ok(sum)
+        })?;
+        let d2 = norm(d2) / h0;
+        let h1 = if d1.max(d2) <= 1e-15 {
+            (h0 * 1e-3).max(1e-6)
+        } else {
+            (0.01 / d1.max(d2)).powf(0.2)
+        };
+        let mut h = (100.0 * h0).min(h1).min(span.abs()) * dir;
+        let mut tau = tau0;
+        for _ in 0..MAX_STEPS {
+            if (tau1 - tau) * dir <= 0.0 {
+                let mut u = tiles::join(parts.parts.drain(..).map(|p| p.u).collect());
+                let scale = field.flow.scale(t1);
+                u.map_in_place(|v| v * scale);
+                return Ok(u);
+            }
+            let last = (tau + h - tau1) * dir >= 0.0;
+            if last {
+                h = tau1 - tau;
+            }
+            let tau_end = if last { tau1 } else { tau + h };
+            // Tiles run each attempt a few rows at a time, where the model allows.
+            let stages: Option<Vec<Stage>> = (1..6)
+                .map(|j| stage_at(if j == 5 { tau_end } else { tau + C[j] * h }))
+                .collect();
+            let sum = parts.each(|c, p| {
+                let in_rows = stages
+                    .as_ref()
+                    .and_then(|st| self.attempt_in_rows(c, st, h, block, p));
+                match in_rows {
+                    Some(sum) => Ok(sum),
+                    None => self.attempt(c, field, tau, h, tau_end, block, p),
+                }
+            })?;
+            let norm = norm(sum);
+            if !norm.is_finite() {
+                return Err(Error::invalid(
+                    "dopri5",
+                    format!("error estimate is not finite at τ = {tau}"),
+                ));
+            }
+            let accept = norm <= 1.0;
+            for (k, p) in parts.parts.iter_mut().enumerate() {
+                p.settle(parts.ctxs.get(k).unwrap_or(parts.ctx), accept);
+            }
+            if accept {
+                tau = tau_end;
+            }
+            let factor = if norm == 0.0 {
+                5.0
+            } else {
+                (0.9 * norm.powf(-0.2)).clamp(0.2, 5.0)
+            };
+            h *= factor;
+        }
+        Err(Error::invalid(
+            "dopri5",
+            format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
+        ))
+    }
+
+    /// One Dormand–Prince step of size `h` from `τ` on `part`'s rows, stage by stage:
+    /// stores the fifth-order point and its slope (FSAL) as the part's proposal, and
+    /// returns the part's share of the error norm's sum.
+    #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
         ctx: &Ctx,
@@ -297,8 +451,9 @@ impl Dopri5 {
         tau: f64,
         h: f64,
         tau_end: f64,
+        block: usize,
         part: &mut Part,
-    ) -> Result<Batch> {
+    ) -> Result<f64> {
         let (u, k1) = (&part.u, &part.k1);
         let mut ks: Vec<Batch> = Vec::with_capacity(7);
         for j in 1..6 {
@@ -317,24 +472,135 @@ impl Dopri5 {
         let mut terms: Vec<(f64, &Batch)> = vec![(h * E[0], k1)];
         terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
         terms.push((h * E[6], &k7));
-        let mut err = ctx.combination(&terms);
-        for ((e, &a), &b) in err.data.iter_mut().zip(&u.data).zip(&u_new.data) {
-            *e = scaled_square(*e, a, b, self.rtol, self.atol);
-        }
+        let err = ctx.combination(&terms);
+        let sum = blocked_squares(&err.data, &u.data, &u_new.data, block, self.tol());
+        ctx.recycle(err);
         for k in ks {
             ctx.recycle(k);
         }
         part.proposal = Some((u_new, k7));
-        Ok(err)
+        Ok(sum)
+    }
+
+    /// [`Dopri5::attempt`] a chunk of rows at a time: all seven stages of a chunk run while
+    /// its stage values are in L1 (stage by stage, a tile's passes ran at L2 speed). Each
+    /// element gets the same arithmetic, so the result is bit-identical. `None` if the model
+    /// gave a non-finite output: the caller reruns the attempt stage by stage to report it.
+    fn attempt_in_rows(
+        &self,
+        ctx: &Ctx,
+        stages: &[Stage],
+        h: f64,
+        block: usize,
+        part: &mut Part,
+    ) -> Option<f64> {
+        let (u, k1) = (&part.u, &part.k1);
+        let len = u.data.len();
+        debug_assert!(len <= block, "a tile is one block of the error norm");
+        let chunk = chunk_len(u.d);
+        let (mut u_new, mut k7) = (ctx.batch_like(u), ctx.batch_like(u));
+        part.chunks.resize(8 * chunk, 0.0);
+        let (ks, rest) = part.chunks.split_at_mut(5 * chunk);
+        let (uj, rest) = rest.split_at_mut(chunk);
+        let (x, err) = rest.split_at_mut(chunk);
+        let mut squares = Squares::default();
+        let mut finite = true;
+        let mut start = 0;
+        while start < len && finite {
+            let end = (start + chunk).min(len);
+            let n = end - start;
+            let (u_c, k1_c) = (&u.data[start..end], &k1.data[start..end]);
+            for j in 1..6 {
+                let (done, next) = ks.split_at_mut((j - 1) * chunk);
+                let mut terms: [(f64, &[f64]); 7] = [(0.0, &[]); 7];
+                terms[0] = (1.0, u_c);
+                terms[1] = (h * A[j][0], k1_c);
+                for (m, &a) in A[j][1..].iter().enumerate() {
+                    terms[2 + m] = (h * a, &done[m * chunk..m * chunk + n]);
+                }
+                set_combination_slices(&mut uj[..n], &terms[..1 + A[j].len()]);
+                finite &= stages[j - 1].slope(&uj[..n], &mut x[..n], &mut next[..n]);
+            }
+            let ks = &*ks;
+            let stage = |m: usize| &ks[m * chunk..m * chunk + n];
+            let mut terms: [(f64, &[f64]); 7] = [(0.0, &[]); 7];
+            terms[0] = (1.0, u_c);
+            terms[1] = (h * A[6][0], k1_c);
+            for (m, &a) in A[6][1..].iter().enumerate() {
+                terms[2 + m] = (h * a, stage(m));
+            }
+            let u_new_c = &mut u_new.data[start..end];
+            set_combination_slices(u_new_c, &terms);
+            let k7_c = &mut k7.data[start..end];
+            finite &= stages[4].slope(u_new_c, &mut x[..n], k7_c);
+            terms[0] = (h * E[0], k1_c);
+            for m in 0..5 {
+                terms[1 + m] = (h * E[1 + m], stage(m));
+            }
+            terms[6] = (h * E[6], k7_c);
+            set_combination_slices(&mut err[..n], &terms);
+            squares.add(&err[..n], u_c, u_new_c, self.tol());
+            start = end;
+        }
+        if !finite {
+            ctx.recycle(u_new);
+            ctx.recycle(k7);
+            return None;
+        }
+        ctx.model.add_calls(6);
+        part.proposal = Some((u_new, k7));
+        Some(squares.total())
+    }
+}
+
+/// Elements per chunk of rows: about `ROW_CHUNK`, whole rows, and a multiple of the error
+/// norm's `LANES` so that the chunks feed its lanes in element order.
+fn chunk_len(d: usize) -> usize {
+    let rows_per_lane_cycle = LANES / gcd(d, LANES);
+    let rows = (ROW_CHUNK / d).max(1).div_ceil(rows_per_lane_cycle) * rows_per_lane_cycle;
+    rows * d
+}
+
+fn gcd(a: usize, b: usize) -> usize {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
+}
+
+impl Stage<'_> {
+    /// The slope at every row of `u`, a chunk at a time; `None` if the model gave a
+    /// non-finite output (then nothing was counted).
+    fn slope_of_batch(&self, ctx: &Ctx, u: &Batch) -> Option<Batch> {
+        let chunk = chunk_len(u.d);
+        let mut k = ctx.batch_like(u);
+        let mut x = vec![0.0; chunk.min(u.data.len())];
+        let finite = u
+            .data
+            .chunks(chunk)
+            .zip(k.data.chunks_mut(chunk))
+            .all(|(u, k)| self.slope(u, &mut x[..u.len()], k));
+        if !finite {
+            ctx.recycle(k);
+            return None;
+        }
+        ctx.model.add_calls(1);
+        Some(k)
     }
 }
 
 impl Part {
-    fn new(u: Batch, k1: Batch) -> Self {
+    fn new(u: Batch) -> Self {
         Part {
+            k1: Batch {
+                n: 0,
+                d: u.d,
+                data: Vec::new(),
+            },
             u,
-            k1,
             proposal: None,
+            chunks: Vec::new(),
         }
     }
 
