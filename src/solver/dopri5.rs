@@ -80,6 +80,7 @@ impl Dopri5 {
 }
 
 /// One element's share of the error norm: `(e / (atol + rtol·max(|a|, |b|)))²`.
+#[inline(always)]
 fn scaled_square(e: f64, a: f64, b: f64, rtol: f64, atol: f64) -> f64 {
     (e / (atol + rtol * a.abs().max(b.abs()))).powi(2)
 }
@@ -96,28 +97,41 @@ struct Squares([f64; LANES]);
 impl Squares {
     /// Adds the next elements of a block; every piece but a block's last holds a multiple
     /// of `LANES` elements.
-    fn add(&mut self, e: &[f64], a: &[f64], b: &[f64], tol: (f64, f64)) {
-        let (rtol, atol) = tol;
-        let whole = e.len() / LANES * LANES;
-        let (e, e_rest) = e.split_at(whole);
-        let (a, a_rest) = a.split_at(whole);
-        let (b, b_rest) = b.split_at(whole);
-        for ((e, a), b) in e
-            .chunks_exact(LANES)
-            .zip(a.chunks_exact(LANES))
-            .zip(b.chunks_exact(LANES))
-        {
-            for l in 0..LANES {
-                self.0[l] += scaled_square(e[l], a[l], b[l], rtol, atol);
-            }
-        }
-        for (l, ((&e, &a), &b)) in e_rest.iter().zip(a_rest).zip(b_rest).enumerate() {
-            self.0[l] += scaled_square(e, a, b, rtol, atol);
-        }
+    fn add(&mut self, e: &[f64], a: &[f64], b: &[f64], (rtol, atol): (f64, f64)) {
+        add_squares(&mut self.0, e, a, b, rtol, atol);
     }
 
     fn total(&self) -> f64 {
         self.0.iter().fold(0.0, |s, l| s + l)
+    }
+}
+
+crate::simd::wide_simd!(add_squares => add_squares_body(lanes: &mut [f64; LANES], e: &[f64], a: &[f64], b: &[f64], rtol: f64, atol: f64));
+
+#[inline(always)]
+fn add_squares_body(
+    lanes: &mut [f64; LANES],
+    e: &[f64],
+    a: &[f64],
+    b: &[f64],
+    rtol: f64,
+    atol: f64,
+) {
+    let whole = e.len() / LANES * LANES;
+    let (e, e_rest) = e.split_at(whole);
+    let (a, a_rest) = a.split_at(whole);
+    let (b, b_rest) = b.split_at(whole);
+    for ((e, a), b) in e
+        .chunks_exact(LANES)
+        .zip(a.chunks_exact(LANES))
+        .zip(b.chunks_exact(LANES))
+    {
+        for l in 0..LANES {
+            lanes[l] += scaled_square(e[l], a[l], b[l], rtol, atol);
+        }
+    }
+    for (l, ((&e, &a), &b)) in e_rest.iter().zip(a_rest).zip(b_rest).enumerate() {
+        lanes[l] += scaled_square(e, a, b, rtol, atol);
     }
 }
 
@@ -237,23 +251,53 @@ struct Parts<'c, 'a> {
 }
 
 impl Parts<'_, '_> {
+    /// The state `x = scale·u` of all parts as one batch of `len` values; the parts'
+    /// buffers go back to their pools.
+    fn join(&mut self, scale: f64, len: usize) -> Batch {
+        if self.ctxs.is_empty() {
+            let mut u = self.parts.pop().expect("one part").u;
+            u.map_in_place(|v| v * scale);
+            return u;
+        }
+        let mut x = Batch {
+            n: self.parts.iter().map(|p| p.u.n).sum(),
+            d: self.parts[0].u.d,
+            data: self.ctx.buffer(len),
+        };
+        let tile_len = self.rows * x.d;
+        for ((rows, p), c) in x
+            .data
+            .chunks_mut(tile_len)
+            .zip(self.parts.drain(..))
+            .zip(&self.ctxs)
+        {
+            set_combination_slices(rows, &[(scale, &p.u.data)]);
+            c.recycle(p.u);
+            c.recycle(p.k1);
+        }
+        x
+    }
+
     /// Runs `f` on every part and adds up what it returns in row order; on failure, the
     /// error a whole-batch run would have stopped on.
-    fn each(&mut self, f: impl Fn(&Ctx, &mut Part) -> Result<f64> + Sync) -> Result<f64> {
+    fn each<const N: usize>(
+        &mut self,
+        f: impl Fn(&Ctx, &mut Part) -> Result<[f64; N]> + Sync,
+    ) -> Result<[f64; N]> {
         if self.ctxs.is_empty() {
             return f(self.ctx, &mut self.parts[0]);
         }
-        let results: Vec<Result<f64>> = self
+        let results: Vec<Result<[f64; N]>> = self
             .ctxs
             .par_iter_mut()
             .zip(self.parts.par_iter_mut())
             .map(|(c, p)| f(c, p))
             .collect();
         let mut errors = Vec::new();
-        let mut sum = 0.0;
+        let mut sum = [0.0; N];
         for (k, r) in results.into_iter().enumerate() {
             match r {
-                Ok(s) => sum += s,
+                Ok(s) => sum.iter_mut().zip(s).for_each(|(sum, s)| *sum += s),
                 Err(e) => errors.push((k * self.rows, self.models[k].nfe(), e)),
             }
         }
@@ -282,25 +326,42 @@ impl Dopri5 {
         // rows, and it is summed per tile-sized block either way.
         let rows = tiles::tile_rows(x.n, x.d);
         let tiled = tiles::rows_separate(ctx, &x);
-        let parts: Vec<Part> = if tiled {
-            let parts = tiles::split(&x, rows).into_iter().map(Part::new).collect();
-            ctx.recycle(x);
-            parts
-        } else {
-            vec![Part::new(x)]
-        };
-        let models = tiles::models(ctx, if tiled { parts.len() } else { 0 });
+        let tile_len = rows * x.d;
+        let models = tiles::models(ctx, if tiled { x.n.div_ceil(rows) } else { 0 });
         // The tiles' contexts borrow the buffers of the last interval's tiles, and give
         // them back at the end (fresh ones cost a zeroing pass and page faults each time).
         let ctxs: Vec<Ctx> = models
             .iter()
-            .zip(&parts)
-            .map(|(m, p)| {
+            .zip(x.data.chunks(tile_len))
+            .map(|(m, rows)| {
                 let c = Ctx::new(m, ctx.schedule, ctx.grid, ctx.seed);
-                c.borrow_buffers(ctx, p.u.data.len(), BUFFERS_PER_TILE);
+                c.borrow_buffers(ctx, rows.len(), BUFFERS_PER_TILE);
                 c
             })
             .collect();
+        // The state in the integration variable, u = x / scale.
+        let inv_scale = 1.0 / field.flow.scale(t0);
+        let parts: Vec<Part> = if tiled {
+            let parts = ctxs
+                .iter()
+                .zip(x.data.chunks(tile_len))
+                .map(|(c, rows)| {
+                    let mut u = Batch {
+                        n: rows.len() / x.d,
+                        d: x.d,
+                        data: c.buffer(rows.len()),
+                    };
+                    set_combination_slices(&mut u.data, &[(inv_scale, rows)]);
+                    Part::new(u)
+                })
+                .collect();
+            ctx.recycle(x);
+            parts
+        } else {
+            let mut u = x;
+            u.map_in_place(|v| v * inv_scale);
+            vec![Part::new(u)]
+        };
         let mut parts = Parts {
             ctx,
             ctxs,
@@ -328,32 +389,19 @@ impl Dopri5 {
         let fused = !parts.ctxs.is_empty();
         let stage_at =
             |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
-        // The state in the integration variable, its slope, and the initial step (Hairer
-        // et al., §II.4), which costs one more evaluation.
-        let inv_scale = 1.0 / field.flow.scale(t0);
+        // The state's slope, and the initial step (Hairer et al., §II.4), which costs one
+        // more evaluation.
         let first = stage_at(tau0);
-        let d0 = parts.each(|_, p| {
-            p.u.map_in_place(|v| v * inv_scale);
-            Ok(blocked_squares(
-                &p.u.data,
-                &p.u.data,
-                &p.u.data,
-                block,
-                self.tol(),
-            ))
-        })?;
-        let d1 = parts.each(|c, p| {
+        let [d0, d1] = parts.each(|c, p| {
             p.k1 = match first.as_ref().and_then(|st| st.slope_of_batch(c, &p.u)) {
                 Some(k1) => k1,
                 None => field.at(c, tau0, &p.u)?,
             };
-            Ok(blocked_squares(
-                &p.k1.data,
-                &p.u.data,
-                &p.u.data,
-                block,
-                self.tol(),
-            ))
+            let (u, k1) = (&p.u.data, &p.k1.data);
+            Ok([
+                blocked_squares(u, u, u, block, self.tol()),
+                blocked_squares(k1, u, u, block, self.tol()),
+            ])
         })?;
         let norm = |sum: f64| (sum / len as f64).sqrt();
         let (d0, d1) = (norm(d0), norm(d1));
@@ -364,7 +412,7 @@ impl Dopri5 {
         }
         .min(span.abs());
         let probe_stage = stage_at(tau0 + h0 * dir);
-        let d2 = parts.each(|c, p| {
+        let [d2] = parts.each(|c, p| {
             let probe = c.combination(&[(1.0, &p.u), (h0 * dir, &p.k1)]);
             let k_probe = match probe_stage
                 .as_ref()
@@ -378,7 +426,7 @@ impl Dopri5 {
             for b in [probe, k_probe, diff] {
                 c.recycle(b);
             }
-            Ok(sum)
+            Ok([sum])
         })?;
         let d2 = norm(d2) / h0;
         let h1 = if d1.max(d2) <= 1e-15 {
@@ -390,10 +438,7 @@ impl Dopri5 {
         let mut tau = tau0;
         for _ in 0..MAX_STEPS {
             if (tau1 - tau) * dir <= 0.0 {
-                let mut u = tiles::join(parts.parts.drain(..).map(|p| p.u).collect());
-                let scale = field.flow.scale(t1);
-                u.map_in_place(|v| v * scale);
-                return Ok(u);
+                return Ok(parts.join(field.flow.scale(t1), len));
             }
             let last = (tau + h - tau1) * dir >= 0.0;
             if last {
@@ -404,13 +449,13 @@ impl Dopri5 {
             let stages: Option<Vec<Stage>> = (1..6)
                 .map(|j| stage_at(if j == 5 { tau_end } else { tau + C[j] * h }))
                 .collect();
-            let sum = parts.each(|c, p| {
+            let [sum] = parts.each(|c, p| {
                 let in_rows = stages
                     .as_ref()
                     .and_then(|st| self.attempt_in_rows(c, st, h, block, p));
                 match in_rows {
-                    Some(sum) => Ok(sum),
-                    None => self.attempt(c, field, tau, h, tau_end, block, p),
+                    Some(sum) => Ok([sum]),
+                    None => Ok([self.attempt(c, field, tau, h, tau_end, block, p)?]),
                 }
             })?;
             let norm = norm(sum);
