@@ -167,7 +167,12 @@ impl<'a> Terms<'a> {
 
 /// [`Batch::combine`] on slices: `v = c·v + Σ_j c_j·terms_j`, zero coefficients skipped.
 pub fn combine_slices(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]) {
-    combine_wide(v, c, nonzero(terms).as_slice());
+    let terms = nonzero(terms);
+    // `v = 1·v` (the slope in σ-coordinates is ε̂ itself): nothing to do, same bits.
+    if c == 1.0 && terms.as_slice().is_empty() {
+        return;
+    }
+    combine_wide(v, c, terms.as_slice());
 }
 
 /// [`Batch::set_combination`] on slices: `v = Σ_j c_j·terms_j`, zero coefficients skipped.
