@@ -5,7 +5,7 @@
 //! solver's cost beyond its model calls as a fraction of them (target: ≤ 5 %): a real run
 //! against as many whole-batch model calls as its NFE, interleaved so that the ±5–10 %
 //! drift of a 2-core machine cancels, median and quartiles over the repetitions, with the
-//! number of row tiles the run used (`solver::tiles`; dopri5 tiles its stages). Tiled runs
+//! number of row tiles the run used (`solver::tiles`; dopri5 tiles each attempted step). Tiled runs
 //! can come out below the model calls: their model calls find their rows in cache. The cost
 //! of drawing Gaussian noise is shown separately for stochastic solvers, and the memory
 //! floor line times one sweep over three state-sized arrays, the least a separate
@@ -217,7 +217,7 @@ fn summary(s: &Setup) {
         let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
         let tiles = match pfode::solver::tiles::rows_for(&solver, &ctx, &s.x) {
             Some(rows) => format!("{}", s.x.n.div_ceil(rows)),
-            None if solver.is_adaptive() => "stages".into(),
+            None if solver.is_adaptive() => "steps".into(),
             None => "-".into(),
         };
         let draws = if name == "euler-maruyama" {
