@@ -309,6 +309,27 @@ fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
         assert_eq!(tiled, whole, "rtol {rtol}");
         assert_eq!(nfe, whole_nfe);
         assert!(nfe > 50, "{nfe}");
+        // In single precision the row evaluator rounds the model's outputs as the batch
+        // call does.
+        let (tiled, nfe) = run(
+            &solver,
+            &builtin("mix16d").unwrap(),
+            &g,
+            &x,
+            None,
+            Precision::F32,
+        );
+        let (whole, whole_nfe) = run(&solver, &whole_model, &g, &x, None, Precision::F32);
+        let (tiled, whole) = (tiled.unwrap(), whole.unwrap());
+        assert_eq!(tiled, whole, "f32, rtol {rtol}");
+        assert_eq!(nfe, whole_nfe);
+        assert!(tiled.data.iter().all(|v| *v == *v as f32 as f64));
+        assert_ne!(
+            tiled,
+            pfode::solver::sample(&solver, &whole_model, &schedule, &g, x.clone(), 0)
+                .unwrap()
+                .0
+        );
     }
 }
 
