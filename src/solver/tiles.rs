@@ -158,29 +158,6 @@ pub fn models<'a>(ctx: &Ctx<'a>, tiles: usize) -> Vec<Counted<'a>> {
         .collect()
 }
 
-/// Copies of the tiles of `tile_rows` rows of `x` (the last may be shorter).
-pub fn split(x: &Batch, tile_rows: usize) -> Vec<Batch> {
-    x.data
-        .chunks(tile_rows * x.d)
-        .map(|rows| Batch {
-            n: rows.len() / x.d,
-            d: x.d,
-            data: rows.to_vec(),
-        })
-        .collect()
-}
-
-/// The batch made of `tiles`, in order.
-pub fn join(tiles: Vec<Batch>) -> Batch {
-    let d = tiles[0].d;
-    let n = tiles.iter().map(|t| t.n).sum();
-    let mut data = Vec::with_capacity(n * d);
-    for t in &tiles {
-        data.extend_from_slice(&t.data);
-    }
-    Batch { n, d, data }
-}
-
 /// Of the tiles' errors, given as (the tile's first row, the model calls it had made,
 /// error), the one a whole-batch run would have stopped on: the earliest failed call (every
 /// tile makes the same calls), then the lowest row; its row is numbered in the whole batch.
