@@ -460,29 +460,52 @@ pub fn resolve(spec: &str) -> Result<GaussianMixture> {
 mod tests {
     use crate::model::{Level, ScoreModel};
 
-    /// The row evaluator is `eps_into` bit for bit, on chunks of any number of rows.
+    /// The row evaluator is `eps_into` bit for bit, on chunks of any number of rows, for
+    /// few components (responsibilities on the stack) and many (on the heap).
     #[test]
     fn the_row_evaluator_equals_the_batch_call_bit_for_bit() {
-        let model = super::builtin("mix16d").unwrap();
+        let many = super::GaussianMixture::new(
+            "many",
+            vec![1.0 / 70.0; 70],
+            (0..70)
+                .map(|k| vec![(k as f64 * 0.7).sin() * 3.0; 3])
+                .collect(),
+            (0..70).map(|k| vec![0.2 + 0.01 * k as f64; 3]).collect(),
+        )
+        .unwrap();
         let schedule = crate::schedule::Schedule::ddpm_linear();
-        let x = crate::run::draw_noise(301, 16, 4);
-        for t in [0.9, 0.3, 0.0] {
-            let level = Level::at(&schedule, t);
-            let mut whole = vec![0.0; x.data.len()];
-            model.eps_into(&x, &level, &mut whole).unwrap();
-            let rows = model.row_evaluator(&level).unwrap();
-            let mut chunked = vec![1.0; x.data.len()];
-            for (x, out) in x.data.chunks(7 * 16).zip(chunked.chunks_mut(7 * 16)) {
-                assert!(rows.eps_rows(x, out));
+        for model in [super::builtin("mix16d").unwrap(), many] {
+            let d = model.dim();
+            assert!(model.components() == 8 || model.components() > super::STACK_COMPONENTS);
+            let x = crate::run::draw_noise(301, d, 4);
+            for t in [0.9, 0.3, 0.0] {
+                let level = Level::at(&schedule, t);
+                let mut whole = vec![0.0; x.data.len()];
+                model.eps_into(&x, &level, &mut whole).unwrap();
+                let rows = model.row_evaluator(&level).unwrap();
+                let mut chunked = vec![1.0; x.data.len()];
+                for (x, out) in x.data.chunks(7 * d).zip(chunked.chunks_mut(7 * d)) {
+                    assert!(rows.eps_rows(x, out));
+                }
+                assert!(
+                    whole
+                        .iter()
+                        .zip(&chunked)
+                        .all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "K = {}, t = {t}",
+                    model.components()
+                );
+                assert!(whole.iter().any(|v| *v != 0.0) || t == 0.0);
             }
-            assert!(
-                whole
-                    .iter()
-                    .zip(&chunked)
-                    .all(|(a, b)| a.to_bits() == b.to_bits()),
-                "t = {t}"
-            );
-            assert!(whole.iter().any(|v| *v != 0.0) || t == 0.0);
+            // A non-finite output is reported, as `eps_into` reports it.
+            let level = Level::at(&schedule, 0.5);
+            let mut bad = x.data[..3 * d].to_vec();
+            bad[d + 1] = f64::NAN;
+            let mut out = vec![0.0; 3 * d];
+            assert!(!model
+                .row_evaluator(&level)
+                .unwrap()
+                .eps_rows(&bad, &mut out));
         }
     }
 
