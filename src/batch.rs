@@ -180,7 +180,7 @@ pub fn set_combination_slices(v: &mut [f64], terms: &[(f64, &[f64])]) {
     let terms = nonzero(terms);
     match terms.as_slice() {
         [] => v.fill(0.0),
-        [first, rest @ ..] if rest.len() > 4 => {
+        [first, rest @ ..] if rest.len() > 5 => {
             set_combination_wide(v, &[*first]);
             combine_wide(v, 1.0, rest);
         }
@@ -261,7 +261,7 @@ fn combine_body(v: &mut [f64], c: f64, terms: &[(f64, &[f64])]) {
     }
 }
 
-/// `v = Σ_j c_j·terms_j` for one to five terms, in one sweep.
+/// `v = Σ_j c_j·terms_j` for one to six terms, in one sweep.
 #[inline(always)]
 fn set_combination_body(v: &mut [f64], terms: &[(f64, &[f64])]) {
     match *terms {
@@ -282,7 +282,15 @@ fn set_combination_body(v: &mut [f64], terms: &[(f64, &[f64])]) {
             .iter_mut()
             .zip(a.iter().zip(b).zip(d.iter().zip(e)).zip(f))
             .for_each(|(x, (((a, b), (d, e)), f))| *x = c1 * a + c2 * b + c3 * d + c4 * e + c5 * f),
-        _ => unreachable!("one to five terms"),
+        // Six terms (Dormand–Prince's fifth-order point and error estimate): the same
+        // left-to-right sum as setting the first and adding five, in one sweep.
+        [(c1, a), (c2, b), (c3, d), (c4, e), (c5, f), (c6, g)] => v
+            .iter_mut()
+            .zip(a.iter().zip(b).zip(d.iter().zip(e)).zip(f.iter().zip(g)))
+            .for_each(|(x, (((a, b), (d, e)), (f, g)))| {
+                *x = c1 * a + c2 * b + c3 * d + c4 * e + c5 * f + c6 * g
+            }),
+        _ => unreachable!("one to six terms"),
     }
 }
 
