@@ -4,8 +4,8 @@
 
 use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
-use super::{Ctx, History, Sampler};
-use crate::batch::Batch;
+use super::{in_l1_chunks, Ctx, History, Sampler};
+use crate::batch::{combine_slices, zip_update, Batch};
 use crate::error::Result;
 use crate::noise::Purpose;
 
@@ -31,20 +31,34 @@ impl Sampler for DpmSolverPpSde {
     ) -> Result<(Batch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
-        let m0 = ctx.x0_at(&x, s.t)?;
-        hist.push(ctx, s.lambda, m0, 2);
-        let k = multistep_order(ctx, i, 2, hist.0.len(), self.lower_order_final);
+        // ε̂ now, turned into x̂₀ = (x - s ε̂)/a in the same sweep as the update below.
+        let mut m0 = ctx.eps_at(&x, s.t)?;
+        let (cx0, ce0) = (1.0 / s.alpha, -s.sigma / s.alpha);
+        let to_x0 = |e: f64, x: f64| cx0 * x + ce0 * e;
+        let k = multistep_order(ctx, i, 2, (hist.0.len() + 1).min(2), self.lower_order_final);
         let h = t.lambda - s.lambda;
         let decay = (-2.0 * h).exp(); // e^{-2h}, 0 onto clean data
         let (ratio, c0) = (t.sigma / s.sigma * (-h).exp(), t.alpha * (1.0 - decay));
-        let m = &hist.0;
-        if k == 2 {
-            // + ½ a_t (1 - e^{-2h}) (m0 - m1)/r0.
-            let c = 0.5 * c0 * h / (m[0].0 - m[1].0);
-            x.combine(ratio, &[(c0 + c, &m[0].1), (-c, &m[1].1)]);
+        // x_t = ratio·x + c0·m0, plus ½ a_t (1 - e^{-2h}) (m0 - m1)/r0 at second order.
+        let weights = if k == 2 {
+            let c = 0.5 * c0 * h / (s.lambda - hist.0[0].0);
+            [c0 + c, -c]
         } else {
-            x.combine(ratio, &[(c0, &m[0].1)]);
-        }
+            [c0, 0.0]
+        };
+        in_l1_chunks(x.data.len(), |r| {
+            let m0 = &mut m0.data[r.clone()];
+            zip_update(m0, &x.data[r.clone()], &to_x0);
+            let terms = [
+                (weights[0], &*m0),
+                (
+                    weights[1],
+                    hist.0.first().map_or(&[][..], |m| &m.1.data[r.clone()]),
+                ),
+            ];
+            combine_slices(&mut x.data[r], ratio, &terms[..k]);
+        });
+        hist.push(ctx, s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {
             ctx.add_noise(Purpose::StepNoise, i as u64, sd, &mut x.data);
