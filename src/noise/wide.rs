@@ -139,18 +139,36 @@ fn add_scaled_portable(lanes: &mut Lanes, t: &Tables, scale: f64, out: &mut [f64
             masks[c] = mask;
             pending |= u64::from(mask != 0) << c;
         }
-        while pending != 0 {
-            let c = pending.trailing_zeros() as usize;
-            let mut mask = masks[c];
-            while mask != 0 {
-                let l = mask.trailing_zeros() as usize;
-                span[c * LANES + l] += scale * finish(t, bits[c][l], &mut lanes.scalar);
-                mask &= mask - 1;
-            }
-            pending &= pending - 1;
+        if pending != 0 {
+            finish_span(t, &bits, &masks, pending, scale, span, &mut lanes.scalar);
         }
     }
     lanes.s = s;
+}
+
+/// Finishes the rejected lanes of a span in element order. Out of line, so that the lanes'
+/// states, held in vector registers, are saved once per span around the call rather than
+/// around every call to `finish` (those spills took a fifth of the time).
+#[inline(never)]
+fn finish_span(
+    t: &Tables,
+    bits: &[[u64; LANES]; SPAN],
+    masks: &[u32; SPAN],
+    mut pending: u64,
+    scale: f64,
+    span: &mut [f64],
+    rng: &mut Xoshiro256PlusPlus,
+) {
+    while pending != 0 {
+        let c = pending.trailing_zeros() as usize;
+        let mut mask = masks[c];
+        while mask != 0 {
+            let l = mask.trailing_zeros() as usize;
+            span[c * LANES + l] += scale * finish(t, bits[c][l], rng);
+            mask &= mask - 1;
+        }
+        pending &= pending - 1;
+    }
 }
 
 /// `u ∈ [−1, 1)` from the top 52 bits: a double in [2, 4) minus 3 (bit operations only).
