@@ -69,10 +69,10 @@ impl ScoreModel for Counted<'_> {
     /// are not counted: the caller counts them with [`Counted::add_calls`].
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         let inner = self.inner.row_evaluator(level)?;
-        Some(Box::new(Rounded {
-            inner,
-            round_to_f32: self.round_to_f32,
-        }))
+        if !self.round_to_f32 {
+            return Some(inner);
+        }
+        Some(Box::new(Rounded(inner)))
     }
 
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
@@ -96,18 +96,12 @@ impl ScoreModel for Counted<'_> {
     }
 }
 
-/// A row evaluator whose outputs are rounded to f32 when the run's precision says so.
-struct Rounded<'a> {
-    inner: Box<dyn RowEvaluator + 'a>,
-    round_to_f32: bool,
-}
+/// A row evaluator whose outputs are rounded to f32 (runs in single precision).
+struct Rounded<'a>(Box<dyn RowEvaluator + 'a>);
 
 impl RowEvaluator for Rounded<'_> {
     fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
-        if !self.round_to_f32 {
-            return self.inner.eps_rows(x, out);
-        }
-        self.inner.eps_rows(x, out);
+        self.0.eps_rows(x, out);
         out.iter_mut().for_each(|v| *v = *v as f32 as f64);
         all_finite(out)
     }

@@ -601,17 +601,9 @@ impl Dopri5 {
 /// Elements per chunk of rows: about `ROW_CHUNK`, whole rows, and a multiple of the error
 /// norm's `LANES` so that the chunks feed its lanes in element order.
 fn chunk_len(d: usize) -> usize {
-    let rows_per_lane_cycle = LANES / gcd(d, LANES);
+    let rows_per_lane_cycle = LANES / tiles::gcd(d, LANES);
     let rows = (ROW_CHUNK / d).max(1).div_ceil(rows_per_lane_cycle) * rows_per_lane_cycle;
     rows * d
-}
-
-fn gcd(a: usize, b: usize) -> usize {
-    if b == 0 {
-        a
-    } else {
-        gcd(b, a % b)
-    }
 }
 
 impl Stage<'_> {

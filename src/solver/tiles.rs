@@ -85,7 +85,7 @@ pub fn plan(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<Plan> {
     })
 }
 
-fn gcd(a: usize, b: usize) -> usize {
+pub(super) fn gcd(a: usize, b: usize) -> usize {
     if b == 0 {
         a
     } else {
