@@ -5,8 +5,8 @@
 //! stream per use (step index, tree node…). A draw therefore never depends on which draws
 //! came before it, nor on thread count. (Xoshiro256++ with ziggurat normals measured 2× the
 //! throughput of ChaCha8 here; noise generation dominates stochastic samplers' cost beyond
-//! the model.) Noise drawn once per run (x_T, data) uses `rand_distr`'s ziggurat, ≈ 2.1 ns
-//! per normal; noise drawn at every step uses the 32-lane ziggurat of [`wide`], ≈ 0.9 ns.
+//! the model.) Noise drawn once per run (x_T, data) uses `rand_distr`'s ziggurat, ≈ 1.9 ns
+//! per normal; noise drawn at every step uses the 32-lane ziggurat of [`wide`], ≈ 0.93 ns.
 
 pub mod wide;
 
@@ -36,7 +36,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// Noise drawn at every solver step (not once per run) comes from the 32-lane
-    /// ziggurat of [`wide`], ≈ 2.4× faster per normal: these draws are what stochastic
+    /// ziggurat of [`wide`], ≈ 2× faster per normal: these draws are what stochastic
     /// samplers add to each model call.
     fn per_step(self) -> bool {
         matches!(
