@@ -21,7 +21,9 @@ use pfode::noise::{self, Purpose};
 use pfode::reference::{self, Mode, Settings};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{Ctx, Ddim, Precision, Solver, SolverOptions, SOLVERS};
+use pfode::solver::{
+    Brownian, Ctx, Ddim, EulerMaruyama, Precision, Solver, SolverOptions, SOLVERS,
+};
 use std::time::Instant;
 
 const STEPS: usize = 20;
@@ -38,6 +40,12 @@ fn solvers() -> Vec<(String, Solver)> {
         })
         .collect();
     v.push(("ddim --eta 1".into(), Solver::Ddim(Ddim::new(1.0).unwrap())));
+    v.push((
+        "euler-maruyama --brownian tree".into(),
+        Solver::EulerMaruyama(EulerMaruyama {
+            brownian: Brownian::Tree,
+        }),
+    ));
     for coords in [Coords::T, Coords::Lambda] {
         let o = SolverOptions {
             coords: Some(coords),
@@ -208,7 +216,7 @@ fn summary(s: &Setup) {
         100.0 * triad / model
     );
     println!(
-        "{:<22} {:>5} {:>27} {:>27} {:>24}",
+        "{:<30} {:>5} {:>27} {:>27} {:>24}",
         "solver", "nfe", "vs whole-batch calls", "vs its own calls", "noise draws / NFE (µs)"
     );
     for (name, solver) in solvers() {
@@ -220,7 +228,7 @@ fn summary(s: &Setup) {
             None if solver.is_adaptive() => "steps".into(),
             None => "-".into(),
         };
-        let draws = if name == "euler-maruyama" {
+        let draws = if name.ends_with("--brownian tree") {
             format!("{:.1} (tree)", tree * STEPS as f64 / nfe as f64 * 1e6)
         } else if solver.is_stochastic() {
             format!("{:.1}", normals * STEPS as f64 / nfe as f64 * 1e6)
@@ -228,7 +236,7 @@ fn summary(s: &Setup) {
             "-".into()
         };
         println!(
-            "{name:<22} {nfe:>5} {tiles:>8} {:>29} {draws:>24}",
+            "{name:<30} {nfe:>5} {tiles:>8} {:>29} {draws:>24}",
             show(ratios)
         );
     }

@@ -4,7 +4,7 @@ use crate::error::{Error, Result};
 use crate::flow::Coords;
 use crate::grid::{FinalSigma, GridOptions, Spacing};
 use crate::schedule::{Discrete, Schedule};
-use crate::solver::{Precision, SolverOptions, Variance};
+use crate::solver::{Brownian, Precision, SolverOptions, Variance};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 
@@ -204,6 +204,10 @@ pub struct SampleArgs {
     /// DDPM's reverse variance [default: beta-tilde].
     #[arg(long, value_enum)]
     pub variance: Option<Variance>,
+    /// Euler–Maruyama's Brownian increments: steps (fresh per step) or tree (the same path
+    /// at every step count, for strong errors) [default: steps].
+    #[arg(long, value_enum)]
+    pub brownian: Option<Brownian>,
     /// EDM churn S_churn of stochastic Heun [default: 0, deterministic].
     #[arg(long)]
     pub s_churn: Option<f64>,
@@ -252,6 +256,7 @@ impl SampleArgs {
             eta: self.eta,
             coords: self.coords,
             variance: self.variance,
+            brownian: self.brownian,
             s_churn: self.s_churn,
             s_tmin: self.s_tmin,
             s_tmax: self.s_tmax,

@@ -652,6 +652,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         eta: None,
         coords: None,
         variance: None,
+        brownian: None,
         s_churn: None,
         s_tmin: None,
         s_tmax: None,

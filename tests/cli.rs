@@ -88,17 +88,17 @@ fn sample_writes_npy_and_a_sidecar_with_the_exact_grid_and_nfe() {
 fn same_arguments_give_byte_identical_output_with_one_or_two_threads() {
     let dir = tempfile::tempdir().unwrap();
     // The learned model runs candle's threaded matrix products and the SIMD passes.
-    for (model, solver) in [
-        ("mix16d", "ddim"),
-        ("mix16d", "ddpm"),
-        ("mix16d", "euler-maruyama"),
-        ("models/digits.safetensors", "dpm-solver++2m"),
+    for (model, solver, extra) in [
+        ("mix16d", "ddim", &[][..]),
+        ("mix16d", "ddpm", &[]),
+        ("mix16d", "euler-maruyama", &[]),
+        ("mix16d", "euler-maruyama", &["--brownian", "tree"]),
+        ("models/digits.safetensors", "dpm-solver++2m", &[]),
     ] {
         let mut outputs = vec![];
         for (k, threads) in ["1", "2", "2"].iter().enumerate() {
-            let out = dir.path().join(format!("{solver}{k}.npy"));
-            let o = pfode_threads(
-                threads,
+            let out = dir.path().join(format!("{solver}{}{k}.npy", extra.len()));
+            let args = [
                 &[
                     "sample",
                     "--model",
@@ -113,8 +113,11 @@ fn same_arguments_give_byte_identical_output_with_one_or_two_threads() {
                     "9",
                     "--out",
                     out.to_str().unwrap(),
-                ],
-            );
+                ][..],
+                extra,
+            ]
+            .concat();
+            let o = pfode_threads(threads, &args);
             assert!(o.status.success(), "{}", stderr(&o));
             let mut side: serde_json::Value =
                 serde_json::from_str(&std::fs::read_to_string(out.with_extension("json")).unwrap())
@@ -366,6 +369,10 @@ fn bad_inputs_fail_with_one_line_naming_the_problem_and_leave_no_output() {
         (
             [base("ring2d"), vec!["--coords".into(), "t".into()]].concat(),
             vec!["--coords", "ddim"],
+        ),
+        (
+            [base("ring2d"), vec!["--brownian".into(), "tree".into()]].concat(),
+            vec!["--brownian", "ddim", "euler-maruyama"],
         ),
         (
             [base("ring2d"), vec!["--eta".into(), "-1".into()]].concat(),

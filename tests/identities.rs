@@ -123,7 +123,7 @@ fn stochastic_samplers_are_reproducible_from_their_seed() {
         Solver::Ddpm(Ddpm {
             variance: Variance::Beta,
         }),
-        Solver::EulerMaruyama(pfode::solver::EulerMaruyama),
+        Solver::EulerMaruyama(pfode::solver::EulerMaruyama::default()),
     ] {
         let a = run(&solver, "ring2d", &g, &x, 11);
         assert_eq!(a, run(&solver, "ring2d", &g, &x, 11));

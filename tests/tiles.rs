@@ -6,7 +6,7 @@ use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, ScoreModel};
 use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{tiles, Ctx, Precision, Solver, SolverOptions, SOLVERS};
+use pfode::solver::{tiles, Brownian, Ctx, Precision, Solver, SolverOptions, SOLVERS};
 use pfode::Batch;
 
 fn grid(schedule: &Schedule, steps: usize) -> TimeGrid {
@@ -69,9 +69,16 @@ fn every_solver() -> Vec<(String, Solver)> {
                 ..Default::default()
             },
         ),
+        (
+            "euler-maruyama",
+            SolverOptions {
+                brownian: Some(Brownian::Tree),
+                ..Default::default()
+            },
+        ),
     ] {
         v.push((
-            format!("{name} (stochastic)"),
+            format!("{name} (variant)"),
             Solver::build(name, &opts).unwrap(),
         ));
     }
@@ -102,7 +109,7 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
         // read step noise drawn ahead (Euler–Maruyama's tree: blocks only).
         let sizes: &[usize] = if solver.is_stochastic() {
             assert_eq!(rows, Some(512), "{name}");
-            if name == "euler-maruyama" {
+            if name == "euler-maruyama (variant)" {
                 &[512, 1024]
             } else {
                 &[512, 1024, 100, 7]
@@ -122,8 +129,8 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
     }
     assert_eq!(
         tiled,
-        SOLVERS.len() + 1,
-        "every solver but dopri5, and two variants"
+        SOLVERS.len() + 2,
+        "every solver but dopri5, and three variants"
     );
     // Single precision rounds inside each tile exactly as on the whole batch.
     let s = Solver::build("dpm-solver++3m", &SolverOptions::default()).unwrap();
@@ -145,13 +152,20 @@ fn tiles_apply_only_where_they_change_nothing() {
     let tiled = |rows, noise_ahead| Some(tiles::Plan { rows, noise_ahead });
     assert_eq!(plan("unipc", &x), tiled(512, false));
     // One noise block holds all 4 096 rows of a 2-D batch: stochastic runs read step noise
-    // drawn ahead, except Euler–Maruyama, whose Brownian tree stays whole, like dopri5.
-    for name in ["ddpm", "dpm-solver++2m-sde"] {
+    // drawn ahead, except Euler–Maruyama on its Brownian tree, which stays whole, like dopri5.
+    for name in ["ddpm", "dpm-solver++2m-sde", "euler-maruyama"] {
         assert_eq!(plan(name, &x), tiled(512, true), "{name}");
     }
-    for name in ["euler-maruyama", "dopri5"] {
-        assert_eq!(plan(name, &x), None, "{name}");
-    }
+    assert_eq!(plan("dopri5", &x), None);
+    let tree = Solver::build(
+        "euler-maruyama",
+        &SolverOptions {
+            brownian: Some(Brownian::Tree),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    assert_eq!(tiles::plan(&tree, &ctx, &x), None);
     let wider = draw_noise(4097, 2, 0);
     assert_eq!(plan("ddpm", &wider), tiled(4096, false));
     // Noise drawn ahead is bounded by 64 MiB: 8 192 × 3 values over 5 steps are drawn

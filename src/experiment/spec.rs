@@ -57,6 +57,8 @@ pub struct SolverSpec {
     pub lower_order_final: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub no_corrector: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brownian: Option<crate::solver::Brownian>,
 }
 
 /// Tolerances of the cached reference.
@@ -205,6 +207,7 @@ impl SolverSpec {
             coords: self.coords,
             lower_order_final: self.lower_order_final,
             no_corrector: self.no_corrector,
+            brownian: self.brownian,
             ..Default::default()
         }
     }

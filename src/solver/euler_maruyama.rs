@@ -1,5 +1,9 @@
-//! Euler–Maruyama on the reverse SDE (math.md §4), driven by a [`BrownianTree`] so that
-//! runs at different step counts share one Brownian path.
+//! Euler–Maruyama on the reverse SDE (math.md §4).
+//!
+//! The Brownian increments come from one of two paths ([`Brownian`]): fresh per-step
+//! normals (the default, as DDPM's noise and k-diffusion's ancestral samplers), which give
+//! the exact law of the path on the run's grid, or a [`BrownianTree`], the same path at
+//! every resolution, for strong-error studies across step counts.
 //!
 //! The reverse SDE's noise is additive (g depends on t only), so EM coincides with
 //! Milstein and has strong order 1 (Kloeden & Platen 1992, §10.3), not the generic 0.5.
@@ -9,14 +13,44 @@ use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
 use crate::flow::reverse_sde_coefficients;
+use crate::noise::Purpose;
 use crate::schedule::Schedule;
 
-/// Euler–Maruyama with Itô (left-point) coefficients.
-#[derive(Clone, Debug)]
-pub struct EulerMaruyama;
+/// Where Euler–Maruyama's Brownian increments come from.
+#[derive(
+    Clone,
+    Copy,
+    Debug,
+    Default,
+    PartialEq,
+    Eq,
+    clap::ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Brownian {
+    /// Independent N(0, h) increments keyed by step index: one normal per value and step.
+    /// Runs at different step counts see different paths.
+    #[default]
+    Steps,
+    /// A virtual Brownian tree: one path per seed at every resolution, so errors against
+    /// a finer run on the same seed are strong errors. A walk with spacing s draws about
+    /// 1 + log₂ s node arrays per step.
+    Tree,
+}
 
-/// The Brownian path and its value at the current grid point.
-pub struct PathState {
+/// Euler–Maruyama with Itô (left-point) coefficients.
+#[derive(Clone, Debug, Default)]
+pub struct EulerMaruyama {
+    pub brownian: Brownian,
+}
+
+/// The Brownian tree and its value at the current grid point (`None` for per-step noise).
+pub struct PathState(Option<TreePath>);
+
+/// A tree path's state.
+pub struct TreePath {
     tree: BrownianTree,
     clock: TreeClock,
     w_now: std::rc::Rc<Vec<f64>>,
@@ -66,11 +100,14 @@ impl Sampler for EulerMaruyama {
     type State = PathState;
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
+        if self.brownian == Brownian::Steps {
+            return Ok(PathState(None));
+        }
         let clock = TreeClock::new(ctx.schedule);
         let mut tree = BrownianTree::new(ctx.seed, x.data.len(), 0.0, clock.span)
             .from_block(ctx.noise_block());
         let w_now = tree.value_shared(clock.at(ctx.t(0)))?;
-        Ok(PathState { tree, clock, w_now })
+        Ok(PathState(Some(TreePath { tree, clock, w_now })))
     }
 
     fn step(
@@ -86,14 +123,20 @@ impl Sampler for EulerMaruyama {
         let (cx, ce) = reverse_sde_coefficients(ctx.schedule, t);
         x.update_with(&eps, |x, e| x - h * (cx * x + ce * e));
         ctx.recycle(eps);
+        let g_sq = ctx.schedule.diffusion_sq(t);
+        let Some(path) = st.0.as_mut() else {
+            // g · ΔW with ΔW ~ N(0, h).
+            ctx.add_noise(Purpose::StepNoise, i as u64, (g_sq * h).sqrt(), &mut x.data);
+            return Ok((x, st));
+        };
         // Reverse time: the increment over [t', t] enters as W(t) - W(t').
-        let w_next = st.tree.value_shared(st.clock.at(t_next))?;
+        let w_next = path.tree.value_shared(path.clock.at(t_next))?;
         // W(u) has variance u in tree time; in t that is u / per_t.
-        let g = (ctx.schedule.diffusion_sq(t) / st.clock.per_t).sqrt();
-        for ((v, a), b) in x.data.iter_mut().zip(st.w_now.iter()).zip(w_next.iter()) {
+        let g = (g_sq / path.clock.per_t).sqrt();
+        for ((v, a), b) in x.data.iter_mut().zip(path.w_now.iter()).zip(w_next.iter()) {
             *v += g * (a - b);
         }
-        st.w_now = w_next;
+        path.w_now = w_next;
         Ok((x, st))
     }
 }

@@ -30,7 +30,7 @@ pub use dpm_solver_1::DpmSolver1;
 pub use dpm_solver_pp::DpmSolverPp;
 pub use dpm_solver_pp_sde::DpmSolverPpSde;
 pub use euler::Euler;
-pub use euler_maruyama::{EulerMaruyama, TreeClock};
+pub use euler_maruyama::{Brownian, EulerMaruyama, TreeClock};
 pub use heun::{Churn, Heun};
 pub use ipndm::{Ipndm, WarmStart};
 pub use midpoint::Midpoint;
@@ -322,7 +322,7 @@ pub const SOLVERS: &[SolverInfo] = &[
     SolverInfo { name: "dpm-solver++3m", order: 3.0, stochastic: false, options: &["--lower-order-final"], summary: "multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)" },
     SolverInfo { name: "unipc", order: 3.0, stochastic: false, options: &["--lower-order-final", "--no-corrector"], summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with --no-corrector" },
     SolverInfo { name: "ddpm", order: 1.0, stochastic: true, options: &["--variance"], summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1" },
-    SolverInfo { name: "euler-maruyama", order: 1.0, stochastic: true, options: &[], summary: "Euler–Maruyama on the reverse SDE, Brownian tree; strong order 1 (additive noise)" },
+    SolverInfo { name: "euler-maruyama", order: 1.0, stochastic: true, options: &["--brownian"], summary: "Euler–Maruyama on the reverse SDE, per-step increments or a Brownian tree; strong order 1 (additive noise)" },
     SolverInfo { name: "dpm-solver++2m-sde", order: 1.0, stochastic: true, options: &["--lower-order-final"], summary: "SDE-DPM-Solver++(2M), data prediction (Lu et al. 2022b)" },
 ];
 
@@ -346,6 +346,7 @@ pub struct SolverOptions {
     pub eta: Option<f64>,
     pub coords: Option<Coords>,
     pub variance: Option<Variance>,
+    pub brownian: Option<Brownian>,
     pub s_churn: Option<f64>,
     pub s_tmin: Option<f64>,
     pub s_tmax: Option<f64>,
@@ -361,11 +362,12 @@ impl SolverOptions {
     /// The flags that were given.
     fn given(&self) -> Vec<&'static str> {
         let mut v = Vec::new();
-        let flags: [(&'static str, bool); 11] = [
+        let flags: [(&'static str, bool); 12] = [
             ("--warm-start", self.warm_start.is_some()),
             ("--eta", self.eta.is_some()),
             (COORDS, self.coords.is_some()),
             ("--variance", self.variance.is_some()),
+            ("--brownian", self.brownian.is_some()),
             (CHURN[0], self.s_churn.is_some()),
             (CHURN[1], self.s_tmin.is_some()),
             (CHURN[2], self.s_tmax.is_some()),
@@ -411,9 +413,17 @@ impl Solver {
             } else {
                 info.options.join(", ")
             };
+            let takers: Vec<&str> = SOLVERS
+                .iter()
+                .filter(|s| s.options.contains(&flag))
+                .map(|s| s.name)
+                .collect();
             return Err(Error::invalid(
                 flag,
-                format!("solver '{name}' does not take {flag} (it takes {accepted})"),
+                format!(
+                    "solver '{name}' does not take {flag} (it takes {accepted}; {flag} is for {})",
+                    takers.join(", ")
+                ),
             ));
         }
         let coords = opts.coords.unwrap_or(Coords::Sigma);
@@ -451,7 +461,9 @@ impl Solver {
             "ddpm" => Solver::Ddpm(Ddpm {
                 variance: opts.variance.unwrap_or(Variance::BetaTilde),
             }),
-            "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama),
+            "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama {
+                brownian: opts.brownian.unwrap_or_default(),
+            }),
             "dpm-solver++2m-sde" => Solver::DpmSolverPpSde(DpmSolverPpSde {
                 lower_order_final: lof,
             }),
@@ -536,7 +548,8 @@ impl Solver {
             }
             Solver::Ddpm(s) => json!({"variance": s.variance}),
             Solver::DpmSolverPpSde(s) => json!({"lower_order_final": s.lower_order_final}),
-            Solver::DpmSolver1(_) | Solver::DpmSolver(_) | Solver::EulerMaruyama(_) => json!({}),
+            Solver::EulerMaruyama(s) => json!({"brownian": s.brownian}),
+            Solver::DpmSolver1(_) | Solver::DpmSolver(_) => json!({}),
         }
     }
 

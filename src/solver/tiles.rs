@@ -16,7 +16,7 @@
 //! size follows the batch's error norm, which couples rows: it tiles each attempted step
 //! instead, and sums the norm per tile-sized block whether tiled or not (`dopri5`).
 
-use super::{Ctx, Precision, Solver};
+use super::{Brownian, Ctx, EulerMaruyama, Precision, Solver};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Counted, ScoreModel};
@@ -57,7 +57,7 @@ const NOISE_AHEAD_BYTES: usize = 64 << 20;
 /// hold whole noise blocks (`BLOCK / gcd(d, BLOCK)` rows, one block when d divides it) so
 /// that each draws the whole batch's noise for its rows; where that leaves one tile (a 2-D
 /// batch of 4 096 rows is one block), the noise of every step is drawn ahead, in parallel,
-/// and the tiles read their rows of it, unless it would exceed 64 MiB. Euler–Maruyama's
+/// and the tiles read their rows of it, unless it would exceed 64 MiB. Euler–Maruyama on a
 /// Brownian tree draws node noise, not step noise: it tiles on blocks only.
 pub fn plan(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<Plan> {
     if solver.is_adaptive() || !rows_separate(ctx, x) {
@@ -78,7 +78,12 @@ pub fn plan(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<Plan> {
         });
     }
     let ahead_bytes = ctx.grid.steps() * x.data.len() * std::mem::size_of::<f64>();
-    let step_noise_only = !matches!(solver, Solver::EulerMaruyama(_));
+    let step_noise_only = !matches!(
+        solver,
+        Solver::EulerMaruyama(EulerMaruyama {
+            brownian: Brownian::Tree
+        })
+    );
     (step_noise_only && ahead_bytes <= NOISE_AHEAD_BYTES).then_some(Plan {
         rows,
         noise_ahead: true,
