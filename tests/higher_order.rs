@@ -82,6 +82,46 @@ fn dopri5_error_and_nfe_follow_its_tolerance() {
     assert!(last.0 < 1e-6);
 }
 
+/// Grid points are stops, not restarts: the controller carries its step proposal across
+/// them, so a 20-interval grid costs about what the bare interval does (without the carry
+/// it was 1.8× on mix16d) and stays within the tolerance's error.
+#[test]
+fn dopri5_carries_its_step_size_across_grid_points() {
+    let s = Schedule::ddpm_linear();
+    let m = builtin("mix16d").unwrap();
+    let x = draw_noise(256, 16, 1);
+    let solver = build("dopri5");
+    let run = |steps: usize| {
+        let grid =
+            TimeGrid::build(&s, &Spacing::Trailing, Some(steps), GridOptions::default()).unwrap();
+        sample(&solver, &m, &s, &grid, x.clone(), 0).unwrap()
+    };
+    let tight = Solver::build(
+        "dopri5",
+        &SolverOptions {
+            rtol: Some(1e-10),
+            atol: Some(1e-10),
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(1), GridOptions::default()).unwrap();
+    let reference = sample(&tight, &m, &s, &grid, x.clone(), 0).unwrap().0;
+    let ((one, nfe_one), (twenty, nfe_twenty)) = (run(1), run(20));
+    let (e1, e20) = (
+        one.rms_distance(&reference),
+        twenty.rms_distance(&reference),
+    );
+    println!(
+        "dopri5 on 1 / 20 intervals: NFE {nfe_one} / {nfe_twenty}, RMS error {e1:.2e} / {e20:.2e}"
+    );
+    assert!(
+        (nfe_twenty as f64) < 1.2 * nfe_one as f64,
+        "NFE {nfe_twenty} on 20 intervals vs {nfe_one} on one"
+    );
+    assert!(e1 < 1e-3 && e20 < 1e-3, "{e1} {e20}");
+}
+
 #[test]
 fn heun_churn_is_seeded_noise_and_zero_churn_is_deterministic_heun() {
     let s = Schedule::ddpm_linear();

@@ -1,6 +1,9 @@
 //! Adaptive Dormand–Prince 5(4) (Dormand & Prince 1980; Hairer, Nørsett & Wanner, *Solving
 //! ODEs I*, §II.4–5) as a sampler: error-controlled steps between grid points (by default
-//! the grid is just start and end), one step size for the whole batch, FSAL.
+//! the grid is just start and end), one step size for the whole batch, FSAL. Grid points
+//! are stops, not restarts: the step-size controller carries its proposal from one interval
+//! to the next (as DifferentialEquations.jl does at `tstops`), so a finer output grid costs
+//! the clipped steps at its points, not a fresh initial-step search per interval.
 
 use super::rk::step_coords;
 use super::{tiles, Ctx, Sampler};
@@ -218,24 +221,37 @@ struct Part {
     chunks: Vec<f64>,
 }
 
-impl Sampler for Dopri5 {
-    type State = ();
+/// The controller's proposal for the next step, in the integration variable of `coords`.
+#[derive(Clone, Copy, Debug)]
+pub struct Carry {
+    h: f64,
+    coords: Coords,
+}
 
-    fn init(&self, _: &Ctx, _: &Batch) -> Result<()> {
-        Ok(())
+impl Sampler for Dopri5 {
+    type State = Option<Carry>;
+
+    fn init(&self, _: &Ctx, _: &Batch) -> Result<Option<Carry>> {
+        Ok(None)
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(
+        &self,
+        ctx: &Ctx,
+        i: usize,
+        x: Batch,
+        carry: Option<Carry>,
+    ) -> Result<(Batch, Option<Carry>)> {
         let (t0, t1) = (ctx.t(i), ctx.t(i + 1));
         // A model undefined on clean data is integrated to the first training step, then
         // denoised (the Euler step in σ onto σ = 0).
         if t1 == 0.0 && !ctx.model.defined_at_clean() {
             let t_min = ctx.schedule.t_min().min(t0 * 0.5);
-            let x = self.integrate(ctx, t0, t_min, x)?;
+            let (x, _) = self.integrate(ctx, t0, t_min, x, carry)?;
             let x0 = ctx.x0_at(&x, t_min)?;
-            return Ok((x0, ()));
+            return Ok((x0, None));
         }
-        Ok((self.integrate(ctx, t0, t1, x)?, ()))
+        self.integrate(ctx, t0, t1, x, carry)
     }
 }
 
@@ -313,10 +329,20 @@ impl Dopri5 {
         (self.rtol, self.atol)
     }
 
-    fn integrate(&self, ctx: &Ctx, t0: f64, t1: f64, x: Batch) -> Result<Batch> {
+    /// Integrates from `t0` to `t1`, starting from the carried step proposal when it is in
+    /// this interval's coordinates; returns the state and the proposal for the next one.
+    fn integrate(
+        &self,
+        ctx: &Ctx,
+        t0: f64,
+        t1: f64,
+        x: Batch,
+        carry: Option<Carry>,
+    ) -> Result<(Batch, Option<Carry>)> {
+        let coords = step_coords(self.coords, t1);
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
-            coords: step_coords(self.coords, t1),
+            coords,
         };
         let tau1 = flow.variable(t1);
         let field = Field { flow, tau1, t1 };
@@ -369,7 +395,8 @@ impl Dopri5 {
             parts,
             rows,
         };
-        let result = self.solve(&mut parts, &field, t0, len);
+        let h0 = carry.filter(|c| c.coords == coords).map(|c| c.h);
+        let result = self.solve(&mut parts, &field, t0, len, h0);
         for c in &parts.ctxs {
             c.move_buffers(ctx);
         }
@@ -377,11 +404,20 @@ impl Dopri5 {
         if let Some(m) = models.first() {
             ctx.model.add_calls(m.nfe());
         }
-        result
+        result.map(|(x, h)| (x, Some(Carry { h, coords })))
     }
 
-    /// The error-controlled steps from `t0` to the field's end, on `parts`.
-    fn solve(&self, parts: &mut Parts, field: &Field, t0: f64, len: usize) -> Result<Batch> {
+    /// The error-controlled steps from `t0` to the field's end, on `parts`, the first one of
+    /// size `carried` (clipped to the interval) when given, else chosen as Hairer et al. do.
+    /// Returns the state and the proposal for a step beyond the end.
+    fn solve(
+        &self,
+        parts: &mut Parts,
+        field: &Field,
+        t0: f64,
+        len: usize,
+        carried: Option<f64>,
+    ) -> Result<(Batch, f64)> {
         let (tau0, tau1, t1) = (field.flow.variable(t0), field.tau1, field.t1);
         let span = tau1 - tau0;
         let dir = span.signum();
@@ -389,58 +425,31 @@ impl Dopri5 {
         let fused = !parts.ctxs.is_empty();
         let stage_at =
             |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
-        // The state's slope, and the initial step (Hairer et al., §II.4), which costs one
-        // more evaluation.
+        // The state's slope; the first step is the carried proposal, else Hairer's initial
+        // step, which costs one more evaluation.
         let first = stage_at(tau0);
-        let [d0, d1] = parts.each(|c, p| {
+        let slope_at_start = |c: &Ctx, p: &mut Part| -> Result<()> {
             p.k1 = match first.as_ref().and_then(|st| st.slope_of_batch(c, &p.u)) {
                 Some(k1) => k1,
                 None => field.at(c, tau0, &p.u)?,
             };
-            let (u, k1) = (&p.u.data, &p.k1.data);
-            Ok([
-                blocked_squares(u, u, u, block, self.tol()),
-                blocked_squares(k1, u, u, block, self.tol()),
-            ])
-        })?;
-        let norm = |sum: f64| (sum / len as f64).sqrt();
-        let (d0, d1) = (norm(d0), norm(d1));
-        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
-            1e-6
-        } else {
-            0.01 * d0 / d1
-        }
-        .min(span.abs());
-        let probe_stage = stage_at(tau0 + h0 * dir);
-        let [d2] = parts.each(|c, p| {
-            let probe = c.combination(&[(1.0, &p.u), (h0 * dir, &p.k1)]);
-            let k_probe = match probe_stage
-                .as_ref()
-                .and_then(|st| st.slope_of_batch(c, &probe))
-            {
-                Some(k) => k,
-                None => field.at(c, tau0 + h0 * dir, &probe)?,
-            };
-            let diff = c.combination(&[(1.0, &k_probe), (-1.0, &p.k1)]);
-            let sum = blocked_squares(&diff.data, &p.u.data, &p.u.data, block, self.tol());
-            for b in [probe, k_probe, diff] {
-                c.recycle(b);
-            }
-            Ok([sum])
-        })?;
-        let d2 = norm(d2) / h0;
-        let h1 = if d1.max(d2) <= 1e-15 {
-            (h0 * 1e-3).max(1e-6)
-        } else {
-            (0.01 / d1.max(d2)).powf(0.2)
+            Ok(())
         };
-        let mut h = (100.0 * h0).min(h1).min(span.abs()) * dir;
+        let norm = |sum: f64| (sum / len as f64).sqrt();
+        let mut h = match carried.filter(|h| h * dir > 0.0) {
+            Some(h) => {
+                parts.each(|c, p| slope_at_start(c, p).map(|()| []))?;
+                h
+            }
+            None => self.initial_step(parts, field, tau0, span, &slope_at_start)?,
+        };
         let mut tau = tau0;
         for _ in 0..MAX_STEPS {
             if (tau1 - tau) * dir <= 0.0 {
-                return Ok(parts.join(field.flow.scale(t1), len));
+                return Ok((parts.join(field.flow.scale(t1), len), h));
             }
             let last = (tau + h - tau1) * dir >= 0.0;
+            let unclipped = h;
             if last {
                 h = tau1 - tau;
             }
@@ -478,11 +487,74 @@ impl Dopri5 {
                 (0.9 * norm.powf(-0.2)).clamp(0.2, 5.0)
             };
             h *= factor;
+            // A step shortened to land on the interval's end says little about the next
+            // one: unless it asked for a smaller step, the proposal before the clip stands.
+            if accept && last && factor >= 1.0 && unclipped.abs() > h.abs() {
+                h = unclipped;
+            }
         }
         Err(Error::invalid(
             "dopri5",
             format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
         ))
+    }
+
+    /// The initial step of Hairer et al. (§II.4): from the state's and its slope's norms,
+    /// with one more evaluation at a probe step. Also leaves the slope at `τ0` in each part.
+    fn initial_step(
+        &self,
+        parts: &mut Parts,
+        field: &Field,
+        tau0: f64,
+        span: f64,
+        slope_at_start: &(impl Fn(&Ctx, &mut Part) -> Result<()> + Sync),
+    ) -> Result<f64> {
+        let dir = span.signum();
+        let block = parts.rows * parts.parts[0].u.d;
+        let len: usize = parts.parts.iter().map(|p| p.u.data.len()).sum();
+        let fused = !parts.ctxs.is_empty();
+        let stage_at =
+            |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
+        let [d0, d1] = parts.each(|c, p| {
+            slope_at_start(c, p)?;
+            let (u, k1) = (&p.u.data, &p.k1.data);
+            Ok([
+                blocked_squares(u, u, u, block, self.tol()),
+                blocked_squares(k1, u, u, block, self.tol()),
+            ])
+        })?;
+        let norm = |sum: f64| (sum / len as f64).sqrt();
+        let (d0, d1) = (norm(d0), norm(d1));
+        let h0 = if d0 < 1e-5 || d1 < 1e-5 {
+            1e-6
+        } else {
+            0.01 * d0 / d1
+        }
+        .min(span.abs());
+        let probe_stage = stage_at(tau0 + h0 * dir);
+        let [d2] = parts.each(|c, p| {
+            let probe = c.combination(&[(1.0, &p.u), (h0 * dir, &p.k1)]);
+            let k_probe = match probe_stage
+                .as_ref()
+                .and_then(|st| st.slope_of_batch(c, &probe))
+            {
+                Some(k) => k,
+                None => field.at(c, tau0 + h0 * dir, &probe)?,
+            };
+            let diff = c.combination(&[(1.0, &k_probe), (-1.0, &p.k1)]);
+            let sum = blocked_squares(&diff.data, &p.u.data, &p.u.data, block, self.tol());
+            for b in [probe, k_probe, diff] {
+                c.recycle(b);
+            }
+            Ok([sum])
+        })?;
+        let d2 = norm(d2) / h0;
+        let h1 = if d1.max(d2) <= 1e-15 {
+            (h0 * 1e-3).max(1e-6)
+        } else {
+            (0.01 / d1.max(d2)).powf(0.2)
+        };
+        Ok((100.0 * h0).min(h1).min(span.abs()) * dir)
     }
 
     /// One Dormand–Prince step of size `h` from `τ` on `part`'s rows, stage by stage:
