@@ -33,6 +33,7 @@ impl std::fmt::Display for Coords {
 }
 
 /// The probability-flow ODE under a schedule, in chosen coordinates.
+#[derive(Clone, Copy)]
 pub struct ProbabilityFlow<'a> {
     pub schedule: &'a Schedule,
     pub coords: Coords,

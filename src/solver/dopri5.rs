@@ -6,7 +6,7 @@
 //! the clipped steps at its points, not a fresh initial-step search per interval.
 
 use super::rk::step_coords;
-use super::{tiles, Ctx, Sampler};
+use super::{tiles, Ctx, Precision};
 use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
@@ -223,35 +223,51 @@ struct Part {
 
 /// The controller's proposal for the next step, in the integration variable of `coords`.
 #[derive(Clone, Copy, Debug)]
-pub struct Carry {
+struct Carry {
     h: f64,
     coords: Coords,
 }
 
-impl Sampler for Dopri5 {
-    type State = Option<Carry>;
-
-    fn init(&self, _: &Ctx, _: &Batch) -> Result<Option<Carry>> {
-        Ok(None)
-    }
-
-    fn step(
-        &self,
-        ctx: &Ctx,
-        i: usize,
-        x: Batch,
-        carry: Option<Carry>,
-    ) -> Result<(Batch, Option<Carry>)> {
-        let (t0, t1) = (ctx.t(i), ctx.t(i + 1));
+impl Dopri5 {
+    /// Integrates over the context's grid. Grid points in one coordinate system form a
+    /// span: its state stays in the tiles, and the FSAL slope and the step proposal carry
+    /// through its points. The step proposal also carries into the next span when the
+    /// coordinates agree. In f32 runs every interval is a span, and the state is rounded to
+    /// f32 at every grid point, as for the other solvers.
+    pub fn run(&self, ctx: &Ctx, mut x: Batch, precision: Precision) -> Result<Batch> {
+        let steps = ctx.grid.steps();
         // A model undefined on clean data is integrated to the first training step, then
         // denoised (the Euler step in σ onto σ = 0).
-        if t1 == 0.0 && !ctx.model.defined_at_clean() {
-            let t_min = ctx.schedule.t_min().min(t0 * 0.5);
-            let (x, _) = self.integrate(ctx, t0, t_min, x, carry)?;
-            let x0 = ctx.x0_at(&x, t_min)?;
-            return Ok((x0, None));
+        let denoise_last = ctx.t(steps) == 0.0 && !ctx.model.defined_at_clean();
+        let mut carry = None;
+        let mut i = 0;
+        while i < steps {
+            let t0 = ctx.t(i);
+            if denoise_last && i + 1 == steps {
+                let t_min = ctx.schedule.t_min().min(t0 * 0.5);
+                let (xm, _) = self.integrate(ctx, t0, &[t_min], x, carry)?;
+                x = ctx.x0_at(&xm, t_min)?;
+                ctx.recycle(xm);
+            } else {
+                let coords = step_coords(self.coords, ctx.t(i + 1));
+                let mut end = i + 1;
+                while precision == Precision::F64
+                    && end < steps
+                    && !(denoise_last && end + 1 == steps)
+                    && step_coords(self.coords, ctx.t(end + 1)) == coords
+                {
+                    end += 1;
+                }
+                let stops: Vec<f64> = (i + 1..=end).map(|k| ctx.t(k)).collect();
+                (x, carry) = self.integrate(ctx, t0, &stops, x, carry)?;
+                i = end - 1;
+            }
+            if precision == Precision::F32 {
+                x.round_to_f32();
+            }
+            i += 1;
         }
-        self.integrate(ctx, t0, t1, x, carry)
+        Ok(x)
     }
 }
 
@@ -329,23 +345,23 @@ impl Dopri5 {
         (self.rtol, self.atol)
     }
 
-    /// Integrates from `t0` to `t1`, starting from the carried step proposal when it is in
-    /// this interval's coordinates; returns the state and the proposal for the next one.
+    /// Integrates from `t0` through `stops` (in one coordinate system), starting from the
+    /// carried step proposal when it is in these coordinates; returns the state at the last
+    /// stop and the proposal for a step beyond it.
     fn integrate(
         &self,
         ctx: &Ctx,
         t0: f64,
-        t1: f64,
+        stops: &[f64],
         x: Batch,
         carry: Option<Carry>,
     ) -> Result<(Batch, Option<Carry>)> {
-        let coords = step_coords(self.coords, t1);
+        let t_end = *stops.last().expect("at least one stop");
+        let coords = step_coords(self.coords, t_end);
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
             coords,
         };
-        let tau1 = flow.variable(t1);
-        let field = Field { flow, tau1, t1 };
         let len = x.data.len();
         // Rows independent (exact models): the interval runs on row tiles, in parallel, each
         // attempt a few rows at a time (see `attempt_in_rows`); only the error norm couples
@@ -366,7 +382,7 @@ impl Dopri5 {
             })
             .collect();
         // The state in the integration variable, u = x / scale.
-        let inv_scale = 1.0 / field.flow.scale(t0);
+        let inv_scale = 1.0 / flow.scale(t0);
         let parts: Vec<Part> = if tiled {
             let parts = ctxs
                 .iter()
@@ -395,8 +411,25 @@ impl Dopri5 {
             parts,
             rows,
         };
-        let h0 = carry.filter(|c| c.coords == coords).map(|c| c.h);
-        let result = self.solve(&mut parts, &field, t0, len, h0);
+        let mut h = carry.filter(|c| c.coords == coords).map(|c| c.h);
+        let mut result = Ok(());
+        let mut t = t0;
+        for (k, &stop) in stops.iter().enumerate() {
+            let field = Field {
+                flow,
+                tau1: flow.variable(stop),
+                t1: stop,
+            };
+            match self.solve(&mut parts, &field, t, len, h, k == 0) {
+                Ok(next) => h = Some(next),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+            t = stop;
+        }
+        let x = result.map(|()| parts.join(flow.scale(t_end), len));
         for c in &parts.ctxs {
             c.move_buffers(ctx);
         }
@@ -404,12 +437,13 @@ impl Dopri5 {
         if let Some(m) = models.first() {
             ctx.model.add_calls(m.nfe());
         }
-        result.map(|(x, h)| (x, Some(Carry { h, coords })))
+        Ok((x?, h.map(|h| Carry { h, coords })))
     }
 
     /// The error-controlled steps from `t0` to the field's end, on `parts`, the first one of
     /// size `carried` (clipped to the interval) when given, else chosen as Hairer et al. do.
-    /// Returns the state and the proposal for a step beyond the end.
+    /// `fresh`: the parts hold a new state, whose slope is still to be evaluated (else it is
+    /// the last accepted step's FSAL slope). Returns the proposal for a step beyond the end.
     fn solve(
         &self,
         parts: &mut Parts,
@@ -417,8 +451,9 @@ impl Dopri5 {
         t0: f64,
         len: usize,
         carried: Option<f64>,
-    ) -> Result<(Batch, f64)> {
-        let (tau0, tau1, t1) = (field.flow.variable(t0), field.tau1, field.t1);
+        fresh: bool,
+    ) -> Result<f64> {
+        let (tau0, tau1) = (field.flow.variable(t0), field.tau1);
         let span = tau1 - tau0;
         let dir = span.signum();
         let block = parts.rows * parts.parts[0].u.d;
@@ -437,6 +472,7 @@ impl Dopri5 {
         };
         let norm = |sum: f64| (sum / len as f64).sqrt();
         let mut h = match carried.filter(|h| h * dir > 0.0) {
+            Some(h) if !fresh => h,
             Some(h) => {
                 parts.each(|c, p| slope_at_start(c, p).map(|()| []))?;
                 h
@@ -446,7 +482,7 @@ impl Dopri5 {
         let mut tau = tau0;
         for _ in 0..MAX_STEPS {
             if (tau1 - tau) * dir <= 0.0 {
-                return Ok((parts.join(field.flow.scale(t1), len), h));
+                return Ok(h);
             }
             let last = (tau + h - tau1) * dir >= 0.0;
             let unclipped = h;

@@ -571,7 +571,7 @@ impl Solver {
             Solver::Midpoint(s) => integrate(s, ctx, x, precision),
             Solver::Rk4(s) => integrate(s, ctx, x, precision),
             Solver::Ipndm(s) => integrate(s, ctx, x, precision),
-            Solver::Dopri5(s) => integrate(s, ctx, x, precision),
+            Solver::Dopri5(s) => s.run(ctx, x, precision),
             Solver::DpmSolver1(s) => integrate(s, ctx, x, precision),
             Solver::DpmSolver(s) => integrate(s, ctx, x, precision),
             Solver::DpmSolverPp(s) => integrate(s, ctx, x, precision),
