@@ -1,9 +1,10 @@
 //! Adaptive Dormand–Prince 5(4) (Dormand & Prince 1980; Hairer, Nørsett & Wanner, *Solving
 //! ODEs I*, §II.4–5) as a sampler: error-controlled steps between grid points (by default
 //! the grid is just start and end), one step size for the whole batch, FSAL. Grid points
-//! are stops, not restarts: the step-size controller carries its proposal from one interval
-//! to the next (as DifferentialEquations.jl does at `tstops`), so a finer output grid costs
-//! the clipped steps at its points, not a fresh initial-step search per interval.
+//! are stops, not restarts: the step-size controller carries its proposal through them (as
+//! DifferentialEquations.jl does at `tstops`) and the FSAL slope carries too, so a finer
+//! output grid costs the clipped steps at its points, not a fresh initial-step search and
+//! slope per interval.
 
 use super::rk::step_coords;
 use super::{tiles, Ctx, Precision};
@@ -239,33 +240,34 @@ impl Dopri5 {
         // A model undefined on clean data is integrated to the first training step, then
         // denoised (the Euler step in σ onto σ = 0).
         let denoise_last = ctx.t(steps) == 0.0 && !ctx.model.defined_at_clean();
+        // Grid points i < end share a span with point i + 1.
+        let joins = |end: usize| {
+            precision == Precision::F64
+                && end < steps
+                && !(denoise_last && end + 1 == steps)
+                && step_coords(self.coords, ctx.t(end + 1)) == step_coords(self.coords, ctx.t(end))
+        };
         let mut carry = None;
         let mut i = 0;
         while i < steps {
             let t0 = ctx.t(i);
-            if denoise_last && i + 1 == steps {
+            let mut end = i + 1;
+            if denoise_last && end == steps {
                 let t_min = ctx.schedule.t_min().min(t0 * 0.5);
                 let (xm, _) = self.integrate(ctx, t0, &[t_min], x, carry)?;
                 x = ctx.x0_at(&xm, t_min)?;
                 ctx.recycle(xm);
             } else {
-                let coords = step_coords(self.coords, ctx.t(i + 1));
-                let mut end = i + 1;
-                while precision == Precision::F64
-                    && end < steps
-                    && !(denoise_last && end + 1 == steps)
-                    && step_coords(self.coords, ctx.t(end + 1)) == coords
-                {
+                while joins(end) {
                     end += 1;
                 }
                 let stops: Vec<f64> = (i + 1..=end).map(|k| ctx.t(k)).collect();
                 (x, carry) = self.integrate(ctx, t0, &stops, x, carry)?;
-                i = end - 1;
             }
             if precision == Precision::F32 {
                 x.round_to_f32();
             }
-            i += 1;
+            i = end;
         }
         Ok(x)
     }
