@@ -3,9 +3,11 @@
 //!
 //! Criterion times one model call and a 20-step run of each solver. The summary gives each
 //! solver's cost beyond its model calls as a fraction of them (target: ≤ 5 %): a real run
-//! against as many whole-batch model calls as its NFE, interleaved so that the ±5–10 %
-//! drift of a 2-core machine cancels, median and quartiles over the repetitions, with the
-//! number of row tiles the run used (`solver::tiles`; dopri5 tiles each attempted step). Tiled runs
+//! against as many whole-batch model calls as its NFE at x_T, and against the run's own
+//! calls replayed at the inputs it evaluated (the mixture's cost depends on its input by a
+//! few per cent), interleaved so that the ±5–10 % drift of a 2-core machine cancels,
+//! median and quartiles over the repetitions, with the number of row tiles the run used
+//! (`solver::tiles`; dopri5 tiles each attempted step). Tiled runs
 //! can come out below the model calls: their model calls find their rows in cache. The cost
 //! of drawing Gaussian noise is shown separately for stochastic solvers, and the memory
 //! floor line times one sweep over three state-sized arrays, the least a separate
@@ -24,6 +26,7 @@ use pfode::schedule::Schedule;
 use pfode::solver::{
     Brownian, Ctx, Ddim, EulerMaruyama, Precision, Solver, SolverOptions, SOLVERS,
 };
+use std::sync::Mutex;
 use std::time::Instant;
 
 const STEPS: usize = 20;
@@ -145,18 +148,60 @@ fn quartiles(mut v: Vec<f64>) -> [f64; 3] {
     [q(0.25), q(0.5), q(0.75)]
 }
 
+/// The mixture, recording every call's input and level: a whole-batch run through it
+/// makes the same calls (at the same inputs) as the tiled run (tiled ≡ whole, bit for bit).
+struct Recorder<'a> {
+    inner: &'a GaussianMixture,
+    calls: Mutex<Vec<(pfode::Batch, Level)>>,
+}
+
+impl ScoreModel for Recorder<'_> {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn describe(&self) -> serde_json::Value {
+        self.inner.describe()
+    }
+    fn eps_into(
+        &self,
+        x: &pfode::Batch,
+        level: &Level,
+        out: &mut [f64],
+    ) -> pfode::error::Result<()> {
+        self.calls.lock().unwrap().push((x.clone(), *level));
+        self.inner.eps_into(x, level, out)
+    }
+    fn defined_at_clean(&self) -> bool {
+        self.inner.defined_at_clean()
+    }
+}
+
+/// The inputs of every model call a run of `solver` makes.
+fn own_calls(s: &Setup, solver: &Solver) -> Vec<(pfode::Batch, Level)> {
+    let recorder = Recorder {
+        inner: &s.model,
+        calls: Mutex::new(Vec::new()),
+    };
+    run_with(s, &recorder, solver);
+    recorder.calls.into_inner().unwrap()
+}
+
 /// A solver's cost beyond its model calls, as quartiles of `run / model_calls - 1` over
-/// repetitions: the run against as many separate whole-batch model calls as its NFE, timed
-/// right after it so that the machine's drift (±5–10 % between minutes on 2 cores) cancels
-/// in each ratio. This is what sampling costs beyond evaluating the model, the cache gain
-/// of row tiles included.
-fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3]) {
+/// repetitions, against two baselines timed right after each run, so that the machine's
+/// drift (±5–10 % between minutes on 2 cores) cancels in each ratio: as many whole-batch
+/// calls at x_T (t = 0.5) as its NFE, and the run's own calls replayed (whole batch, at the
+/// inputs and levels the run evaluated: the mixture's cost moves with its input by a few
+/// per cent, e.g. 359–365 µs at x_T against 369–386 µs at the samples). Both count the cache
+/// gain of row tiles as the run's.
+fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3], [f64; 3]) {
     let nfe = run_with(s, &s.model, solver).1;
+    let calls = own_calls(s, solver);
+    assert_eq!(calls.len(), nfe, "every call recorded");
     let once = median_secs(3, || {
         std::hint::black_box(run_with(s, &s.model, solver));
     });
-    let reps = ((1.5 / (2.0 * once)) as usize).clamp(9, 41);
-    let ratios = (0..reps)
+    let reps = ((1.5 / (3.0 * once)) as usize).clamp(9, 41);
+    let (fixed, own): (Vec<f64>, Vec<f64>) = (0..reps)
         .map(|_| {
             let start = Instant::now();
             std::hint::black_box(run_with(s, &s.model, solver));
@@ -165,10 +210,16 @@ fn overhead(s: &Setup, solver: &Solver, out: &mut [f64]) -> (usize, [f64; 3]) {
             for _ in 0..nfe {
                 model_call(s, out);
             }
-            run / start.elapsed().as_secs_f64() - 1.0
+            let fixed = start.elapsed().as_secs_f64();
+            let start = Instant::now();
+            for (x, level) in &calls {
+                s.model.eps_into(x, level, out).unwrap();
+            }
+            let own = start.elapsed().as_secs_f64();
+            (run / fixed - 1.0, run / own - 1.0)
         })
-        .collect();
-    (nfe, quartiles(ratios))
+        .unzip();
+    (nfe, quartiles(fixed), quartiles(own))
 }
 
 fn summary(s: &Setup) {
@@ -216,11 +267,11 @@ fn summary(s: &Setup) {
         100.0 * triad / model
     );
     println!(
-        "{:<30} {:>5} {:>27} {:>27} {:>24}",
-        "solver", "nfe", "vs whole-batch calls", "vs its own calls", "noise draws / NFE (µs)"
+        "{:<30} {:>5} {:>6} {:>29} {:>29} {:>24}",
+        "solver", "nfe", "tiles", "vs calls at x_T", "vs its own calls", "noise draws / NFE (µs)"
     );
     for (name, solver) in solvers() {
-        let (nfe, ratios) = overhead(s, &solver, &mut out);
+        let (nfe, fixed, own) = overhead(s, &solver, &mut out);
         let counted = Counted::new(&s.model, false);
         let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
         let tiles = match pfode::solver::tiles::rows_for(&solver, &ctx, &s.x) {
@@ -236,8 +287,9 @@ fn summary(s: &Setup) {
             "-".into()
         };
         println!(
-            "{name:<30} {nfe:>5} {tiles:>8} {:>29} {draws:>24}",
-            show(ratios)
+            "{name:<30} {nfe:>5} {tiles:>6} {:>29} {:>29} {draws:>24}",
+            show(fixed),
+            show(own)
         );
     }
 }
