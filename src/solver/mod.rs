@@ -133,11 +133,14 @@ impl<'a> Ctx<'a> {
 
     /// A pooled buffer of `len` values (the newest such), else a new one.
     fn buffer(&self, len: usize) -> Vec<f64> {
+        self.pooled(len).unwrap_or_else(|| vec![0.0; len])
+    }
+
+    /// The newest pooled buffer of `len` values, taken out of the pool.
+    fn pooled(&self, len: usize) -> Option<Vec<f64>> {
         let mut pool = self.scratch.borrow_mut();
-        match pool.iter().rposition(|b| b.len() == len) {
-            Some(i) => pool.swap_remove(i),
-            None => vec![0.0; len],
-        }
+        let i = pool.iter().rposition(|b| b.len() == len)?;
+        Some(pool.swap_remove(i))
     }
 
     /// Moves this context's pooled buffers into `to`'s pool (contexts of row tiles hand
@@ -150,12 +153,9 @@ impl<'a> Ctx<'a> {
     /// Takes up to `count` pooled buffers of `len` values from `from` into this pool.
     pub fn borrow_buffers(&self, from: &Ctx, len: usize, count: usize) {
         for _ in 0..count {
-            let mut pool = from.scratch.borrow_mut();
-            let Some(i) = pool.iter().rposition(|b| b.len() == len) else {
+            let Some(b) = from.pooled(len) else {
                 return;
             };
-            let b = pool.swap_remove(i);
-            drop(pool);
             self.scratch.borrow_mut().push(b);
         }
     }
@@ -529,6 +529,18 @@ impl Solver {
     /// True for adaptive solvers, whose NFE is set by tolerances, not steps.
     pub fn is_adaptive(&self) -> bool {
         matches!(self, Solver::Dopri5(_))
+    }
+
+    /// True if all the noise the solver draws is per-step noise (stream `i` of
+    /// [`Purpose::StepNoise`] at step `i`), which can be drawn ahead for the whole batch;
+    /// Euler–Maruyama on its Brownian tree draws tree nodes instead.
+    pub fn draws_step_noise_only(&self) -> bool {
+        !matches!(
+            self,
+            Solver::EulerMaruyama(EulerMaruyama {
+                brownian: Brownian::Tree
+            })
+        )
     }
 
     /// The effective options, for sidecars.

@@ -16,7 +16,7 @@
 //! size follows the batch's error norm, which couples rows: it tiles each attempted step
 //! instead, and sums the norm per tile-sized block whether tiled or not (`dopri5`).
 
-use super::{Brownian, Ctx, EulerMaruyama, Precision, Solver};
+use super::{Ctx, Precision, Solver};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::model::{Counted, ScoreModel};
@@ -78,13 +78,7 @@ pub fn plan(solver: &Solver, ctx: &Ctx, x: &Batch) -> Option<Plan> {
         });
     }
     let ahead_bytes = ctx.grid.steps() * x.data.len() * std::mem::size_of::<f64>();
-    let step_noise_only = !matches!(
-        solver,
-        Solver::EulerMaruyama(EulerMaruyama {
-            brownian: Brownian::Tree
-        })
-    );
-    (step_noise_only && ahead_bytes <= NOISE_AHEAD_BYTES).then_some(Plan {
+    (solver.draws_step_noise_only() && ahead_bytes <= NOISE_AHEAD_BYTES).then_some(Plan {
         rows,
         noise_ahead: true,
     })
