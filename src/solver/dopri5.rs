@@ -139,6 +139,11 @@ fn add_squares_body(
     }
 }
 
+/// The error norm of `len` values from the sum of their scaled squares.
+fn rms(sum: f64, len: usize) -> f64 {
+    (sum / len as f64).sqrt()
+}
+
 /// Σ of the scaled squares over blocks of `block` elements, block totals added in order.
 fn blocked_squares(e: &[f64], a: &[f64], b: &[f64], block: usize, tol: (f64, f64)) -> f64 {
     e.chunks(block)
@@ -472,14 +477,13 @@ impl Dopri5 {
             };
             Ok(())
         };
-        let norm = |sum: f64| (sum / len as f64).sqrt();
         let mut h = match carried.filter(|h| h * dir > 0.0) {
             Some(h) if !fresh => h,
             Some(h) => {
                 parts.each(|c, p| slope_at_start(c, p).map(|()| []))?;
                 h
             }
-            None => self.initial_step(parts, field, tau0, span, &slope_at_start)?,
+            None => self.initial_step(parts, field, tau0, span, len, &stage_at, &slope_at_start)?,
         };
         let mut tau = tau0;
         for _ in 0..MAX_STEPS {
@@ -505,7 +509,7 @@ impl Dopri5 {
                     None => Ok([self.attempt(c, field, tau, h, tau_end, block, p)?]),
                 }
             })?;
-            let norm = norm(sum);
+            let norm = rms(sum, len);
             if !norm.is_finite() {
                 return Err(Error::invalid(
                     "dopri5",
@@ -539,20 +543,19 @@ impl Dopri5 {
 
     /// The initial step of Hairer et al. (§II.4): from the state's and its slope's norms,
     /// with one more evaluation at a probe step. Also leaves the slope at `τ0` in each part.
-    fn initial_step(
+    #[allow(clippy::too_many_arguments)]
+    fn initial_step<'s>(
         &self,
         parts: &mut Parts,
         field: &Field,
         tau0: f64,
         span: f64,
+        len: usize,
+        stage_at: &impl Fn(f64) -> Option<Stage<'s>>,
         slope_at_start: &(impl Fn(&Ctx, &mut Part) -> Result<()> + Sync),
     ) -> Result<f64> {
         let dir = span.signum();
         let block = parts.rows * parts.parts[0].u.d;
-        let len: usize = parts.parts.iter().map(|p| p.u.data.len()).sum();
-        let fused = !parts.ctxs.is_empty();
-        let stage_at =
-            |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
         let [d0, d1] = parts.each(|c, p| {
             slope_at_start(c, p)?;
             let (u, k1) = (&p.u.data, &p.k1.data);
@@ -561,8 +564,7 @@ impl Dopri5 {
                 blocked_squares(k1, u, u, block, self.tol()),
             ])
         })?;
-        let norm = |sum: f64| (sum / len as f64).sqrt();
-        let (d0, d1) = (norm(d0), norm(d1));
+        let (d0, d1) = (rms(d0, len), rms(d1, len));
         let h0 = if d0 < 1e-5 || d1 < 1e-5 {
             1e-6
         } else {
@@ -586,7 +588,7 @@ impl Dopri5 {
             }
             Ok([sum])
         })?;
-        let d2 = norm(d2) / h0;
+        let d2 = rms(d2, len) / h0;
         let h1 = if d1.max(d2) <= 1e-15 {
             (h0 * 1e-3).max(1e-6)
         } else {
