@@ -458,13 +458,13 @@ pub fn resolve(spec: &str) -> Result<GaussianMixture> {
 
 #[cfg(test)]
 mod tests {
-    use crate::model::{Level, ScoreModel};
+    use super::*;
 
     /// The row evaluator is `eps_into` bit for bit, on chunks of any number of rows, for
     /// few components (responsibilities on the stack) and many (on the heap).
     #[test]
     fn the_row_evaluator_equals_the_batch_call_bit_for_bit() {
-        let many = super::GaussianMixture::new(
+        let many = GaussianMixture::new(
             "many",
             vec![1.0 / 70.0; 70],
             (0..70)
@@ -474,9 +474,9 @@ mod tests {
         )
         .unwrap();
         let schedule = crate::schedule::Schedule::ddpm_linear();
-        for model in [super::builtin("mix16d").unwrap(), many] {
+        for model in [builtin("mix16d").unwrap(), many] {
             let d = model.dim();
-            assert!(model.components() == 8 || model.components() > super::STACK_COMPONENTS);
+            assert!(model.components() == 8 || model.components() > STACK_COMPONENTS);
             let x = crate::run::draw_noise(301, d, 4);
             for t in [0.9, 0.3, 0.0] {
                 let level = Level::at(&schedule, t);
@@ -508,8 +508,6 @@ mod tests {
                 .eps_rows(&bad, &mut out));
         }
     }
-
-    use super::*;
 
     #[test]
     fn eps_is_minus_sigma_times_the_finite_difference_score() {
