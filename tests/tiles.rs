@@ -238,17 +238,15 @@ struct NanRows<'a> {
 }
 
 impl RowEvaluator for NanRows<'_> {
-    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
-        let finite = self.inner.eps_rows(x, out);
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) {
+        self.inner.eps_rows(x, out);
         if self.t < 0.5 {
             for (row, o) in x.chunks(self.d).zip(out.chunks_mut(self.d)) {
                 if row[0] > 1.0 {
                     o[1] = f64::NAN;
-                    return false;
                 }
             }
         }
-        finite
     }
 }
 
@@ -361,4 +359,103 @@ fn dopri5_in_row_chunks_reports_the_bad_output_the_whole_batch_solve_reports() {
     let whole = sample(&Whole(NanBelowHalf(builtin("mix16d").unwrap())));
     assert!(whole.contains("not finite (NaN)"), "{whole}");
     assert_eq!(sample(&NanBelowHalf(builtin("mix16d").unwrap())), whole);
+}
+
+/// The mixture with NaN outputs (column 1 of rows whose first coordinate exceeds 1) at one
+/// exact time only, and finite outputs at NaN inputs (read as 0): a bad slope then leaves
+/// no trace in the later stages' outputs, only in the values built from it. Records the
+/// times of its row evaluators.
+struct NanAtOneTime {
+    inner: GaussianMixture,
+    bad_t: f64,
+    times: std::sync::Mutex<Vec<f64>>,
+}
+
+impl NanAtOneTime {
+    fn eps(&self, x: &[f64], t: f64, out: &mut [f64], mut eval: impl FnMut(&[f64], &mut [f64])) {
+        let d = self.inner.dim();
+        let clean: Vec<f64> = x
+            .iter()
+            .map(|v| if v.is_nan() { 0.0 } else { *v })
+            .collect();
+        eval(&clean, out);
+        if t == self.bad_t {
+            for (row, o) in clean.chunks(d).zip(out.chunks_mut(d)) {
+                if row[0] > 1.0 {
+                    o[1] = f64::NAN;
+                }
+            }
+        }
+    }
+}
+
+impl ScoreModel for NanAtOneTime {
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+    fn describe(&self) -> serde_json::Value {
+        self.inner.describe()
+    }
+    fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> pfode::error::Result<()> {
+        let mut result = Ok(());
+        self.eps(&x.data, level.t, out, |clean, out| {
+            let clean = Batch::new(x.n, x.d, clean.to_vec()).unwrap();
+            result = self.inner.eps_into(&clean, level, out);
+        });
+        result
+    }
+    fn rows_independent(&self) -> bool {
+        true
+    }
+    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        self.times.lock().unwrap().push(level.t);
+        Some(Box::new(NanAtOneTimeRows {
+            model: self,
+            inner: self.inner.row_evaluator(level)?,
+            t: level.t,
+        }))
+    }
+}
+
+struct NanAtOneTimeRows<'a> {
+    model: &'a NanAtOneTime,
+    inner: Box<dyn RowEvaluator + 'a>,
+    t: f64,
+}
+
+impl RowEvaluator for NanAtOneTimeRows<'_> {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) {
+        self.model
+            .eps(x, self.t, out, |clean, out| self.inner.eps_rows(clean, out));
+    }
+}
+
+/// dopri5's row-chunked attempts check the values the slopes feed rather than each model
+/// output; a bad output at any of an attempt's stage times (k₂ … k₅, and k₆ with k₇ at
+/// its end) is still reported, as the model's NaN at that time.
+#[test]
+fn dopri5_reports_a_bad_output_at_every_stage_of_an_attempt() {
+    let schedule = Schedule::ddpm_linear();
+    let g = grid(&schedule, 1);
+    let x = draw_noise(611, 16, 2);
+    let solver = Solver::build("dopri5", &SolverOptions::default()).unwrap();
+    let model = |bad_t| NanAtOneTime {
+        inner: builtin("mix16d").unwrap(),
+        bad_t,
+        times: Default::default(),
+    };
+    let clean = model(f64::NAN);
+    pfode::solver::sample(&solver, &clean, &schedule, &g, x.clone(), 0).unwrap();
+    let times = clean.times.into_inner().unwrap();
+    // The slope at the start, the initial step's probe, then the first attempt's stages.
+    let first_attempt = &times[2..7];
+    assert!(first_attempt.windows(2).all(|w| w[0] != w[1]), "{times:?}");
+    for &bad_t in first_attempt {
+        let err =
+            pfode::solver::sample(&solver, &model(bad_t), &schedule, &g, x.clone(), 0).unwrap_err();
+        assert!(
+            matches!(err, Error::NonFinite { t, col: 1, .. } if t == bad_t),
+            "NaN at t = {bad_t}: {err}"
+        );
+    }
 }

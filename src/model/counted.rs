@@ -100,10 +100,9 @@ impl ScoreModel for Counted<'_> {
 struct Rounded<'a>(Box<dyn RowEvaluator + 'a>);
 
 impl RowEvaluator for Rounded<'_> {
-    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) {
         self.0.eps_rows(x, out);
         out.iter_mut().for_each(|v| *v = *v as f32 as f64);
-        all_finite(out)
     }
 }
 

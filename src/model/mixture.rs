@@ -385,7 +385,7 @@ struct MixtureRows<'a> {
 const STACK_COMPONENTS: usize = 64;
 
 impl RowEvaluator for MixtureRows<'_> {
-    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool {
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]) {
         let (d, k) = (self.model.dim, self.model.components());
         let mut stack = [0.0; STACK_COMPONENTS];
         let mut heap = Vec::new();
@@ -399,7 +399,6 @@ impl RowEvaluator for MixtureRows<'_> {
             self.model
                 .eps_row(&self.tables, self.sigma, xrow, orow, logits);
         }
-        super::counted::all_finite(out)
     }
 }
 
@@ -485,7 +484,7 @@ mod tests {
                 let rows = model.row_evaluator(&level).unwrap();
                 let mut chunked = vec![1.0; x.data.len()];
                 for (x, out) in x.data.chunks(7 * d).zip(chunked.chunks_mut(7 * d)) {
-                    assert!(rows.eps_rows(x, out));
+                    rows.eps_rows(x, out);
                 }
                 assert!(
                     whole
@@ -497,15 +496,6 @@ mod tests {
                 );
                 assert!(whole.iter().any(|v| *v != 0.0) || t == 0.0);
             }
-            // A non-finite output is reported, as `eps_into` reports it.
-            let level = Level::at(&schedule, 0.5);
-            let mut bad = x.data[..3 * d].to_vec();
-            bad[d + 1] = f64::NAN;
-            let mut out = vec![0.0; 3 * d];
-            assert!(!model
-                .row_evaluator(&level)
-                .unwrap()
-                .eps_rows(&bad, &mut out));
         }
     }
 

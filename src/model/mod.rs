@@ -6,6 +6,7 @@ mod mixture;
 pub mod mlp;
 pub mod train;
 
+pub(crate) use counted::all_finite;
 pub use counted::Counted;
 pub use mixture::{builtin, resolve, GaussianMixture, BUILTINS};
 
@@ -100,10 +101,10 @@ pub trait ScoreModel: Send + Sync {
 /// ε̂ at one noise level, a slice of whole rows at a time (see
 /// [`ScoreModel::row_evaluator`]). Shared by the threads of a run.
 pub trait RowEvaluator: Sync {
-    /// Writes ε̂ for the rows of `x` (whole rows, row-major) into `out`; returns false if
-    /// some output is NaN or infinite (the caller then reruns the call through
-    /// [`ScoreModel::eps_into`] to report it).
-    fn eps_rows(&self, x: &[f64], out: &mut [f64]) -> bool;
+    /// Writes ε̂ for the rows of `x` (whole rows, row-major) into `out`, unchecked: the
+    /// caller checks what it derives from the outputs (a NaN or infinity propagates into
+    /// it) and reruns the call through [`ScoreModel::eps_into`] to report a bad one.
+    fn eps_rows(&self, x: &[f64], out: &mut [f64]);
 }
 
 /// Any model from a `--model` argument: a learned checkpoint (`.safetensors`, with its

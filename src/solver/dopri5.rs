@@ -11,7 +11,7 @@ use super::{tiles, Ctx, Precision};
 use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
-use crate::model::{Counted, Level, RowEvaluator, ScoreModel};
+use crate::model::{all_finite, Counted, Level, RowEvaluator, ScoreModel};
 use rayon::prelude::*;
 
 const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
@@ -208,12 +208,11 @@ impl<'a> Field<'_> {
 }
 
 impl Stage<'_> {
-    /// `k` = the slope at `u`, with `x` as scratch; false if the model gave a non-finite ε̂.
-    fn slope(&self, u: &[f64], x: &mut [f64], k: &mut [f64]) -> bool {
+    /// `k` = the slope at `u`, with `x` as scratch (unchecked: see `attempt_in_rows`).
+    fn slope(&self, u: &[f64], x: &mut [f64], k: &mut [f64]) {
         set_combination_slices(x, &[(self.scale, u)]);
-        let finite = self.model.eps_rows(x, k);
+        self.model.eps_rows(x, k);
         combine_slices(k, self.ce, &[(self.cu, u)]);
-        finite
     }
 }
 
@@ -641,8 +640,12 @@ impl Dopri5 {
 
     /// [`Dopri5::attempt`] a chunk of rows at a time: all seven stages of a chunk run while
     /// its stage values are in L1 (stage by stage, a tile's passes ran at L2 speed). Each
-    /// element gets the same arithmetic, so the result is bit-identical. `None` if the model
-    /// gave a non-finite output: the caller reruns the attempt stage by stage to report it.
+    /// element gets the same arithmetic, so the result is bit-identical. `None` if a value
+    /// is not finite: the caller reruns the attempt stage by stage, which reports a bad
+    /// model output. The model's outputs are not checked one by one: every slope k₁ … k₅
+    /// enters the sixth stage's input with a nonzero weight, and k₆, k₇ the error estimate,
+    /// so a NaN or infinity in any of them shows in one of those two (checked: the sixth
+    /// input, and the error's sum of squares).
     fn attempt_in_rows(
         &self,
         ctx: &Ctx,
@@ -676,7 +679,10 @@ impl Dopri5 {
                     terms[2 + m] = (h * a, &done[m * chunk..m * chunk + n]);
                 }
                 set_combination_slices(&mut uj[..n], &terms[..1 + A[j].len()]);
-                finite &= stages[j - 1].slope(&uj[..n], &mut x[..n], &mut next[..n]);
+                if j == 5 {
+                    finite &= all_finite(&uj[..n]);
+                }
+                stages[j - 1].slope(&uj[..n], &mut x[..n], &mut next[..n]);
             }
             let ks = &*ks;
             let stage = |m: usize| &ks[m * chunk..m * chunk + n];
@@ -689,7 +695,7 @@ impl Dopri5 {
             let u_new_c = &mut u_new.data[start..end];
             set_combination_slices(u_new_c, &terms);
             let k7_c = &mut k7.data[start..end];
-            finite &= stages[4].slope(u_new_c, &mut x[..n], k7_c);
+            stages[4].slope(u_new_c, &mut x[..n], k7_c);
             terms[0] = (h * E[0], k1_c);
             for m in 0..5 {
                 terms[1 + m] = (h * E[1 + m], stage(m));
@@ -699,14 +705,15 @@ impl Dopri5 {
             squares.add(&err[..n], u_c, u_new_c, self.tol());
             start = end;
         }
-        if !finite {
+        let sum = squares.total();
+        if !(finite && sum.is_finite()) {
             ctx.recycle(u_new);
             ctx.recycle(k7);
             return None;
         }
         ctx.model.add_calls(6);
         part.proposal = Some((u_new, k7));
-        Some(squares.total())
+        Some(sum)
     }
 }
 
@@ -725,12 +732,10 @@ impl Stage<'_> {
         let chunk = chunk_len(u.d);
         let mut k = ctx.batch_like(u);
         let mut x = vec![0.0; chunk.min(u.data.len())];
-        let finite = u
-            .data
-            .chunks(chunk)
-            .zip(k.data.chunks_mut(chunk))
-            .all(|(u, k)| self.slope(u, &mut x[..u.len()], k));
-        if !finite {
+        for (u, k) in u.data.chunks(chunk).zip(k.data.chunks_mut(chunk)) {
+            self.slope(u, &mut x[..u.len()], k);
+        }
+        if !all_finite(&k.data) {
             ctx.recycle(k);
             return None;
         }
