@@ -20,10 +20,10 @@ pub struct UniPc {
 impl UniPc {
     /// Predictor order 1..=3.
     pub fn new(order: usize, corrector: bool, lower_order_final: bool) -> Result<Self> {
-        if !(1..=3).contains(&order) {
+        if !(1..=MAX_ORDER).contains(&order) {
             return Err(Error::invalid(
                 "order",
-                format!("UniPC predictor order must be 1..=3, got {order}"),
+                format!("UniPC predictor order must be 1..={MAX_ORDER}, got {order}"),
             ));
         }
         Ok(UniPc {
