@@ -2,10 +2,10 @@
 //! k-diffusion): the multistep data-prediction solver of the reverse SDE, with fresh noise
 //! of variance `s_t² (1 - e^{-2h})` per step.
 
-use super::dpm_solver_pp::multistep_order;
+use super::dpm_solver_pp::{multistep_order, multistep_update};
 use super::exponential::Point;
-use super::{in_l1_chunks, Ctx, History, Sampler};
-use crate::batch::{combine_slices, zip_update, Batch};
+use super::{Ctx, History, Sampler};
+use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
 
@@ -34,7 +34,6 @@ impl Sampler for DpmSolverPpSde {
         // ε̂ now, turned into x̂₀ = (x - s ε̂)/a in the same sweep as the update below.
         let mut m0 = ctx.eps_at(&x, s.t)?;
         let (cx0, ce0) = (1.0 / s.alpha, -s.sigma / s.alpha);
-        let to_x0 = |e: f64, x: f64| cx0 * x + ce0 * e;
         let k = multistep_order(ctx, i, 2, (hist.0.len() + 1).min(2), self.lower_order_final);
         let h = t.lambda - s.lambda;
         let decay = (-2.0 * h).exp(); // e^{-2h}, 0 onto clean data
@@ -46,18 +45,15 @@ impl Sampler for DpmSolverPpSde {
         } else {
             [c0, 0.0]
         };
-        in_l1_chunks(x.data.len(), |r| {
-            let m0 = &mut m0.data[r.clone()];
-            zip_update(m0, &x.data[r.clone()], &to_x0);
-            let terms = [
-                (weights[0], &*m0),
-                (
-                    weights[1],
-                    hist.0.first().map_or(&[][..], |m| &m.1.data[r.clone()]),
-                ),
-            ];
-            combine_slices(&mut x.data[r], ratio, &terms[..k]);
-        });
+        let history: Vec<&[f64]> = hist.0[..k - 1].iter().map(|m| &m.1.data[..]).collect();
+        multistep_update(
+            &mut x.data,
+            &mut m0.data,
+            (cx0, ce0),
+            ratio,
+            &weights[..k],
+            &history,
+        );
         hist.push(ctx, s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {
