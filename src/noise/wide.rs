@@ -33,7 +33,6 @@ pub const LANES: usize = 32;
 const CHUNK: usize = 2 * LANES;
 /// Chunks whose rejected draws are finished together (2 048 values).
 const SPAN: usize = 32;
-const _: () = assert!(SPAN <= 32);
 
 /// Layers of the ziggurat.
 const LAYERS: usize = 2048;
@@ -153,11 +152,14 @@ fn kernel() -> SpanKernel {
     span_portable
 }
 
-/// `out[i] += scale · z_i` for the next `out.len()` normals of the lanes (any length).
+/// `out[i] += scale · z_i` for the next `out.len()` normals of the lanes (any length; a call
+/// that ends inside a chunk of 64 draws discards the rest of that chunk, so calls continue
+/// one another's numbers when every call but the last covers whole chunks).
 pub fn add_scaled(lanes: &mut Lanes, scale: f64, out: &mut [f64]) {
     add_scaled_with(kernel(), lanes, scale, out)
 }
 
+/// [`add_scaled`] with a given kernel, which must be one this CPU runs.
 fn add_scaled_with(kernel: SpanKernel, lanes: &mut Lanes, scale: f64, out: &mut [f64]) {
     let t = tables();
     let mut bits = [[0u64; LANES]; SPAN];
@@ -165,7 +167,8 @@ fn add_scaled_with(kernel: SpanKernel, lanes: &mut Lanes, scale: f64, out: &mut 
     for span in out.chunks_mut(SPAN * CHUNK) {
         let whole = span.len() / CHUNK;
         let (full, rest) = span.split_at_mut(whole * CHUNK);
-        // SAFETY: `kernel()` returns an x86 kernel only where the CPU has its features.
+        // SAFETY: callers pass an x86 kernel only where the CPU has its features (`kernel()`
+        // and the tests check).
         unsafe { kernel(&mut lanes.s, t, scale, full, &mut bits, &mut rejected) };
         let mut chunks = whole;
         if !rest.is_empty() {
