@@ -559,6 +559,20 @@ mod tests {
         }
     }
 
+    /// Calls that cover whole chunks continue one another: 64·31 values then 3 001 are the
+    /// first 5 005 values of one call.
+    #[test]
+    fn calls_of_whole_chunks_continue_one_another() {
+        let mut a = Lanes::new(Xoshiro256PlusPlus::seed_from_u64(4));
+        let mut b = Lanes::new(Xoshiro256PlusPlus::seed_from_u64(4));
+        let (mut x, mut y) = (vec![0.0; 5005], vec![0.0; 5005]);
+        add_scaled(&mut a, 1.0, &mut x);
+        let (first, rest) = y.split_at_mut(64 * 31);
+        add_scaled(&mut b, 1.0, first);
+        add_scaled(&mut b, 1.0, rest);
+        assert!(x.iter().zip(&y).all(|(p, q)| p.to_bits() == q.to_bits()));
+    }
+
     /// Every kernel this CPU can run gives the portable kernel's bits, over calls that
     /// leave the lanes mid-span (the state carries between calls), with either sign of scale.
     #[test]
