@@ -124,14 +124,13 @@ impl Sampler for DpmSolverPp {
                 vec![-phi + alpha / r0, -alpha / r0 + beta / r1, -beta / r1]
             }
         };
-        let history: Vec<&[f64]> = hist.0[..k - 1].iter().map(|m| &m.1.data[..]).collect();
         multistep_update(
             &mut x.data,
             &mut m0.data,
             (cx0, ce0),
             ratio,
             &weights,
-            &history,
+            &hist.newest(k - 1),
         );
         hist.push(ctx, s.lambda, m0, self.order);
         Ok((x, hist))

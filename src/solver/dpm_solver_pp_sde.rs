@@ -45,14 +45,13 @@ impl Sampler for DpmSolverPpSde {
         } else {
             [c0, 0.0]
         };
-        let history: Vec<&[f64]> = hist.0[..k - 1].iter().map(|m| &m.1.data[..]).collect();
         multistep_update(
             &mut x.data,
             &mut m0.data,
             (cx0, ce0),
             ratio,
             &weights[..k],
-            &history,
+            &hist.newest(k - 1),
         );
         hist.push(ctx, s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();

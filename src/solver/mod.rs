@@ -245,6 +245,11 @@ impl History {
             ctx.recycle(old);
         }
     }
+
+    /// The `n` newest outputs' values, newest first.
+    pub fn newest(&self, n: usize) -> Vec<&[f64]> {
+        self.0[..n].iter().map(|m| &m.1.data[..]).collect()
+    }
 }
 
 /// A sampler: `init` once, then `step` from grid point `i` to `i + 1`.
