@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod model;
 pub mod noise;
 pub mod npy;
+pub mod parallel;
 pub mod plot;
 pub mod reference;
 pub mod run;

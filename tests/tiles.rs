@@ -2,6 +2,7 @@
 //! is the whole-batch run bit for bit, with the same NFE and the same error on bad output.
 
 use pfode::error::Error;
+use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, ScoreModel};
 use pfode::run::draw_noise;
@@ -291,22 +292,31 @@ impl<M: ScoreModel> ScoreModel for Whole<M> {
     }
 }
 
+/// dopri5 on row chunks (fused stage sums, chunks shared out over threads) gives the bits
+/// of the stage-by-stage whole-batch solve, in every integration variable: σ (the slope is
+/// ε̂), λ (a multiple of ε̂) and t (the slope also has a term in the state).
 #[test]
-fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
+fn dopri5_in_row_chunks_equals_the_whole_batch_solve_bit_for_bit() {
     let schedule = Schedule::ddpm_linear();
     let g = grid(&schedule, 3);
     let x = draw_noise(611, 16, 2);
-    for (rtol, atol) in [(1e-4, 1e-4), (1e-7, 1e-6)] {
+    for (coords, rtol, atol) in [
+        (None, 1e-4, 1e-4),
+        (None, 1e-7, 1e-6),
+        (Some(Coords::T), 1e-5, 1e-5),
+        (Some(Coords::Lambda), 1e-5, 1e-5),
+    ] {
         let solver = Solver::build(
             "dopri5",
             &SolverOptions {
+                coords,
                 rtol: Some(rtol),
                 atol: Some(atol),
                 ..Default::default()
             },
         )
         .unwrap();
-        let (tiled, nfe) = pfode::solver::sample(
+        let (chunked, nfe) = pfode::solver::sample(
             &solver,
             &builtin("mix16d").unwrap(),
             &schedule,
@@ -318,12 +328,12 @@ fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
         let whole_model = Whole(builtin("mix16d").unwrap());
         let (whole, whole_nfe) =
             pfode::solver::sample(&solver, &whole_model, &schedule, &g, x.clone(), 0).unwrap();
-        assert_eq!(tiled, whole, "rtol {rtol}");
+        assert_eq!(chunked, whole, "{coords:?}, rtol {rtol}");
         assert_eq!(nfe, whole_nfe);
         assert!(nfe > 50, "{nfe}");
         // In single precision the row evaluator rounds the model's outputs as the batch
         // call does.
-        let (tiled, nfe) = run(
+        let (chunked, nfe) = run(
             &solver,
             &builtin("mix16d").unwrap(),
             &g,
@@ -332,12 +342,12 @@ fn dopri5_with_tiled_stages_equals_the_whole_batch_solve_bit_for_bit() {
             Precision::F32,
         );
         let (whole, whole_nfe) = run(&solver, &whole_model, &g, &x, None, Precision::F32);
-        let (tiled, whole) = (tiled.unwrap(), whole.unwrap());
-        assert_eq!(tiled, whole, "f32, rtol {rtol}");
+        let (chunked, whole) = (chunked.unwrap(), whole.unwrap());
+        assert_eq!(chunked, whole, "f32, {coords:?}, rtol {rtol}");
         assert_eq!(nfe, whole_nfe);
-        assert!(tiled.data.iter().all(|v| *v == *v as f32 as f64));
+        assert!(chunked.data.iter().all(|v| *v == *v as f32 as f64));
         assert_ne!(
-            tiled,
+            chunked,
             pfode::solver::sample(&solver, &whole_model, &schedule, &g, x.clone(), 0)
                 .unwrap()
                 .0

@@ -381,8 +381,9 @@ struct MixtureRows<'a> {
     sigma: f64,
 }
 
-/// Components whose responsibilities fit on the stack in [`MixtureRows::eps_rows`].
-const STACK_COMPONENTS: usize = 64;
+/// Components whose responsibilities fit on the stack in [`MixtureRows::eps_rows`] (the
+/// array is zeroed on every call: at 64 that memset was 0.9 % of a dopri5 run's time).
+const STACK_COMPONENTS: usize = 16;
 
 impl RowEvaluator for MixtureRows<'_> {
     fn eps_rows(&self, x: &[f64], out: &mut [f64]) {

@@ -7,11 +7,11 @@
 //! slope per interval.
 
 use super::rk::step_coords;
-use super::{tiles, Ctx, Precision};
+use super::{Ctx, Precision};
 use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
-use crate::model::{all_finite, Counted, Level, RowEvaluator, ScoreModel};
+use crate::model::{all_finite, Level, RowEvaluator, ScoreModel};
 use rayon::prelude::*;
 
 const C: [f64; 7] = [0.0, 0.2, 0.3, 0.8, 8.0 / 9.0, 1.0, 1.0];
@@ -53,12 +53,9 @@ const E: [f64; 7] = [
     -1.0 / 40.0,
 ];
 const MAX_STEPS: usize = 100_000;
-/// Elements per chunk of rows when a tile's attempt runs a few rows at a time: its eight
-/// chunk-sized arrays (five stages, stage point, model input, error) take 16 KiB of L1.
+/// Values per chunk of rows in a row-wise attempt: its eight chunk-sized arrays (five
+/// slopes, stage point, model input, error) take 16 KiB of L1. Also the error norm's chunk.
 const ROW_CHUNK: usize = 256;
-/// Tile-sized buffers a tile's attempt holds at once in row chunks: state, slope, and the
-/// proposal with its slope.
-const BUFFERS_PER_TILE: usize = 4;
 
 /// Dormand–Prince 5(4) with tolerances `rtol`, `atol` on the state in `coords`.
 #[derive(Clone, Debug)]
@@ -89,20 +86,34 @@ fn scaled_square(e: f64, a: f64, b: f64, rtol: f64, atol: f64) -> f64 {
     (e / (atol + rtol * a.abs().max(b.abs()))).powi(2)
 }
 
-/// Partial sums of the error norm in interleaved lanes: element `i` of a block goes to lane
-/// `i mod LANES`, and a block's total adds the lanes in order. The order depends on the
-/// block alone, so tiled and whole-batch runs get the same bits, and it vectorises (a sum
-/// in element order is a chain of dependent adds: 90 µs per 65 536 values).
+/// Partial sums of the error norm in interleaved lanes: element `i` of a chunk goes to lane
+/// `i mod LANES`, and a chunk's total adds the lanes in order. Chunk totals are added in
+/// chunk order, so chunk-wise and whole-batch attempts get the same bits at any thread
+/// count, and it vectorises (a sum in element order is a chain of dependent adds: 90 µs
+/// per 65 536 values).
 const LANES: usize = 16;
 
 #[derive(Clone, Copy, Default)]
 struct Squares([f64; LANES]);
 
 impl Squares {
-    /// Adds the next elements of a block; every piece but a block's last holds a multiple
-    /// of `LANES` elements.
+    /// Adds a chunk's elements.
     fn add(&mut self, e: &[f64], a: &[f64], b: &[f64], (rtol, atol): (f64, f64)) {
-        add_squares(&mut self.0, e, a, b, rtol, atol);
+        add_squares(&mut self.0, e, None, a, b, rtol, atol);
+    }
+
+    /// Adds a chunk's elements of the error `e + c·k` (its last term added here, in order).
+    #[allow(clippy::too_many_arguments)]
+    fn add_error(
+        &mut self,
+        e: &[f64],
+        c: f64,
+        k: &[f64],
+        a: &[f64],
+        b: &[f64],
+        (rtol, atol): (f64, f64),
+    ) {
+        add_squares(&mut self.0, e, Some((c, k)), a, b, rtol, atol);
     }
 
     fn total(&self) -> f64 {
@@ -110,32 +121,56 @@ impl Squares {
     }
 }
 
-crate::simd::wide_simd!(add_squares => add_squares_body(lanes: &mut [f64; LANES], e: &[f64], a: &[f64], b: &[f64], rtol: f64, atol: f64));
+crate::simd::wide_simd!(add_squares => add_squares_body(lanes: &mut [f64; LANES], e: &[f64], last: Option<(f64, &[f64])>, a: &[f64], b: &[f64], rtol: f64, atol: f64));
 
 #[inline(always)]
 fn add_squares_body(
     lanes: &mut [f64; LANES],
     e: &[f64],
+    last: Option<(f64, &[f64])>,
     a: &[f64],
     b: &[f64],
     rtol: f64,
     atol: f64,
 ) {
+    match last {
+        None => squares::<false>(lanes, e, 0.0, e, a, b, rtol, atol),
+        Some((c, k)) => squares::<true>(lanes, e, c, k, a, b, rtol, atol),
+    }
+}
+
+/// The lanes' sums of the scaled squares of `e` (plus `c·k` if `LAST`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn squares<const LAST: bool>(
+    lanes: &mut [f64; LANES],
+    e: &[f64],
+    c: f64,
+    k: &[f64],
+    a: &[f64],
+    b: &[f64],
+    rtol: f64,
+    atol: f64,
+) {
+    let at = |e: f64, k: f64| if LAST { e + c * k } else { e };
     let whole = e.len() / LANES * LANES;
     let (e, e_rest) = e.split_at(whole);
+    let (k, k_rest) = k.split_at(whole);
     let (a, a_rest) = a.split_at(whole);
     let (b, b_rest) = b.split_at(whole);
-    for ((e, a), b) in e
+    for (((e, k), a), b) in e
         .chunks_exact(LANES)
+        .zip(k.chunks_exact(LANES))
         .zip(a.chunks_exact(LANES))
         .zip(b.chunks_exact(LANES))
     {
         for l in 0..LANES {
-            lanes[l] += scaled_square(e[l], a[l], b[l], rtol, atol);
+            lanes[l] += scaled_square(at(e[l], k[l]), a[l], b[l], rtol, atol);
         }
     }
-    for (l, ((&e, &a), &b)) in e_rest.iter().zip(a_rest).zip(b_rest).enumerate() {
-        lanes[l] += scaled_square(e, a, b, rtol, atol);
+    let rest = e_rest.iter().zip(k_rest).zip(a_rest).zip(b_rest);
+    for (l, (((&e, &k), &a), &b)) in rest.enumerate() {
+        lanes[l] += scaled_square(at(e, k), a, b, rtol, atol);
     }
 }
 
@@ -144,10 +179,10 @@ fn rms(sum: f64, len: usize) -> f64 {
     (sum / len as f64).sqrt()
 }
 
-/// Σ of the scaled squares over blocks of `block` elements, block totals added in order.
-fn blocked_squares(e: &[f64], a: &[f64], b: &[f64], block: usize, tol: (f64, f64)) -> f64 {
-    e.chunks(block)
-        .zip(a.chunks(block).zip(b.chunks(block)))
+/// Σ of the scaled squares over chunks of `chunk` elements, chunk totals added in order.
+fn chunked_squares(e: &[f64], a: &[f64], b: &[f64], chunk: usize, tol: (f64, f64)) -> f64 {
+    e.chunks(chunk)
+        .zip(a.chunks(chunk).zip(b.chunks(chunk)))
         .map(|(e, (a, b))| {
             let mut s = Squares::default();
             s.add(e, a, b, tol);
@@ -208,22 +243,26 @@ impl<'a> Field<'_> {
 }
 
 impl Stage<'_> {
-    /// `k` = the slope at `u`, with `x` as scratch (unchecked: see `attempt_in_rows`).
+    /// `k` = the slope at `u`, with `x` as scratch (unchecked: see `attempt_chunk`).
     fn slope(&self, u: &[f64], x: &mut [f64], k: &mut [f64]) {
         set_combination_slices(x, &[(self.scale, u)]);
+        self.slope_at(x, u, k);
+    }
+
+    /// `k` = the slope at `u` given the model's input there, `x = scale·u` (`u` is read
+    /// only where the slope has a term in it).
+    fn slope_at(&self, x: &[f64], u: &[f64], k: &mut [f64]) {
         self.model.eps_rows(x, k);
         combine_slices(k, self.ce, &[(self.cu, u)]);
     }
 }
 
-/// The rows one context integrates: the state, its slope (FSAL), and the last attempted
-/// step's fifth-order point and slope there.
-struct Part {
+/// The rows being integrated: the state, its slope (FSAL), and the last attempted step's
+/// fifth-order point and slope there.
+struct State {
     u: Batch,
     k1: Batch,
     proposal: Option<(Batch, Batch)>,
-    /// Chunk-sized stage arrays for the row-chunked attempt.
-    chunks: Vec<f64>,
 }
 
 /// The controller's proposal for the next step, in the integration variable of `coords`.
@@ -277,75 +316,6 @@ impl Dopri5 {
     }
 }
 
-/// The parts of one integration and where they run: row tiles in parallel, each with its
-/// own context and call-counting model, or the whole batch on the run's context.
-struct Parts<'c, 'a> {
-    ctx: &'c Ctx<'a>,
-    ctxs: Vec<Ctx<'c>>,
-    models: &'c [Counted<'a>],
-    parts: Vec<Part>,
-    /// Rows per tile, which is also the error norm's block (tiled or not).
-    rows: usize,
-}
-
-impl Parts<'_, '_> {
-    /// The state `x = scale·u` of all parts as one batch of `len` values; the parts'
-    /// buffers go back to their pools.
-    fn join(&mut self, scale: f64, len: usize) -> Batch {
-        if self.ctxs.is_empty() {
-            let mut u = self.parts.pop().expect("one part").u;
-            u.map_in_place(|v| v * scale);
-            return u;
-        }
-        let mut x = Batch {
-            n: self.parts.iter().map(|p| p.u.n).sum(),
-            d: self.parts[0].u.d,
-            data: self.ctx.buffer(len),
-        };
-        let tile_len = self.rows * x.d;
-        for ((rows, p), c) in x
-            .data
-            .chunks_mut(tile_len)
-            .zip(self.parts.drain(..))
-            .zip(&self.ctxs)
-        {
-            set_combination_slices(rows, &[(scale, &p.u.data)]);
-            c.recycle(p.u);
-            c.recycle(p.k1);
-        }
-        x
-    }
-
-    /// Runs `f` on every part and adds up what it returns in row order; on failure, the
-    /// error a whole-batch run would have stopped on.
-    fn each<const N: usize>(
-        &mut self,
-        f: impl Fn(&Ctx, &mut Part) -> Result<[f64; N]> + Sync,
-    ) -> Result<[f64; N]> {
-        if self.ctxs.is_empty() {
-            return f(self.ctx, &mut self.parts[0]);
-        }
-        let results: Vec<Result<[f64; N]>> = self
-            .ctxs
-            .par_iter_mut()
-            .zip(self.parts.par_iter_mut())
-            .map(|(c, p)| f(c, p))
-            .collect();
-        let mut errors = Vec::new();
-        let mut sum = [0.0; N];
-        for (k, r) in results.into_iter().enumerate() {
-            match r {
-                Ok(s) => sum.iter_mut().zip(s).for_each(|(sum, s)| *sum += s),
-                Err(e) => errors.push((k * self.rows, self.models[k].nfe(), e)),
-            }
-        }
-        match tiles::first_error(errors) {
-            Some(e) => Err(e),
-            None => Ok(sum),
-        }
-    }
-}
-
 impl Dopri5 {
     fn tol(&self) -> (f64, f64) {
         (self.rtol, self.atol)
@@ -368,57 +338,12 @@ impl Dopri5 {
             schedule: ctx.schedule,
             coords,
         };
-        let len = x.data.len();
-        // Rows independent (exact models): the interval runs on row tiles, in parallel, each
-        // attempt a few rows at a time (see `attempt_in_rows`); only the error norm couples
-        // rows, and it is summed per tile-sized block either way.
-        let rows = tiles::tile_rows(x.n, x.d);
-        let tiled = tiles::rows_separate(ctx, &x);
-        let tile_len = rows * x.d;
-        let models = tiles::models(ctx, if tiled { x.n.div_ceil(rows) } else { 0 });
-        // The tiles' contexts borrow the buffers of the last interval's tiles, and give
-        // them back at the end (fresh ones cost a zeroing pass and page faults each time).
-        let ctxs: Vec<Ctx> = models
-            .iter()
-            .zip(x.data.chunks(tile_len))
-            .map(|(m, rows)| {
-                let c = Ctx::new(m, ctx.schedule, ctx.grid, ctx.seed);
-                c.borrow_buffers(ctx, rows.len(), BUFFERS_PER_TILE);
-                c
-            })
-            .collect();
         // The state in the integration variable, u = x / scale.
         let inv_scale = 1.0 / flow.scale(t0);
-        let parts: Vec<Part> = if tiled {
-            let parts = ctxs
-                .iter()
-                .zip(x.data.chunks(tile_len))
-                .map(|(c, rows)| {
-                    let mut u = Batch {
-                        n: rows.len() / x.d,
-                        d: x.d,
-                        data: c.buffer(rows.len()),
-                    };
-                    set_combination_slices(&mut u.data, &[(inv_scale, rows)]);
-                    Part::new(u)
-                })
-                .collect();
-            ctx.recycle(x);
-            parts
-        } else {
-            let mut u = x;
-            u.map_in_place(|v| v * inv_scale);
-            vec![Part::new(u)]
-        };
-        let mut parts = Parts {
-            ctx,
-            ctxs,
-            models: &models,
-            parts,
-            rows,
-        };
+        let mut u = x;
+        u.map_in_place(|v| v * inv_scale);
+        let mut state = State::new(u);
         let mut h = carry.filter(|c| c.coords == coords).map(|c| c.h);
-        let mut result = Ok(());
         let mut t = t0;
         for (k, &stop) in stops.iter().enumerate() {
             let field = Field {
@@ -426,63 +351,59 @@ impl Dopri5 {
                 tau1: flow.variable(stop),
                 t1: stop,
             };
-            match self.solve(&mut parts, &field, t, len, h, k == 0) {
-                Ok(next) => h = Some(next),
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
+            h = Some(self.solve(ctx, &mut state, &field, t, h, k == 0)?);
             t = stop;
         }
-        let x = result.map(|()| parts.join(flow.scale(t_end), len));
-        for c in &parts.ctxs {
-            c.move_buffers(ctx);
-        }
-        // Every tile made the same calls: count one tile's.
-        if let Some(m) = models.first() {
-            ctx.model.add_calls(m.nfe());
-        }
-        Ok((x?, h.map(|h| Carry { h, coords })))
+        ctx.recycle(state.k1);
+        let scale = flow.scale(t_end);
+        let mut x = state.u;
+        x.map_in_place(|v| v * scale);
+        Ok((x, h.map(|h| Carry { h, coords })))
     }
 
-    /// The error-controlled steps from `t0` to the field's end, on `parts`, the first one of
-    /// size `carried` (clipped to the interval) when given, else chosen as Hairer et al. do.
-    /// `fresh`: the parts hold a new state, whose slope is still to be evaluated (else it is
-    /// the last accepted step's FSAL slope). Returns the proposal for a step beyond the end.
+    /// The error-controlled steps from `t0` to the field's end, the first one of size
+    /// `carried` (clipped to the interval) when given, else chosen as Hairer et al. do.
+    /// `fresh`: the state is new, its slope still to be evaluated (else `k1` is the last
+    /// accepted step's FSAL slope). Returns the proposal for a step beyond the end.
+    ///
+    /// Where the model evaluates rows independently, each attempt runs a chunk of rows at a
+    /// time, the chunks spread over the threads (see [`Dopri5::attempt_in_chunks`]).
     fn solve(
         &self,
-        parts: &mut Parts,
+        ctx: &Ctx,
+        state: &mut State,
         field: &Field,
         t0: f64,
-        len: usize,
         carried: Option<f64>,
         fresh: bool,
     ) -> Result<f64> {
         let (tau0, tau1) = (field.flow.variable(t0), field.tau1);
         let span = tau1 - tau0;
         let dir = span.signum();
-        let block = parts.rows * parts.parts[0].u.d;
-        let fused = !parts.ctxs.is_empty();
+        let len = state.u.data.len();
+        let chunk = chunk_len(state.u.d);
+        let in_chunks = ctx.model.rows_independent();
         let stage_at =
-            |tau: f64| -> Option<Stage> { fused.then(|| field.stage(parts.ctx, tau)).flatten() };
+            |tau: f64| -> Option<Stage> { in_chunks.then(|| field.stage(ctx, tau)).flatten() };
         // The state's slope; the first step is the carried proposal, else Hairer's initial
         // step, which costs one more evaluation.
         let first = stage_at(tau0);
-        let slope_at_start = |c: &Ctx, p: &mut Part| -> Result<()> {
-            p.k1 = match first.as_ref().and_then(|st| st.slope_of_batch(c, &p.u)) {
-                Some(k1) => k1,
-                None => field.at(c, tau0, &p.u)?,
-            };
-            Ok(())
+        let slope_at_start = |u: &Batch| -> Result<Batch> {
+            match first.as_ref().and_then(|st| st.slope_of_batch(ctx, u)) {
+                Some(k1) => Ok(k1),
+                None => field.at(ctx, tau0, u),
+            }
         };
         let mut h = match carried.filter(|h| h * dir > 0.0) {
             Some(h) if !fresh => h,
             Some(h) => {
-                parts.each(|c, p| slope_at_start(c, p).map(|()| []))?;
+                state.set_slope(ctx, slope_at_start(&state.u)?);
                 h
             }
-            None => self.initial_step(parts, field, tau0, span, len, &stage_at, &slope_at_start)?,
+            None => {
+                state.set_slope(ctx, slope_at_start(&state.u)?);
+                self.initial_step(ctx, state, field, tau0, span, &stage_at)?
+            }
         };
         let mut tau = tau0;
         for _ in 0..MAX_STEPS {
@@ -495,19 +416,16 @@ impl Dopri5 {
                 h = tau1 - tau;
             }
             let tau_end = if last { tau1 } else { tau + h };
-            // Tiles run each attempt a few rows at a time, where the model allows.
             let stages: Option<Vec<Stage>> = (1..6)
                 .map(|j| stage_at(if j == 5 { tau_end } else { tau + C[j] * h }))
                 .collect();
-            let [sum] = parts.each(|c, p| {
-                let in_rows = stages
-                    .as_ref()
-                    .and_then(|st| self.attempt_in_rows(c, st, h, block, p));
-                match in_rows {
-                    Some(sum) => Ok([sum]),
-                    None => Ok([self.attempt(c, field, tau, h, tau_end, block, p)?]),
-                }
-            })?;
+            let sum = match stages
+                .as_ref()
+                .and_then(|st| self.attempt_in_chunks(ctx, st, h, state))
+            {
+                Some(sum) => sum,
+                None => self.attempt(ctx, field, tau, h, tau_end, chunk, state)?,
+            };
             let norm = rms(sum, len);
             if !norm.is_finite() {
                 return Err(Error::invalid(
@@ -516,9 +434,7 @@ impl Dopri5 {
                 ));
             }
             let accept = norm <= 1.0;
-            for (k, p) in parts.parts.iter_mut().enumerate() {
-                p.settle(parts.ctxs.get(k).unwrap_or(parts.ctx), accept);
-            }
+            state.settle(ctx, accept);
             if accept {
                 tau = tau_end;
             }
@@ -541,53 +457,43 @@ impl Dopri5 {
     }
 
     /// The initial step of Hairer et al. (§II.4): from the state's and its slope's norms,
-    /// with one more evaluation at a probe step. Also leaves the slope at `τ0` in each part.
-    #[allow(clippy::too_many_arguments)]
+    /// with one more evaluation at a probe step.
     fn initial_step<'s>(
         &self,
-        parts: &mut Parts,
+        ctx: &Ctx,
+        state: &State,
         field: &Field,
         tau0: f64,
         span: f64,
-        len: usize,
         stage_at: &impl Fn(f64) -> Option<Stage<'s>>,
-        slope_at_start: &(impl Fn(&Ctx, &mut Part) -> Result<()> + Sync),
     ) -> Result<f64> {
         let dir = span.signum();
-        let block = parts.rows * parts.parts[0].u.d;
-        let [d0, d1] = parts.each(|c, p| {
-            slope_at_start(c, p)?;
-            let (u, k1) = (&p.u.data, &p.k1.data);
-            Ok([
-                blocked_squares(u, u, u, block, self.tol()),
-                blocked_squares(k1, u, u, block, self.tol()),
-            ])
-        })?;
-        let (d0, d1) = (rms(d0, len), rms(d1, len));
+        let (u, k1) = (&state.u, &state.k1);
+        let (len, chunk) = (u.data.len(), chunk_len(u.d));
+        let norm = |e: &Batch| {
+            rms(
+                chunked_squares(&e.data, &u.data, &u.data, chunk, self.tol()),
+                len,
+            )
+        };
+        let (d0, d1) = (norm(u), norm(k1));
         let h0 = if d0 < 1e-5 || d1 < 1e-5 {
             1e-6
         } else {
             0.01 * d0 / d1
         }
         .min(span.abs());
-        let probe_stage = stage_at(tau0 + h0 * dir);
-        let [d2] = parts.each(|c, p| {
-            let probe = c.combination(&[(1.0, &p.u), (h0 * dir, &p.k1)]);
-            let k_probe = match probe_stage
-                .as_ref()
-                .and_then(|st| st.slope_of_batch(c, &probe))
-            {
-                Some(k) => k,
-                None => field.at(c, tau0 + h0 * dir, &probe)?,
-            };
-            let diff = c.combination(&[(1.0, &k_probe), (-1.0, &p.k1)]);
-            let sum = blocked_squares(&diff.data, &p.u.data, &p.u.data, block, self.tol());
-            for b in [probe, k_probe, diff] {
-                c.recycle(b);
-            }
-            Ok([sum])
-        })?;
-        let d2 = rms(d2, len) / h0;
+        let probe = ctx.combination(&[(1.0, u), (h0 * dir, k1)]);
+        let k_probe = match stage_at(tau0 + h0 * dir).and_then(|st| st.slope_of_batch(ctx, &probe))
+        {
+            Some(k) => k,
+            None => field.at(ctx, tau0 + h0 * dir, &probe)?,
+        };
+        let diff = ctx.combination(&[(1.0, &k_probe), (-1.0, k1)]);
+        let d2 = norm(&diff) / h0;
+        for b in [probe, k_probe, diff] {
+            ctx.recycle(b);
+        }
         let h1 = if d1.max(d2) <= 1e-15 {
             (h0 * 1e-3).max(1e-6)
         } else {
@@ -596,9 +502,9 @@ impl Dopri5 {
         Ok((100.0 * h0).min(h1).min(span.abs()) * dir)
     }
 
-    /// One Dormand–Prince step of size `h` from `τ` on `part`'s rows, stage by stage:
-    /// stores the fifth-order point and its slope (FSAL) as the part's proposal, and
-    /// returns the part's share of the error norm's sum.
+    /// One Dormand–Prince step of size `h` from `τ`, stage by stage on the whole batch:
+    /// stores the fifth-order point and its slope (FSAL) as the state's proposal, and
+    /// returns the error norm's sum over chunks of `chunk` values.
     #[allow(clippy::too_many_arguments)]
     fn attempt(
         &self,
@@ -607,10 +513,10 @@ impl Dopri5 {
         tau: f64,
         h: f64,
         tau_end: f64,
-        block: usize,
-        part: &mut Part,
+        chunk: usize,
+        state: &mut State,
     ) -> Result<f64> {
-        let (u, k1) = (&part.u, &part.k1);
+        let (u, k1) = (&state.u, &state.k1);
         let mut ks: Vec<Batch> = Vec::with_capacity(7);
         for j in 1..6 {
             let mut terms: Vec<(f64, &Batch)> = vec![(1.0, u), (h * A[j][0], k1)];
@@ -629,112 +535,320 @@ impl Dopri5 {
         terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
         terms.push((h * E[6], &k7));
         let err = ctx.combination(&terms);
-        let sum = blocked_squares(&err.data, &u.data, &u_new.data, block, self.tol());
+        let sum = chunked_squares(&err.data, &u.data, &u_new.data, chunk, self.tol());
         ctx.recycle(err);
         for k in ks {
             ctx.recycle(k);
         }
-        part.proposal = Some((u_new, k7));
+        state.proposal = Some((u_new, k7));
         Ok(sum)
     }
 
-    /// [`Dopri5::attempt`] a chunk of rows at a time: all seven stages of a chunk run while
-    /// its stage values are in L1 (stage by stage, a tile's passes ran at L2 speed). Each
-    /// element gets the same arithmetic, so the result is bit-identical. `None` if a value
-    /// is not finite: the caller reruns the attempt stage by stage, which reports a bad
-    /// model output. The model's outputs are not checked one by one: every slope k₁ … k₅
-    /// enters the sixth stage's input with a nonzero weight, and k₆, k₇ the error estimate,
-    /// so a NaN or infinity in any of them shows in one of those two (checked: the sixth
-    /// input, and the error's sum of squares).
-    fn attempt_in_rows(
+    /// [`Dopri5::attempt`] a chunk of rows at a time, the chunks shared out over the
+    /// threads: all seven stages of a chunk run while its stage values are in L1, and the
+    /// threads, claiming chunk after chunk, finish an attempt within one chunk's time of
+    /// each other (whole tiles per thread left one idle for up to 6 % of an attempt). Each
+    /// element gets the same arithmetic, and the chunks' sums are added in order, so the
+    /// result is bit-identical. `None` if a value is not finite: the caller reruns the
+    /// attempt stage by stage, which reports a bad model output.
+    fn attempt_in_chunks(
         &self,
         ctx: &Ctx,
         stages: &[Stage],
         h: f64,
-        block: usize,
-        part: &mut Part,
+        state: &mut State,
     ) -> Option<f64> {
-        let (u, k1) = (&part.u, &part.k1);
-        let len = u.data.len();
-        debug_assert!(len <= block, "a tile is one block of the error norm");
+        let step = StepSums::new(h)?;
+        let (u, k1) = (&state.u, &state.k1);
         let chunk = chunk_len(u.d);
         let (mut u_new, mut k7) = (ctx.batch_like(u), ctx.batch_like(u));
-        part.chunks.resize(8 * chunk, 0.0);
-        let (ks, rest) = part.chunks.split_at_mut(5 * chunk);
-        let (uj, rest) = rest.split_at_mut(chunk);
-        let (x, err) = rest.split_at_mut(chunk);
+        let chunks: Vec<ChunkRows> = u
+            .data
+            .chunks(chunk)
+            .zip(k1.data.chunks(chunk))
+            .zip(u_new.data.chunks_mut(chunk).zip(k7.data.chunks_mut(chunk)))
+            .map(|((u, k1), (u_new, k7))| ChunkRows { u, k1, u_new, k7 })
+            .collect();
+        let sums = crate::parallel::map_segments(chunks, |rows| {
+            with_scratch(8 * chunk, |scratch| {
+                self.attempt_chunk(stages, &step, rows, scratch)
+            })
+        });
+        let sum = sums.into_iter().try_fold(0.0, |s, t| Some(s + t?));
+        match sum {
+            Some(_) => {
+                ctx.model.add_calls(6);
+                state.proposal = Some((u_new, k7));
+            }
+            None => {
+                ctx.recycle(u_new);
+                ctx.recycle(k7);
+            }
+        }
+        sum
+    }
+
+    /// One chunk's attempt, with `scratch` for its five slopes, a stage point, the model's
+    /// input and the error estimate's partial sum: writes the chunk's fifth-order point and
+    /// its slope, and returns its share of the error norm's sum, or `None` if a value is
+    /// not finite. The model's outputs are not checked one by one: every slope k₁ … k₅
+    /// enters the sixth stage's input with a nonzero weight, and k₆, k₇ the error estimate,
+    /// so a NaN or infinity in any of them shows in one of those two (checked: the sixth
+    /// stage's model input, and the error's sum of squares).
+    fn attempt_chunk(
+        &self,
+        stages: &[Stage],
+        sums: &StepSums,
+        rows: ChunkRows,
+        scratch: &mut [f64],
+    ) -> Option<f64> {
+        let ChunkRows { u, k1, u_new, k7 } = rows;
+        let n = u.len();
+        let (ks, rest) = scratch.split_at_mut(5 * n);
+        let (uj, rest) = rest.split_at_mut(n);
+        let (x, rest) = rest.split_at_mut(n);
+        let err = &mut rest[..n];
+        for j in 1..6 {
+            let (done, next) = ks.split_at_mut((j - 1) * n);
+            let mut terms: [&[f64]; 6] = [&[]; 6];
+            terms[0] = u;
+            terms[1] = k1;
+            for (m, t) in terms[2..=j].iter_mut().enumerate() {
+                *t = &done[m * n..(m + 1) * n];
+            }
+            let stage = &stages[j - 1];
+            // The stage point itself is needed only where the slope has a term in it.
+            let keep = (stage.cu != 0.0).then_some(&mut *uj);
+            stage_point(&sums.stage[j - 1][..=j], &terms[..=j], stage.scale, keep, x);
+            if j == 5 && !all_finite(x) {
+                return None;
+            }
+            stage.slope_at(x, uj, &mut next[..n]);
+        }
+        let k = |m: usize| &ks[m * n..(m + 1) * n];
+        let terms = [u, k1, k(1), k(2), k(3), k(4)];
+        let last = &stages[4];
+        step_end(sums, terms, last.scale, u_new, x, err);
+        last.slope_at(x, u_new, k7);
         let mut squares = Squares::default();
-        let mut finite = true;
-        let mut start = 0;
-        while start < len && finite {
-            let end = (start + chunk).min(len);
-            let n = end - start;
-            let (u_c, k1_c) = (&u.data[start..end], &k1.data[start..end]);
-            for j in 1..6 {
-                let (done, next) = ks.split_at_mut((j - 1) * chunk);
-                let mut terms: [(f64, &[f64]); 7] = [(0.0, &[]); 7];
-                terms[0] = (1.0, u_c);
-                terms[1] = (h * A[j][0], k1_c);
-                for (m, &a) in A[j][1..].iter().enumerate() {
-                    terms[2 + m] = (h * a, &done[m * chunk..m * chunk + n]);
-                }
-                set_combination_slices(&mut uj[..n], &terms[..1 + A[j].len()]);
-                if j == 5 {
-                    finite &= all_finite(&uj[..n]);
-                }
-                stages[j - 1].slope(&uj[..n], &mut x[..n], &mut next[..n]);
-            }
-            let ks = &*ks;
-            let stage = |m: usize| &ks[m * chunk..m * chunk + n];
-            let mut terms: [(f64, &[f64]); 7] = [(0.0, &[]); 7];
-            terms[0] = (1.0, u_c);
-            terms[1] = (h * A[6][0], k1_c);
-            for (m, &a) in A[6][1..].iter().enumerate() {
-                terms[2 + m] = (h * a, stage(m));
-            }
-            let u_new_c = &mut u_new.data[start..end];
-            set_combination_slices(u_new_c, &terms);
-            let k7_c = &mut k7.data[start..end];
-            stages[4].slope(u_new_c, &mut x[..n], k7_c);
-            terms[0] = (h * E[0], k1_c);
-            for m in 0..5 {
-                terms[1 + m] = (h * E[1 + m], stage(m));
-            }
-            terms[6] = (h * E[6], k7_c);
-            set_combination_slices(&mut err[..n], &terms);
-            squares.add(&err[..n], u_c, u_new_c, self.tol());
-            start = end;
-        }
+        squares.add_error(err, sums.err_last, k7, u, u_new, self.tol());
         let sum = squares.total();
-        if !(finite && sum.is_finite()) {
-            ctx.recycle(u_new);
-            ctx.recycle(k7);
-            return None;
-        }
-        ctx.model.add_calls(6);
-        part.proposal = Some((u_new, k7));
-        Some(sum)
+        sum.is_finite().then_some(sum)
     }
 }
 
-/// Elements per chunk of rows: about `ROW_CHUNK`, whole rows, and a multiple of the error
-/// norm's `LANES` so that the chunks feed its lanes in element order.
+/// One chunk of rows of an attempt: the state and its slope, and where the fifth-order
+/// point and its slope go.
+struct ChunkRows<'a> {
+    u: &'a [f64],
+    k1: &'a [f64],
+    u_new: &'a mut [f64],
+    k7: &'a mut [f64],
+}
+
+/// The coefficients of one attempt's sums for a step of size h: each stage's point (the
+/// state's, then the slopes'), the fifth-order point (state, k₁, k₃ … k₆: b₂ = 0) and the
+/// error estimate (k₁, k₃ … k₆, then k₇: e₂ = 0).
+struct StepSums {
+    stage: [[f64; 6]; 5],
+    end: [f64; 6],
+    err: [f64; 5],
+    err_last: f64,
+}
+
+impl StepSums {
+    /// `None` if a coefficient is zero (h underflowed): the combination kernels skip a zero
+    /// term, which these sums would not.
+    fn new(h: f64) -> Option<Self> {
+        let mut stage = [[0.0; 6]; 5];
+        for (j, c) in stage.iter_mut().enumerate() {
+            c[0] = 1.0;
+            for (c, a) in c[1..].iter_mut().zip(A[j + 1]) {
+                *c = h * a;
+            }
+        }
+        let slopes = [0, 2, 3, 4, 5];
+        let end = [
+            1.0,
+            h * A[6][0],
+            h * A[6][2],
+            h * A[6][3],
+            h * A[6][4],
+            h * A[6][5],
+        ];
+        let err = slopes.map(|m| h * E[m]);
+        let sums = StepSums {
+            stage,
+            end,
+            err,
+            err_last: h * E[6],
+        };
+        let nonzero = sums
+            .stage
+            .iter()
+            .enumerate()
+            .all(|(j, c)| c[..j + 2].iter().all(|&c| c != 0.0))
+            && sums.end.iter().chain(&sums.err).all(|&c| c != 0.0)
+            && sums.err_last != 0.0;
+        nonzero.then_some(sums)
+    }
+}
+
+crate::simd::wide_simd!(stage_point_wide => stage_point_body(c: &[f64], terms: &[&[f64]], scale: f64, keep: Option<&mut [f64]>, x: &mut [f64]));
+
+/// `x = scale·Σ c_m·terms_m` (summed left to right, as the combination kernels do, so the
+/// bits are theirs), the sum also into `keep` when given, in one sweep.
+fn stage_point(c: &[f64], terms: &[&[f64]], scale: f64, keep: Option<&mut [f64]>, x: &mut [f64]) {
+    stage_point_wide(c, terms, scale, keep, x)
+}
+
+#[inline(always)]
+fn stage_point_body(
+    c: &[f64],
+    terms: &[&[f64]],
+    scale: f64,
+    keep: Option<&mut [f64]>,
+    x: &mut [f64],
+) {
+    match (terms.len(), keep) {
+        (2, None) => point::<2, false>(c, terms, scale, &mut [], x),
+        (3, None) => point::<3, false>(c, terms, scale, &mut [], x),
+        (4, None) => point::<4, false>(c, terms, scale, &mut [], x),
+        (5, None) => point::<5, false>(c, terms, scale, &mut [], x),
+        (6, None) => point::<6, false>(c, terms, scale, &mut [], x),
+        (2, Some(k)) => point::<2, true>(c, terms, scale, k, x),
+        (3, Some(k)) => point::<3, true>(c, terms, scale, k, x),
+        (4, Some(k)) => point::<4, true>(c, terms, scale, k, x),
+        (5, Some(k)) => point::<5, true>(c, terms, scale, k, x),
+        (6, Some(k)) => point::<6, true>(c, terms, scale, k, x),
+        (n, _) => unreachable!("a stage point of {n} terms"),
+    }
+}
+
+/// Elements per block of the one-sweep kernels: a block's terms are loaded into arrays
+/// first, so the compiler needs no proof that the outputs do not overlap them to keep the
+/// block in vector registers (on slices of slices it fell back to a scalar loop).
+const BLOCK: usize = 8;
+
+#[inline(always)]
+fn point<const N: usize, const KEEP: bool>(
+    c: &[f64],
+    terms: &[&[f64]],
+    scale: f64,
+    keep: &mut [f64],
+    x: &mut [f64],
+) {
+    let n = x.len();
+    let c: [f64; N] = std::array::from_fn(|m| c[m]);
+    let t: [&[f64]; N] = std::array::from_fn(|m| &terms[m][..n]);
+    let sum = |i: usize| {
+        let mut s = c[0] * t[0][i];
+        for m in 1..N {
+            s += c[m] * t[m][i];
+        }
+        s
+    };
+    let whole = n / BLOCK * BLOCK;
+    for start in (0..whole).step_by(BLOCK) {
+        let block: [[f64; BLOCK]; N] =
+            std::array::from_fn(|m| t[m][start..start + BLOCK].try_into().expect("a block"));
+        let mut s = [0.0; BLOCK];
+        for l in 0..BLOCK {
+            s[l] = c[0] * block[0][l];
+            for m in 1..N {
+                s[l] += c[m] * block[m][l];
+            }
+        }
+        if KEEP {
+            keep[start..start + BLOCK].copy_from_slice(&s);
+        }
+        for (x, s) in x[start..start + BLOCK].iter_mut().zip(s) {
+            *x = scale * s;
+        }
+    }
+    for i in whole..n {
+        let s = sum(i);
+        if KEEP {
+            keep[i] = s;
+        }
+        x[i] = scale * s;
+    }
+}
+
+crate::simd::wide_simd!(step_end_wide => step_end_body(sums: &StepSums, terms: [&[f64]; 6], scale: f64, u_new: &mut [f64], x: &mut [f64], err: &mut [f64]));
+
+/// In one sweep: the fifth-order point `u_new` from the state and slopes `terms` (u, k₁,
+/// k₃ … k₆), the model's input `x = scale·u_new`, and the error estimate's sum but its
+/// last term (k₇'s, added by [`Squares::add_error`]); left to right, as the combination
+/// kernels sum.
+fn step_end(
+    sums: &StepSums,
+    terms: [&[f64]; 6],
+    scale: f64,
+    u_new: &mut [f64],
+    x: &mut [f64],
+    err: &mut [f64],
+) {
+    step_end_wide(sums, terms, scale, u_new, x, err)
+}
+
+#[inline(always)]
+fn step_end_body(
+    sums: &StepSums,
+    terms: [&[f64]; 6],
+    scale: f64,
+    u_new: &mut [f64],
+    x: &mut [f64],
+    err: &mut [f64],
+) {
+    let n = u_new.len();
+    let [u, k1, k3, k4, k5, k6] = terms.map(|t| &t[..n]);
+    let (x, err) = (&mut x[..n], &mut err[..n]);
+    let [b0, b1, b3, b4, b5, b6] = sums.end;
+    let [e1, e3, e4, e5, e6] = sums.err;
+    for i in 0..n {
+        let s = b0 * u[i] + b1 * k1[i] + b3 * k3[i] + b4 * k4[i] + b5 * k5[i] + b6 * k6[i];
+        u_new[i] = s;
+        x[i] = scale * s;
+        err[i] = e1 * k1[i] + e3 * k3[i] + e4 * k4[i] + e5 * k5[i] + e6 * k6[i];
+    }
+}
+
+/// Values per chunk of rows: whole rows, about `ROW_CHUNK`.
 fn chunk_len(d: usize) -> usize {
-    let rows_per_lane_cycle = LANES / tiles::gcd(d, LANES);
-    let rows = (ROW_CHUNK / d).max(1).div_ceil(rows_per_lane_cycle) * rows_per_lane_cycle;
-    rows * d
+    (ROW_CHUNK / d.max(1)).max(1) * d.max(1)
+}
+
+thread_local! {
+    /// Each thread's chunk-sized stage arrays (allocating them per chunk cost 5 % of an attempt).
+    static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` on this thread's scratch space of `len` values (on a fresh one if it is in
+/// use: a model that runs parallel loops of its own may have this thread take another
+/// chunk while it waits).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            if s.len() < len {
+                s.resize(len, 0.0);
+            }
+            f(&mut s[..len])
+        }
+        Err(_) => f(&mut vec![0.0; len]),
+    })
 }
 
 impl Stage<'_> {
-    /// The slope at every row of `u`, a chunk at a time; `None` if the model gave a
-    /// non-finite output (then nothing was counted).
+    /// The slope at every row of `u`, a chunk at a time in parallel; `None` if the model
+    /// gave a non-finite output (then nothing was counted).
     fn slope_of_batch(&self, ctx: &Ctx, u: &Batch) -> Option<Batch> {
         let chunk = chunk_len(u.d);
         let mut k = ctx.batch_like(u);
-        let mut x = vec![0.0; chunk.min(u.data.len())];
-        for (u, k) in u.data.chunks(chunk).zip(k.data.chunks_mut(chunk)) {
-            self.slope(u, &mut x[..u.len()], k);
-        }
+        u.data
+            .par_chunks(chunk)
+            .zip(k.data.par_chunks_mut(chunk))
+            .for_each(|(u, k)| with_scratch(u.len(), |x| self.slope(u, x, k)));
         if !all_finite(&k.data) {
             ctx.recycle(k);
             return None;
@@ -744,9 +858,9 @@ impl Stage<'_> {
     }
 }
 
-impl Part {
+impl State {
     fn new(u: Batch) -> Self {
-        Part {
+        State {
             k1: Batch {
                 n: 0,
                 d: u.d,
@@ -754,8 +868,12 @@ impl Part {
             },
             u,
             proposal: None,
-            chunks: Vec::new(),
         }
+    }
+
+    /// Sets the slope at the state (a fresh start).
+    fn set_slope(&mut self, ctx: &Ctx, k1: Batch) {
+        ctx.recycle(std::mem::replace(&mut self.k1, k1));
     }
 
     /// Takes the proposal as the new state if the step was accepted, else drops it.

@@ -13,8 +13,8 @@
 //! A stochastic run is tiled on noise-block boundaries, so that each tile draws exactly the
 //! whole batch's noise for its rows (noise is keyed by block, see `noise`), or, where one
 //! block holds the whole batch, with every step's noise drawn ahead (see [`plan`]). dopri5's step
-//! size follows the batch's error norm, which couples rows: it tiles each attempted step
-//! instead, and sums the norm per tile-sized block whether tiled or not (`dopri5`).
+//! size follows the batch's error norm, which couples rows: it runs each attempted step a
+//! chunk of rows at a time instead (`dopri5`).
 
 use super::{Ctx, Precision, Solver};
 use crate::batch::Batch;
