@@ -12,6 +12,7 @@ use rand::Rng;
 use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::json;
+use std::collections::VecDeque;
 use std::f64::consts::PI;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -212,9 +213,11 @@ struct LevelTables {
 
 /// Levels whose tables have been made, newest last: row tiles each run the whole grid, and
 /// would otherwise remake every level's tables (a logarithm per component and coordinate)
-/// once per tile (measured: 0.7 % of a tiled UniPC run on mix16d).
+/// once per tile (measured: 0.7 % of a tiled UniPC run on mix16d). Calls on a few rows
+/// (the reference's per-sample solves, at levels that never repeat) and row evaluators
+/// (dopri5's stages) make their tables without it: the lookup cost them 4× their time.
 #[derive(Default)]
-struct TablesCache(Mutex<Vec<(LevelKey, Arc<LevelTables>)>>);
+struct TablesCache(Mutex<VecDeque<(LevelKey, Arc<LevelTables>)>>);
 
 /// A level's α and σ, bit for bit: all its tables depend on.
 type LevelKey = (u64, u64);
@@ -252,9 +255,9 @@ impl GaussianMixture {
         let made = Arc::new(self.make_tables(l));
         let mut cache = lock();
         if cache.len() == CACHED_LEVELS {
-            cache.remove(0);
+            cache.pop_front();
         }
-        cache.push((key, Arc::clone(&made)));
+        cache.push_back((key, Arc::clone(&made)));
         made
     }
 
@@ -372,7 +375,11 @@ impl ScoreModel for GaussianMixture {
                 ),
             ));
         }
-        let tb = self.tables(level);
+        let tb = if x.n < ROWS_PER_TASK {
+            Arc::new(self.make_tables(level))
+        } else {
+            self.tables(level)
+        };
         let d = self.dim;
         let first_bad = out
             .par_chunks_mut(ROWS_PER_TASK * d)
@@ -410,7 +417,7 @@ impl ScoreModel for GaussianMixture {
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         Some(Box::new(MixtureRows {
             model: self,
-            tables: self.tables(level),
+            tables: Arc::new(self.make_tables(level)),
             sigma: level.sigma,
         }))
     }
