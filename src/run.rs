@@ -145,10 +145,10 @@ pub fn main(cli: Cli) -> Result<()> {
             if args.batch == 0 || args.reps == 0 {
                 return Err(Error::invalid("--batch/--reps", "expected at least 1"));
             }
-            print!(
-                "{}",
-                crate::bench::run(args.batch, args.reps, args.pytorch_ms)?
-            );
+            // Timed on a pool thread, where solver runs go (see `Solver::run`).
+            let report =
+                rayon::scope(|_| crate::bench::run(args.batch, args.reps, args.pytorch_ms))?;
+            print!("{report}");
             Ok(())
         }
         Command::Decompose(args) => {
