@@ -214,8 +214,8 @@ struct LevelTables {
 /// Levels whose tables have been made, newest last: row tiles each run the whole grid, and
 /// would otherwise remake every level's tables (a logarithm per component and coordinate)
 /// once per tile (measured: 0.7 % of a tiled UniPC run on mix16d). Calls on a few rows
-/// (the reference's per-sample solves, at levels that never repeat) and row evaluators
-/// (dopri5's stages) make their tables without it: the lookup cost them 4× their time.
+/// (the reference's per-sample solves, at levels that never repeat) make their tables
+/// without it: the lookup cost them 4× their time.
 #[derive(Default)]
 struct TablesCache(Mutex<VecDeque<(LevelKey, Arc<LevelTables>)>>);
 
@@ -417,7 +417,7 @@ impl ScoreModel for GaussianMixture {
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         Some(Box::new(MixtureRows {
             model: self,
-            tables: Arc::new(self.make_tables(level)),
+            tables: self.tables(level),
             sigma: level.sigma,
         }))
     }
