@@ -127,6 +127,12 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
         // The default tiling, through `Solver::run`.
         let (out, _) = pfode::solver::sample(&solver, &model, &schedule, &g, x.clone(), 3).unwrap();
         assert_eq!(out, whole, "{name}: default tiling");
+        // In single precision a tile's row evaluator rounds the model's outputs as the batch
+        // call does.
+        let (whole, _) = run(&solver, &model, &g, &x, None, Precision::F32);
+        let rows = sizes[sizes.len() - 1];
+        let (tiled, _) = run(&solver, &model, &g, &x, Some(rows), Precision::F32);
+        assert_eq!(tiled.unwrap(), whole.unwrap(), "{name}: f32");
     }
     assert_eq!(
         tiled,
