@@ -3,13 +3,17 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-/// `f` applied to every item, results in item order. Thread `w` of the pool's `k` owns the
-/// `w`-th of `k` contiguous segments and takes its items from the front; a thread whose
-/// segment is done takes items from the back of the others'. So each thread gets the same
-/// items from call to call (their data stays in its core's cache) until the end, where the
-/// threads finish within about one item's time of each other.
+/// `f` applied to every item, results in item order. The items are cut into as many
+/// contiguous segments as the pool has threads, one per leaf of a tree of joins; a leaf
+/// takes its segment's items from the front, then items from the back of the others'. The
+/// calling thread runs the first leaf and each other thread the leaf it steals, so on a
+/// pool of two each thread gets the same items from call to call (their data stays in its
+/// core's cache) until the end, where the threads finish within about one item's time of
+/// each other. Joins, unlike a broadcast, never wait for a thread that is busy elsewhere
+/// (a sweep's other runs): its leaf runs on whichever thread gets to it.
 pub fn map_segments<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     let n = items.len();
+    assert!(n < 1 << 32, "segment bounds are packed in 32 bits each");
     let k = rayon::current_num_threads().clamp(1, n.max(1));
     let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let bounds: Vec<AtomicU64> = (0..k)
@@ -31,18 +35,28 @@ pub fn map_segments<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) 
         }
         done
     };
-    let parts = if k == 1 {
-        vec![work(0)]
-    } else {
-        rayon::broadcast(|ctx| work(ctx.index() % k))
-    };
     let mut out: Vec<Option<R>> = (0..n).map(|_| None).collect();
-    for (i, r) in parts.into_iter().flatten() {
+    for (i, r) in spread(0, k, &work) {
         out[i] = Some(r);
     }
     out.into_iter()
         .map(|r| r.expect("every item is done"))
         .collect()
+}
+
+/// The results of `work(w)` for the `k` leaves `w = first, first + 1, …`, run as a tree of
+/// joins.
+fn spread<R: Send>(first: usize, k: usize, work: &(impl Fn(usize) -> Vec<R> + Sync)) -> Vec<R> {
+    if k <= 1 {
+        return work(first);
+    }
+    let half = k / 2;
+    let (mut a, b) = rayon::join(
+        || spread(first, half, work),
+        || spread(first + half, k - half, work),
+    );
+    a.extend(b);
+    a
 }
 
 fn pack(front: usize, back: usize) -> u64 {

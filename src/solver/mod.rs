@@ -192,7 +192,10 @@ impl<'a> Ctx<'a> {
         // and are checked in one vectorised pass (the batch call's nested parallel loop and
         // per-row scan cost 6 % of a tiled run's time), the first non-finite output
         // reported as the batch call reports it.
-        match self.tile_offset.and(self.model.row_evaluator(&level)) {
+        match self
+            .tile_offset
+            .and_then(|_| self.model.row_evaluator(&level))
+        {
             Some(rows) => {
                 self.model.add_calls(1);
                 rows.eps_rows(&x.data, &mut buf);
@@ -583,8 +586,8 @@ impl Solver {
     ///
     /// A run started outside the thread pool moves onto a pool thread first: each parallel
     /// loop it then starts finds the other threads awake, where from outside the pool the
-    /// caller sleeps until the loop ends and is woken late (measured on mix16d: dopri5's
-    /// cost beyond its model calls 1.1–1.6 points lower).
+    /// caller sleeps until the loop ends and is woken late (traced on dopri5's attempts:
+    /// 10–150 µs after the loop's end).
     pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
         if rayon::current_thread_index().is_none() {
             return rayon::scope(|_| self.run(ctx, x, precision));
