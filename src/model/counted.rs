@@ -81,18 +81,27 @@ impl ScoreModel for Counted<'_> {
         if self.round_to_f32 {
             out.iter_mut().for_each(|v| *v = *v as f32 as f64);
         }
-        if (self.inner.checks_finite_output() && !self.round_to_f32) || all_finite(out) {
+        if self.inner.checks_finite_output() && !self.round_to_f32 {
             return Ok(());
         }
-        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                t: level.t,
-                row: i / x.d,
-                col: i % x.d,
-                value: out[i],
-            });
-        }
-        Ok(())
+        check_finite(out, x.d, level.t)
+    }
+}
+
+/// An error naming the first non-finite value of `out` (rows of `d` values, the model's
+/// outputs at time `t`), if any: one vectorised test, then a scan only on failure.
+pub(crate) fn check_finite(out: &[f64], d: usize, t: f64) -> Result<()> {
+    if all_finite(out) {
+        return Ok(());
+    }
+    match out.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(Error::NonFinite {
+            t,
+            row: i / d.max(1),
+            col: i % d.max(1),
+            value: out[i],
+        }),
+        None => Ok(()),
     }
 }
 

@@ -6,8 +6,8 @@ mod mixture;
 pub mod mlp;
 pub mod train;
 
-pub(crate) use counted::all_finite;
 pub use counted::Counted;
+pub(crate) use counted::{all_finite, check_finite};
 pub use mixture::{builtin, resolve, GaussianMixture, BUILTINS};
 
 use crate::batch::Batch;

@@ -697,14 +697,10 @@ impl StepSums {
     }
 }
 
-crate::simd::wide_simd!(stage_point_wide => stage_point_body(c: &[f64], terms: &[&[f64]], scale: f64, keep: Option<&mut [f64]>, x: &mut [f64]));
+crate::simd::wide_simd!(stage_point => stage_point_body(c: &[f64], terms: &[&[f64]], scale: f64, keep: Option<&mut [f64]>, x: &mut [f64]));
 
 /// `x = scale·Σ c_m·terms_m` (summed left to right, as the combination kernels do, so the
 /// bits are theirs), the sum also into `keep` when given, in one sweep.
-fn stage_point(c: &[f64], terms: &[&[f64]], scale: f64, keep: Option<&mut [f64]>, x: &mut [f64]) {
-    stage_point_wide(c, terms, scale, keep, x)
-}
-
 #[inline(always)]
 fn stage_point_body(
     c: &[f64],
@@ -778,23 +774,12 @@ fn point<const N: usize, const KEEP: bool>(
     }
 }
 
-crate::simd::wide_simd!(step_end_wide => step_end_body(sums: &StepSums, terms: [&[f64]; 6], scale: f64, u_new: &mut [f64], x: &mut [f64], err: &mut [f64]));
+crate::simd::wide_simd!(step_end => step_end_body(sums: &StepSums, terms: [&[f64]; 6], scale: f64, u_new: &mut [f64], x: &mut [f64], err: &mut [f64]));
 
 /// In one sweep: the fifth-order point `u_new` from the state and slopes `terms` (u, k₁,
 /// k₃ … k₆), the model's input `x = scale·u_new`, and the error estimate's sum but its
 /// last term (k₇'s, added by [`Squares::add_error`]); left to right, as the combination
 /// kernels sum.
-fn step_end(
-    sums: &StepSums,
-    terms: [&[f64]; 6],
-    scale: f64,
-    u_new: &mut [f64],
-    x: &mut [f64],
-    err: &mut [f64],
-) {
-    step_end_wide(sums, terms, scale, u_new, x, err)
-}
-
 #[inline(always)]
 fn step_end_body(
     sums: &StepSums,

@@ -41,7 +41,7 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
 use crate::grid::TimeGrid;
-use crate::model::{all_finite, Counted, Level, ScoreModel};
+use crate::model::{check_finite, Counted, Level, ScoreModel};
 use crate::noise::{self, Purpose};
 use crate::schedule::Schedule;
 use std::sync::Mutex;
@@ -199,16 +199,7 @@ impl<'a> Ctx<'a> {
             Some(rows) => {
                 self.model.add_calls(1);
                 rows.eps_rows(&x.data, &mut buf);
-                if !all_finite(&buf) {
-                    let i = buf.iter().position(|v| !v.is_finite()).unwrap_or(0);
-                    let d = x.d.max(1);
-                    return Err(Error::NonFinite {
-                        t: level.t,
-                        row: i / d,
-                        col: i % d,
-                        value: buf[i],
-                    });
-                }
+                check_finite(&buf, x.d, level.t)?;
             }
             None => self.model.eps_into(x, &level, &mut buf)?,
         }
