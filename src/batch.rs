@@ -313,7 +313,7 @@ mod tests {
         Batch::new(len, 1, data).unwrap()
     }
 
-    /// The AVX-512 / AVX2 copies of the combination kernels give the baseline build's bits,
+    /// The AVX2 copies of the combination kernels give the baseline build's bits,
     /// for every arity (fused and chunked) and lengths that leave vector remainders.
     #[test]
     fn wide_kernels_equal_the_baseline_bit_for_bit() {

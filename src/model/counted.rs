@@ -115,12 +115,11 @@ impl RowEvaluator for Rounded<'_> {
     }
 }
 
-/// Independent partial sums in [`all_finite`]: four AVX-512 vectors, so the adds overlap.
+/// Independent partial sums in [`all_finite`]: eight AVX2 vectors, so the adds overlap.
 const FINITE_LANES: usize = 32;
 
 /// True when no value is NaN or ±Inf: `v · 0` is 0 for finite v and NaN otherwise, summed in
-/// independent lanes so the loop vectorises (a branchy scan costs 4× more), with the CPU's
-/// widest vectors.
+/// independent lanes so the loop vectorises (a branchy scan costs 4× more).
 pub(crate) fn all_finite(values: &[f64]) -> bool {
     let mut lanes = [0.0f64; FINITE_LANES];
     zero_lanes(values, &mut lanes);

@@ -11,13 +11,15 @@
 //! finishes on a scalar generator, in element order, after every 2 048 values, so the
 //! vector loop has no data-dependent branch.
 //!
-//! The normals are f32 values, as `torch.randn`'s are: f32 products of 21-bit uniforms, 16
-//! to a vector, measured 0.47 ns a normal on AVX-512 (0.72 on AVX2, 2.2 portable), where
-//! f64 products of 52-bit uniforms, two gathered loads a draw, took 0.68 ns (AVX2 1.05).
+//! The normals are f32 values, as `torch.randn`'s are: f32 products of 21-bit uniforms, 8
+//! to a vector, measured 0.72 ns a normal on AVX2 (2.2 portable), where f64 products of
+//! 52-bit uniforms, two gathered loads a draw, took 1.05 ns. (An AVX-512 copy drew a normal
+//! in 0.47 ns alone, but lowered the core's clock for the model calls that follow: DDPM and
+//! SDE-DPM-Solver++(2M) runs took 1–3 % less time with this kernel; see `simd`.)
 //! The law is the ziggurat's up to that resolution: the uniform sits on a grid of 2⁻²⁰,
 //! and each layer's box is `X[i]` rounded up to the f32 grid (at most 6·10⁻⁸ wider, which
-//! only adds to the rejections the wedge test resolves). Hand-written AVX-512 and AVX2
-//! kernels, chosen at run time, do the same IEEE operations as the portable code in the same
+//! only adds to the rejections the wedge test resolves). The hand-written AVX2 kernel,
+//! chosen at run time, does the same IEEE operations as the portable code in the same
 //! order, so the numbers are bit-identical on every instruction set (tested).
 //! Layers: the usual 256 reject 1.49 % of draws at ≈ 25 ns each (branch mispredictions,
 //! `exp`, a scalar draw); 2 048 reject 0.23 %, and the 16 KiB table stays in L1.
@@ -142,9 +144,6 @@ type SpanKernel = unsafe fn(
 fn kernel() -> SpanKernel {
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return x86::span_avx512;
-        }
         if std::arch::is_x86_feature_detected!("avx2") {
             return x86::span_avx2;
         }
@@ -256,88 +255,9 @@ fn span_portable(
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     //! The fast path with explicit vector instructions: the portable code's operations on
-    //! 16 (AVX-512) or 8 (AVX2) words at once, the lanes' states held in registers.
+    //! 8 words at once, the lanes' states held in registers.
     use super::{Tables, CHUNK, INDEX_BITS, INDEX_MASK, LANES};
     use std::arch::x86_64::*;
-
-    /// [`super::SpanKernel`] on AVX-512F: a vector of eight lanes' outputs is 16 words, the
-    /// chunk's elements 16q … 16q + 15.
-    ///
-    /// # Safety
-    /// The CPU must support AVX-512F.
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn span_avx512(
-        s: &mut [[u64; LANES]; 4],
-        t: &Tables,
-        scale: f64,
-        out: &mut [f64],
-        bits: &mut [[u64; LANES]],
-        rejected: &mut [u64],
-    ) {
-        const V: usize = LANES / 8;
-        let load = |w: &[u64; LANES]| -> [__m512i; V] {
-            // SAFETY: each load reads 8 of the word's 32 lanes.
-            std::array::from_fn(|q| unsafe { _mm512_loadu_si512(w[8 * q..].as_ptr().cast()) })
-        };
-        let mut st = [load(&s[0]), load(&s[1]), load(&s[2]), load(&s[3])];
-        let table = t.packed.as_ptr().cast::<i64>();
-        let index_mask = _mm512_set1_epi32(INDEX_MASK as i32);
-        let one = _mm512_set1_epi32(1);
-        let scale = _mm512_set1_pd(scale);
-        let low = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
-        let high = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
-        for ((chunk, bits), rejected) in out.chunks_exact_mut(CHUNK).zip(bits).zip(rejected) {
-            let mut mask = 0u64;
-            for q in 0..V {
-                let [s0, s1, s2, s3] = [st[0][q], st[1][q], st[2][q], st[3][q]];
-                let w = _mm512_add_epi64(_mm512_rol_epi64::<23>(_mm512_add_epi64(s0, s3)), s0);
-                let x = _mm512_slli_epi64::<17>(s1);
-                let s2 = _mm512_xor_si512(s2, s0);
-                let s3 = _mm512_xor_si512(s3, s1);
-                let s1 = _mm512_xor_si512(s1, s2);
-                let s0 = _mm512_xor_si512(s0, s3);
-                let s2 = _mm512_xor_si512(s2, x);
-                let s3 = _mm512_rol_epi64::<45>(s3);
-                (st[0][q], st[1][q], st[2][q], st[3][q]) = (s0, s1, s2, s3);
-                // SAFETY: writes lanes 8q … 8q + 7 of the chunk's 32.
-                unsafe { _mm512_storeu_si512(bits[8 * q..].as_mut_ptr().cast(), w) };
-                let index = _mm512_and_si512(w, index_mask);
-                let m = _mm512_or_si512(_mm512_srai_epi32::<{ INDEX_BITS - 1 }>(w), one);
-                // SAFETY: indices are below LAYERS, the table's length.
-                let (e0, e1) = unsafe {
-                    (
-                        _mm512_i32gather_epi64::<8>(_mm512_castsi512_si256(index), table),
-                        _mm512_i32gather_epi64::<8>(_mm512_extracti64x4_epi64::<1>(index), table),
-                    )
-                };
-                let width = _mm512_castsi512_ps(_mm512_permutex2var_epi32(e0, low, e1));
-                let bound = _mm512_permutex2var_epi32(e0, high, e1);
-                let ok = _mm512_cmplt_epu32_mask(_mm512_abs_epi32(m), bound);
-                let z = _mm512_maskz_mul_ps(ok, _mm512_cvtepi32_ps(m), width);
-                let z_low = _mm512_cvtps_pd(_mm512_castps512_ps256(z));
-                let z_high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(
-                    _mm512_castps_pd(z),
-                )));
-                let o = chunk[16 * q..16 * q + 16].as_mut_ptr();
-                // SAFETY: two vectors of 8 within the 16 elements of `o`.
-                unsafe {
-                    let sum = _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(scale, z_low));
-                    _mm512_storeu_pd(o, sum);
-                    let o = o.add(8);
-                    let sum = _mm512_add_pd(_mm512_loadu_pd(o), _mm512_mul_pd(scale, z_high));
-                    _mm512_storeu_pd(o, sum);
-                }
-                mask |= u64::from(!ok) << (16 * q);
-            }
-            *rejected = mask;
-        }
-        for (w, v) in s.iter_mut().zip(&st) {
-            for (q, v) in v.iter().enumerate() {
-                // SAFETY: writes 8 of the word's 32 lanes.
-                unsafe { _mm512_storeu_si512(w[8 * q..].as_mut_ptr().cast(), *v) };
-            }
-        }
-    }
 
     /// `x` rotated left by `K` bits, in each 64-bit lane (AVX2 has no rotate).
     #[inline(always)]
@@ -582,9 +502,6 @@ mod tests {
         {
             if std::arch::is_x86_feature_detected!("avx2") {
                 kernels.push(("avx2", x86::span_avx2));
-            }
-            if std::arch::is_x86_feature_detected!("avx512f") {
-                kernels.push(("avx512", x86::span_avx512));
             }
         }
         for (name, kernel) in kernels {
