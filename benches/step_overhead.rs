@@ -44,6 +44,14 @@ fn solvers() -> Vec<(String, Solver)> {
         })
         .collect();
     v.push(("ddim --eta 1".into(), Solver::Ddim(Ddim::new(1.0).unwrap())));
+    let churn = SolverOptions {
+        s_churn: Some(1.0),
+        ..Default::default()
+    };
+    v.push((
+        "heun --s-churn 1".into(),
+        Solver::build("heun", &churn).unwrap(),
+    ));
     v.push((
         "euler-maruyama --brownian tree".into(),
         Solver::EulerMaruyama(EulerMaruyama {

@@ -6,7 +6,7 @@
 //! came before it, nor on thread count. (Xoshiro256++ with ziggurat normals measured 2× the
 //! throughput of ChaCha8 here; noise generation dominates stochastic samplers' cost beyond
 //! the model.) Noise drawn once per run (x_T, data) uses `rand_distr`'s ziggurat, ≈ 1.9 ns
-//! per normal; noise drawn at every step uses the vector ziggurat of [`wide`], ≈ 0.47 ns
+//! per normal; noise drawn at every step uses the vector ziggurat of [`wide`], ≈ 0.72 ns
 //! (f32-valued normals, as `torch.randn`'s).
 
 pub mod wide;
@@ -37,7 +37,7 @@ pub enum Purpose {
 
 impl Purpose {
     /// Noise drawn at every solver step (not once per run) comes from the vector
-    /// ziggurat of [`wide`], ≈ 4× faster per normal: these draws are what stochastic
+    /// ziggurat of [`wide`], ≈ 2.6× faster per normal: these draws are what stochastic
     /// samplers add to each model call.
     fn per_step(self) -> bool {
         matches!(
