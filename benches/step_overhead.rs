@@ -301,6 +301,11 @@ fn summary(s: &Setup) {
             show(own)
         );
     }
+    println!(
+        "(--brownian tree is Euler–Maruyama's other noise source, not another sampler: each step \
+         descends the tree from the previous query's common ancestor, ≈ 1 + log₂(spacing in \
+         training steps) node arrays of normals against one for per-step increments)"
+    );
 }
 
 /// `pfode reference` on 10 000 ring2d samples at rtol = atol = 1e-10, in both modes.
