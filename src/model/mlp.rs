@@ -382,8 +382,8 @@ fn fast_exp(x: f32) -> f32 {
 
 // AVX-512 where the CPU has it: these run between `gemm`'s AVX-512 matrix products and
 // share their clock, so the reason `simd` keeps other kernels to AVX2 does not apply.
-crate::simd::wide_simd!(bias_silu_rows => bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool), avx512 = true);
-crate::simd::wide_simd!(first_layer_rows => first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]), avx512 = true);
+crate::simd::wide_simd!(avx512: bias_silu_rows => bias_silu_block(out: &mut [f32], z: &[f32], bias: &[f32], silu: bool));
+crate::simd::wide_simd!(avx512: first_layer_rows => first_layer_block(out: &mut [f32], x: &[f32], w_t: &[f32], bias: &[f32]));
 
 /// `silu(z + bias)` (or `z + bias` for the output layer) for a block of rows.
 #[inline(always)]

@@ -124,14 +124,13 @@ impl Sampler for DpmSolverPp {
                 vec![-phi + alpha / r0, -alpha / r0 + beta / r1, -beta / r1]
             }
         };
-        multistep_update(
-            &mut x.data,
-            &mut m0.data,
-            (cx0, ce0),
+        let update = MultistepUpdate {
+            to_x0: (cx0, ce0),
             ratio,
-            &weights,
-            &hist.newest(k - 1),
-        );
+            weights: &weights,
+            history: &hist.newest(k - 1),
+        };
+        update.run(&mut x.data, &mut m0.data);
         hist.push(ctx, s.lambda, m0, self.order);
         Ok((x, hist))
     }
@@ -139,85 +138,70 @@ impl Sampler for DpmSolverPp {
 
 /// The update of a multistep data-prediction step after its model call: `m0` (holding ε̂)
 /// becomes x̂₀ = cx0·x + ce0·ε̂, then `x = ratio·x + Σ_j weights_j·m_j`, m_0 the new x̂₀ and
-/// the rest `history`, newest first (at most two). One sweep per element where every
-/// coefficient is nonzero, else pass by pass on L1-sized chunks (the combination kernels drop
-/// zero terms, which changes the sum's order); the same bits either way.
-pub(super) fn multistep_update(
-    x: &mut [f64],
-    m0: &mut [f64],
-    to_x0: (f64, f64),
-    ratio: f64,
-    weights: &[f64],
-    history: &[&[f64]],
-) {
-    debug_assert_eq!(weights.len(), history.len() + 1);
-    if weights.iter().all(|w| *w != 0.0) {
-        multistep_update_wide(x, m0, to_x0, ratio, weights, history)
-    } else {
-        multistep_update_in_passes(x, m0, to_x0, ratio, weights, history)
+/// the rest `history`, newest first (at most two).
+pub(super) struct MultistepUpdate<'a> {
+    /// x̂₀ = cx0·x + ce0·ε̂.
+    pub to_x0: (f64, f64),
+    pub ratio: f64,
+    pub weights: &'a [f64],
+    pub history: &'a [&'a [f64]],
+}
+
+impl MultistepUpdate<'_> {
+    /// One sweep per element where every coefficient is nonzero, else pass by pass on
+    /// L1-sized chunks (the combination kernels drop zero terms, which changes the sum's
+    /// order); the same bits either way.
+    pub fn run(&self, x: &mut [f64], m0: &mut [f64]) {
+        debug_assert_eq!(self.weights.len(), self.history.len() + 1);
+        if self.weights.iter().all(|w| *w != 0.0) {
+            multistep_update_wide(self, x, m0)
+        } else {
+            self.in_passes(x, m0)
+        }
+    }
+
+    /// The update as a conversion pass and a combination pass per L1-sized chunk.
+    fn in_passes(&self, x: &mut [f64], m0: &mut [f64]) {
+        let (cx0, ce0) = self.to_x0;
+        in_l1_chunks(x.len(), |r| {
+            let m0 = &mut m0[r.clone()];
+            zip_update(m0, &x[r.clone()], &|e, x| cx0 * x + ce0 * e);
+            let mut terms = [(0.0, &[][..]); 3];
+            terms[0] = (self.weights[0], &*m0);
+            let past = self.weights[1..].iter().zip(self.history);
+            for (t, (w, m)) in terms[1..].iter_mut().zip(past) {
+                *t = (*w, &m[r.clone()]);
+            }
+            combine_slices(&mut x[r], self.ratio, &terms[..self.weights.len()]);
+        });
     }
 }
 
-/// [`multistep_update`] as a conversion pass and a combination pass per L1-sized chunk.
-fn multistep_update_in_passes(
-    x: &mut [f64],
-    m0: &mut [f64],
-    to_x0: (f64, f64),
-    ratio: f64,
-    weights: &[f64],
-    history: &[&[f64]],
-) {
-    let (cx0, ce0) = to_x0;
-    in_l1_chunks(x.len(), |r| {
-        let m0 = &mut m0[r.clone()];
-        zip_update(m0, &x[r.clone()], &|e, x| cx0 * x + ce0 * e);
-        let mut terms = [(0.0, &[][..]); 3];
-        terms[0] = (weights[0], &*m0);
-        for (t, (w, m)) in terms[1..].iter_mut().zip(weights[1..].iter().zip(history)) {
-            *t = (*w, &m[r.clone()]);
-        }
-        combine_slices(&mut x[r], ratio, &terms[..weights.len()]);
-    });
-}
-
-crate::simd::wide_simd!(multistep_update_wide => multistep_update_body(x: &mut [f64], m0: &mut [f64], to_x0: (f64, f64), ratio: f64, weights: &[f64], history: &[&[f64]]));
+crate::simd::wide_simd!(multistep_update_wide => multistep_update_body(u: &MultistepUpdate, x: &mut [f64], m0: &mut [f64]));
 
 #[inline(always)]
-fn multistep_update_body(
-    x: &mut [f64],
-    m0: &mut [f64],
-    to_x0: (f64, f64),
-    ratio: f64,
-    weights: &[f64],
-    history: &[&[f64]],
-) {
-    match history.len() {
-        0 => sweep::<0>(x, m0, to_x0, ratio, weights, history),
-        1 => sweep::<1>(x, m0, to_x0, ratio, weights, history),
-        2 => sweep::<2>(x, m0, to_x0, ratio, weights, history),
+fn multistep_update_body(u: &MultistepUpdate, x: &mut [f64], m0: &mut [f64]) {
+    match u.history.len() {
+        0 => sweep::<0>(u, x, m0),
+        1 => sweep::<1>(u, x, m0),
+        2 => sweep::<2>(u, x, m0),
         n => unreachable!("a multistep update with {n} past outputs"),
     }
 }
 
-/// [`multistep_update`]'s arithmetic for `H` past outputs, element by element: the same
+/// [`MultistepUpdate::run`]'s arithmetic for `H` past outputs, element by element: the same
 /// operations in the same order as the conversion and the combination kernel.
 #[inline(always)]
-fn sweep<const H: usize>(
-    x: &mut [f64],
-    m0: &mut [f64],
-    (cx0, ce0): (f64, f64),
-    ratio: f64,
-    weights: &[f64],
-    history: &[&[f64]],
-) {
+fn sweep<const H: usize>(u: &MultistepUpdate, x: &mut [f64], m0: &mut [f64]) {
     let n = x.len();
     let m0 = &mut m0[..n];
-    let w: [f64; H] = std::array::from_fn(|j| weights[j + 1]);
-    let past: [&[f64]; H] = std::array::from_fn(|j| &history[j][..n]);
+    let ((cx0, ce0), ratio, w0) = (u.to_x0, u.ratio, u.weights[0]);
+    let w: [f64; H] = std::array::from_fn(|j| u.weights[j + 1]);
+    let past: [&[f64]; H] = std::array::from_fn(|j| &u.history[j][..n]);
     for i in 0..n {
         let m = cx0 * x[i] + ce0 * m0[i];
         m0[i] = m;
-        let mut s = ratio * x[i] + weights[0] * m;
+        let mut s = ratio * x[i] + w0 * m;
         for j in 0..H {
             s += w[j] * past[j][i];
         }
@@ -245,8 +229,14 @@ mod tests {
             let history: Vec<&[f64]> = a[2..1 + weights.len()].iter().map(|v| &v[..]).collect();
             let (mut x1, mut m1) = (a[0].clone(), a[1].clone());
             let (mut x2, mut m2) = (a[0].clone(), a[1].clone());
-            multistep_update(&mut x1, &mut m1, (1.3, -0.7), ratio, weights, &history);
-            multistep_update_in_passes(&mut x2, &mut m2, (1.3, -0.7), ratio, weights, &history);
+            let update = MultistepUpdate {
+                to_x0: (1.3, -0.7),
+                ratio,
+                weights,
+                history: &history,
+            };
+            update.run(&mut x1, &mut m1);
+            update.in_passes(&mut x2, &mut m2);
             let same =
                 |p: &[f64], q: &[f64]| p.iter().zip(q).all(|(p, q)| p.to_bits() == q.to_bits());
             assert!(

@@ -2,7 +2,7 @@
 //! k-diffusion): the multistep data-prediction solver of the reverse SDE, with fresh noise
 //! of variance `s_t² (1 - e^{-2h})` per step.
 
-use super::dpm_solver_pp::{multistep_order, multistep_update};
+use super::dpm_solver_pp::{multistep_order, MultistepUpdate};
 use super::exponential::Point;
 use super::{Ctx, History, Sampler};
 use crate::batch::Batch;
@@ -45,14 +45,13 @@ impl Sampler for DpmSolverPpSde {
         } else {
             [c0, 0.0]
         };
-        multistep_update(
-            &mut x.data,
-            &mut m0.data,
-            (cx0, ce0),
+        let update = MultistepUpdate {
+            to_x0: (cx0, ce0),
             ratio,
-            &weights[..k],
-            &hist.newest(k - 1),
-        );
+            weights: &weights[..k],
+            history: &hist.newest(k - 1),
+        };
+        update.run(&mut x.data, &mut m0.data);
         hist.push(ctx, s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {
