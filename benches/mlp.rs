@@ -9,7 +9,7 @@ use pfode::schedule::Schedule;
 
 fn bench(c: &mut Criterion) {
     let mlp = pfode::bench::reference_mlp().unwrap();
-    let x = pfode::run::draw_noise(4096, 2, 0);
+    let x = pfode::noise::draw(4096, 2, 0);
     let level = Level::at(&Schedule::ddpm_linear(), 0.5);
     let mut out = vec![0.0; x.data.len()];
     c.bench_function("mlp forward, batch 4096, D = 2", |b| {
@@ -23,5 +23,5 @@ fn main() {
     pfode::io::keep_freed_memory();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    println!("\n{}", pfode::bench::run(4096, 50, None).unwrap());
+    println!("\n{}", pfode::bench::report(4096, 50, None).unwrap());
 }

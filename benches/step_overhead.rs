@@ -20,13 +20,11 @@ use criterion::{criterion_group, Criterion};
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Counted, GaussianMixture, Level, ScoreModel};
+use pfode::noise::draw as draw_noise;
 use pfode::noise::{self, Purpose};
 use pfode::reference::{self, Mode, Settings};
-use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{
-    Brownian, Ctx, Ddim, EulerMaruyama, Precision, Solver, SolverOptions, SOLVERS,
-};
+use pfode::solver::{Ctx, Given, Precision, Solver, SOLVERS};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -36,33 +34,23 @@ const STEPS: usize = 20;
 fn solvers() -> Vec<(String, Solver)> {
     let mut v: Vec<(String, Solver)> = SOLVERS
         .iter()
-        .map(|s| {
-            (
-                s.name.to_string(),
-                Solver::build(s.name, &SolverOptions::default()).unwrap(),
-            )
-        })
+        .map(|s| (s.name.to_string(), Solver::named(s.name).unwrap()))
         .collect();
-    v.push(("ddim --eta 1".into(), Solver::Ddim(Ddim::new(1.0).unwrap())));
-    let churn = SolverOptions {
-        s_churn: Some(1.0),
-        ..Default::default()
-    };
+    v.push((
+        "ddim --eta 1".into(),
+        Solver::with("ddim", &[("eta", "1.0")]).unwrap(),
+    ));
+    let churn = Given::from_pairs(&[("s_churn", "1.0")]).unwrap();
     v.push((
         "heun --s-churn 1".into(),
         Solver::build("heun", &churn).unwrap(),
     ));
     v.push((
         "euler-maruyama --brownian tree".into(),
-        Solver::EulerMaruyama(EulerMaruyama {
-            brownian: Brownian::Tree,
-        }),
+        Solver::with("euler-maruyama", &[("brownian", "tree")]).unwrap(),
     ));
     for coords in [Coords::T, Coords::Lambda] {
-        let o = SolverOptions {
-            coords: Some(coords),
-            ..Default::default()
-        };
+        let o = Given::from_pairs(&[("coords", coords.as_str())]).unwrap();
         v.push((
             format!("euler --coords {coords}"),
             Solver::build("euler", &o).unwrap(),

@@ -11,7 +11,7 @@ use crate::grid::{GridOptions, Spacing, TimeGrid};
 use crate::model::mlp::{Mlp, MlpConfig, Prediction};
 use crate::model::{Counted, Level, ScoreModel, ZeroModel};
 use crate::schedule::Schedule;
-use crate::solver::{Ctx, Precision, Solver, SolverOptions, SOLVERS};
+use crate::solver::{Ctx, Precision, Solver, SOLVERS};
 use std::time::Instant;
 
 /// Median wall time of `reps` calls of `f` after one warm-up call.
@@ -41,10 +41,10 @@ pub fn reference_mlp() -> Result<Mlp> {
 }
 
 /// Runs the benchmark and returns the report text.
-pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
+pub fn report(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
     let schedule = Schedule::ddpm_linear();
     let mlp = reference_mlp()?;
-    let x = crate::run::draw_noise(batch, 2, 0);
+    let x = crate::noise::draw(batch, 2, 0);
     let mut out = vec![0.0; x.data.len()];
     let level = Level::at(&schedule, 0.5);
     let mlp_s = median_secs(reps, || mlp.eps_into(&x, &level, &mut out))?;
@@ -76,7 +76,7 @@ pub fn run(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String>
         GridOptions::default(),
     )?;
     for info in SOLVERS {
-        let solver = Solver::build(info.name, &SolverOptions::default())?;
+        let solver = Solver::named(info.name)?;
         let run_once = || -> Result<usize> {
             let model = ZeroModel {
                 dim: 2,

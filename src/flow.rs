@@ -8,27 +8,15 @@
 
 use crate::schedule::Schedule;
 
-/// The coordinates a generic integrator works in.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "lowercase")]
-pub enum Coords {
-    /// State x, variable t: `dx/dt = f x + g² ε̂ / (2 s)`.
-    T,
-    /// State y = x/a, variable σ = s/a: `dy/dσ = ε̂`.
-    Sigma,
-    /// State y = x/a, variable λ = log(a/s): `dy/dλ = -σ ε̂`.
-    Lambda,
-}
-
-impl std::fmt::Display for Coords {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Coords::T => "t",
-            Coords::Sigma => "sigma",
-            Coords::Lambda => "lambda",
-        })
+crate::names::named_enum! {
+    /// The coordinates a generic integrator works in.
+    pub enum Coords("coords") {
+        /// State x, variable t: `dx/dt = f x + g² ε̂ / (2 s)`.
+        T = "t",
+        /// State y = x/a, variable σ = s/a: `dy/dσ = ε̂`.
+        Sigma = "sigma",
+        /// State y = x/a, variable λ = log(a/s): `dy/dλ = -σ ε̂`.
+        Lambda = "lambda",
     }
 }
 

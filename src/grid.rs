@@ -47,7 +47,7 @@ impl FromStr for Spacing {
                 Some(p) if !p.is_empty() => Spacing::File(PathBuf::from(p)),
                 _ => {
                     return Err(Error::invalid(
-                        "--spacing",
+                        "spacing",
                         format!(
                             "unknown spacing '{s}' (expected one of {})",
                             SPACINGS.join(", ")
@@ -86,16 +86,14 @@ impl std::fmt::Display for Spacing {
     }
 }
 
-/// Where the last step ends.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum FinalSigma {
-    /// On clean data, ᾱ = 1 (diffusers' `set_alpha_to_one=True`).
-    Zero,
-    /// On the first training step (index 0; diffusers' `set_alpha_to_one=False`).
-    Min,
+crate::names::named_enum! {
+    /// Where the last step ends.
+    pub enum FinalSigma("final_sigma") {
+        /// On clean data, ᾱ = 1 (diffusers' `set_alpha_to_one=True`).
+        Zero = "zero",
+        /// On the first training step (index 0; diffusers' `set_alpha_to_one=False`).
+        Min = "min",
+    }
 }
 
 /// Options that shape a grid besides its spacing and length.
@@ -175,7 +173,7 @@ impl TimeGrid {
             if let Some(n) = steps {
                 if n != grid.steps() {
                     return Err(Error::invalid(
-                        "--steps",
+                        "steps",
                         format!(
                             "{n} disagrees with the {} steps in {}",
                             grid.steps(),
@@ -186,16 +184,16 @@ impl TimeGrid {
             }
             return Ok(grid);
         }
-        let n = steps.ok_or_else(|| Error::invalid("--steps", "required for this spacing"))?;
+        let n = steps.ok_or_else(|| Error::invalid("steps", "required for this spacing"))?;
         if n == 0 {
-            return Err(Error::invalid("--steps", "expected at least 1 step, got 0"));
+            return Err(Error::invalid("steps", "expected at least 1 step, got 0"));
         }
         let t_min = schedule.t_min();
         let mut times = match spacing {
             Spacing::Leading | Spacing::Trailing | Spacing::Linspace => {
                 let d = schedule.discrete().ok_or_else(|| {
                     Error::invalid(
-                        "--spacing",
+                        "spacing",
                         format!(
                             "'{spacing}' counts training timesteps and needs a discrete schedule; \
                              use uniform, quadratic, logsnr or karras with '{}'",
@@ -247,7 +245,7 @@ impl TimeGrid {
 pub fn diffusers_timesteps(spacing: &Spacing, n: usize, big_t: usize) -> Result<Vec<usize>> {
     if n > big_t {
         return Err(Error::invalid(
-            "--steps",
+            "steps",
             format!("{n} steps exceed the {big_t} training timesteps of the schedule"),
         ));
     }
@@ -272,7 +270,7 @@ pub fn diffusers_timesteps(spacing: &Spacing, n: usize, big_t: usize) -> Result<
         }
         other => {
             return Err(Error::invalid(
-                "--spacing",
+                "spacing",
                 format!("'{other}' is not a diffusers spacing"),
             ))
         }
@@ -304,7 +302,7 @@ fn continuous_points(
         Spacing::Karras => {
             if !(rho.is_finite() && rho > 0.0) {
                 return Err(Error::invalid(
-                    "--karras-rho",
+                    "karras_rho",
                     format!("expected a positive number, got {rho}"),
                 ));
             }

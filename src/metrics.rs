@@ -317,7 +317,7 @@ mod tests {
 
     #[test]
     fn sliced_wasserstein_of_a_shift_is_its_length_over_root_d() {
-        let x = crate::run::draw_noise(2000, 4, 3);
+        let x = crate::noise::draw(2000, 4, 3);
         let y = x.zip_map(&x, |a, _| a + 1.0); // shift by (1, 1, 1, 1): |v| = 2
         let sw = sliced_wasserstein(&x, &y, 400, 7).unwrap();
         assert!((sw - 1.0).abs() < 0.07, "E[(θ·v)²] = |v|²/d = 1: {sw}");
@@ -329,14 +329,14 @@ mod tests {
         let (mut kid_same, mut mmd_same) = (0.0, 0.0);
         let reps = 20;
         for r in 0..reps {
-            let a = crate::run::draw_noise(100, 2, 100 + r);
-            let b = crate::run::draw_noise(100, 2, 200 + r);
+            let a = crate::noise::draw(100, 2, 100 + r);
+            let b = crate::noise::draw(100, 2, 200 + r);
             kid_same += mmd2_unbiased(&a, &b, Kernel::Cubic).unwrap() / reps as f64;
             mmd_same +=
                 mmd2_unbiased(&a, &b, Kernel::Rbf { bandwidth: 1.0 }).unwrap() / reps as f64;
         }
-        let a = crate::run::draw_noise(100, 2, 1);
-        let far = crate::run::draw_noise(100, 2, 2).zip_map(&Batch::zeros(100, 2), |v, _| v + 1.0);
+        let a = crate::noise::draw(100, 2, 1);
+        let far = crate::noise::draw(100, 2, 2).zip_map(&Batch::zeros(100, 2), |v, _| v + 1.0);
         let kid_far = mmd2_unbiased(&a, &far, Kernel::Cubic).unwrap();
         let mmd_far = mmd2_unbiased(&a, &far, Kernel::Rbf { bandwidth: 1.0 }).unwrap();
         // Unbiased: the average over independent repeats sits at 0 within a few standard
@@ -349,7 +349,7 @@ mod tests {
     #[test]
     fn nll_of_standard_normal_samples_is_the_entropy() {
         let g = GaussianMixture::gaussian("n", vec![0.0], vec![1.0]).unwrap();
-        let x = crate::run::draw_noise(50_000, 1, 9);
+        let x = crate::noise::draw(50_000, 1, 9);
         let expected = 0.5 * (2.0 * std::f64::consts::PI).ln() + 0.5;
         assert!((nll(&x, &g).unwrap() - expected).abs() < 0.01);
     }

@@ -118,6 +118,27 @@ fn dict_value<'a>(header: &'a str, key: &str) -> Option<&'a str> {
     None
 }
 
+/// Reads finite rows `[N ≥ 1, dim]` from a `.npy` file (`what` names them in errors).
+pub fn read_rows(path: &Path, dim: usize, what: &str) -> Result<crate::Batch> {
+    let a = read(path)?;
+    if a.shape.len() != 2 || a.shape[1] != dim {
+        return Err(Error::file(
+            path,
+            format!("expected {what} of shape [N, {dim}], got {:?}", a.shape),
+        ));
+    }
+    if a.shape[0] == 0 {
+        return Err(Error::file(path, "expected at least one sample, got N = 0"));
+    }
+    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
+        return Err(Error::file(
+            path,
+            format!("value at flat index {i} is not finite"),
+        ));
+    }
+    crate::Batch::new(a.shape[0], dim, a.data)
+}
+
 /// Encodes `data` with `shape` as `.npy` bytes in the given dtype.
 pub fn encode(shape: &[usize], data: &[f64], dtype: Dtype) -> Vec<u8> {
     let descr = match dtype {

@@ -23,14 +23,14 @@ use ode_solvers::{OutputType, System};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
-/// How the batch is integrated.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Mode {
-    /// One state vector for the whole batch: one step-size sequence, batched model calls.
-    Batch,
-    /// Every sample on its own, in parallel: its own step sizes, one-row model calls.
-    PerSample,
+crate::names::named_enum! {
+    /// How the batch is integrated.
+    pub enum Mode("mode") {
+        /// One state vector for the whole batch: one step-size sequence, batched model calls.
+        Batch = "batch",
+        /// Every sample on its own, in parallel: its own step sizes, one-row model calls.
+        PerSample = "per-sample",
+    }
 }
 
 /// Tolerances and mode of a reference solve.
@@ -54,7 +54,7 @@ impl Default for Settings {
 impl Settings {
     /// Checks the tolerances.
     pub fn validate(&self) -> Result<()> {
-        for (name, v) in [("--rtol", self.rtol), ("--atol", self.atol)] {
+        for (name, v) in [("rtol", self.rtol), ("atol", self.atol)] {
             if !(v.is_finite() && v > 0.0 && v < 1.0) {
                 return Err(Error::invalid(
                     name,
@@ -190,7 +190,7 @@ pub fn solve(
     s.validate()?;
     if !(t_to >= 0.0 && t_to < t_from && t_from <= schedule.t_max() * (1.0 + 1e-12)) {
         return Err(Error::invalid(
-            "--t-start",
+            "t_start",
             format!(
                 "expected 0 ≤ end < start ≤ {}, got start {t_from}, end {t_to}",
                 schedule.t_max()
@@ -265,7 +265,7 @@ pub fn trajectory(
     for (k, &tk) in times.iter().enumerate() {
         if tk > t {
             return Err(Error::invalid(
-                format!("--trajectory[{k}]"),
+                format!("trajectory[{k}]"),
                 format!("times must decrease from the start {t_from}; got {tk} after {t}"),
             ));
         }

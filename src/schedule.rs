@@ -67,7 +67,7 @@ impl Discrete {
     /// Improved-DDPM cosine ("squaredcos_cap_v2", Nichol & Dhariwal 2021), β capped at 0.999.
     pub fn cosine(steps: usize) -> Result<Self> {
         if steps == 0 {
-            return Err(Error::invalid("num-train-timesteps", "expected ≥ 1"));
+            return Err(Error::invalid("num_train_timesteps", "expected ≥ 1"));
         }
         let alpha_bar = |t: f64| ((t + 0.008) / 1.008 * FRAC_PI_2).cos().powi(2);
         let n = steps as f64;
@@ -146,13 +146,90 @@ impl Discrete {
 
 fn linspace(start: f64, end: f64, steps: usize) -> Result<Vec<f64>> {
     if steps == 0 {
-        return Err(Error::invalid("num-train-timesteps", "expected ≥ 1"));
+        return Err(Error::invalid("num_train_timesteps", "expected ≥ 1"));
     }
     if steps == 1 {
         return Ok(vec![start]);
     }
     let step = (end - start) / (steps - 1) as f64;
     Ok((0..steps).map(|i| start + step * i as f64).collect())
+}
+
+crate::names::named_enum! {
+    /// The schedules pfode knows by name.
+    pub enum ScheduleName("schedule") {
+        /// Discrete linear betas (DDPM).
+        Linear = "linear",
+        /// Discrete, linear in sqrt(beta) (latent diffusion).
+        ScaledLinear = "scaled-linear",
+        /// Discrete squaredcos_cap_v2 (improved DDPM).
+        Cosine = "cosine",
+        /// Continuous VP, beta_min 0.1, beta_max 20.
+        VpLinear = "vp-linear",
+        /// Continuous cosine, t_max 0.9946.
+        VpCosine = "vp-cosine",
+    }
+}
+
+/// A schedule as a caller describes it: a name with diffusers' parameters, or betas from a
+/// file.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScheduleConfig {
+    pub name: ScheduleName,
+    /// Training steps T of a discrete schedule.
+    pub num_train_timesteps: usize,
+    /// First beta [default: 1e-4 for linear, 0.00085 for scaled-linear].
+    pub beta_start: Option<f64>,
+    /// Last beta [default: 0.02 for linear, 0.012 for scaled-linear].
+    pub beta_end: Option<f64>,
+    /// Discrete betas from a file (1-D .npy or JSON array); overrides `name`.
+    pub betas: Option<std::path::PathBuf>,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        ScheduleConfig {
+            name: ScheduleName::Linear,
+            num_train_timesteps: 1000,
+            beta_start: None,
+            beta_end: None,
+            betas: None,
+        }
+    }
+}
+
+impl ScheduleConfig {
+    /// Builds the schedule this describes.
+    pub fn build(&self) -> Result<Schedule> {
+        if let Some(path) = &self.betas {
+            return Ok(Schedule::Discrete(Discrete::from_file(path)?));
+        }
+        let t = self.num_train_timesteps;
+        let discrete_only = self.beta_start.is_some() || self.beta_end.is_some();
+        Ok(match self.name {
+            ScheduleName::Linear => Schedule::Discrete(Discrete::linear(
+                self.beta_start.unwrap_or(1e-4),
+                self.beta_end.unwrap_or(0.02),
+                t,
+            )?),
+            ScheduleName::ScaledLinear => Schedule::Discrete(Discrete::scaled_linear(
+                self.beta_start.unwrap_or(0.00085),
+                self.beta_end.unwrap_or(0.012),
+                t,
+            )?),
+            ScheduleName::Cosine | ScheduleName::VpLinear | ScheduleName::VpCosine
+                if discrete_only =>
+            {
+                return Err(Error::invalid(
+                    "beta_start/beta_end",
+                    "only apply to the linear and scaled-linear schedules",
+                ))
+            }
+            ScheduleName::Cosine => Schedule::Discrete(Discrete::cosine(t)?),
+            ScheduleName::VpLinear => Schedule::vp_linear(),
+            ScheduleName::VpCosine => Schedule::vp_cosine(),
+        })
+    }
 }
 
 /// A VP noise schedule: discrete (DDPM) or continuous.
@@ -167,6 +244,16 @@ pub enum Schedule {
 }
 
 impl Schedule {
+    /// The schedule called `name` with its default parameters (T = 1000 when discrete).
+    pub fn named(name: &str) -> Result<Self> {
+        let name: ScheduleName = name.parse()?;
+        ScheduleConfig {
+            name,
+            ..Default::default()
+        }
+        .build()
+    }
+
     /// DDPM's default: linear betas 1e-4 → 0.02 over T = 1000.
     pub fn ddpm_linear() -> Self {
         Schedule::Discrete(Discrete::linear(1e-4, 0.02, 1000).expect("valid defaults"))

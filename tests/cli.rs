@@ -140,7 +140,7 @@ fn same_arguments_give_byte_identical_output_with_one_two_or_three_threads() {
 #[test]
 fn noise_file_in_f32_or_f64_determines_the_run_and_f32_dtype_writes_f32() {
     let dir = tempfile::tempdir().unwrap();
-    let z = pfode::run::draw_noise(10, 2, 4);
+    let z = pfode::noise::draw(10, 2, 4);
     let (n64, n32) = (dir.path().join("n64.npy"), dir.path().join("n32.npy"));
     write_npy(&n64, &[10, 2], &z.data, pfode::npy::Dtype::F64);
     write_npy(&n32, &[10, 2], &z.data, pfode::npy::Dtype::F32);
@@ -174,7 +174,7 @@ fn noise_file_in_f32_or_f64_determines_the_run_and_f32_dtype_writes_f32() {
         Default::default(),
     )
     .unwrap();
-    let solver = pfode::solver::Solver::Ddim(pfode::solver::Ddim::new(0.0).unwrap());
+    let solver = pfode::solver::Solver::named("ddim").unwrap();
     let lib = pfode::solver::sample(
         &solver,
         &pfode::model::builtin("ring2d").unwrap(),
@@ -475,10 +475,10 @@ fn a_model_that_returns_nan_mid_run_is_reported_with_its_time() {
         Default::default(),
     )
     .unwrap();
-    let solver = pfode::solver::Solver::Ddim(pfode::solver::Ddim::new(0.0).unwrap());
+    let solver = pfode::solver::Solver::named("ddim").unwrap();
     let model = NanAfter(0.into());
-    let err = pfode::solver::sample(&solver, &model, &s, &g, pfode::run::draw_noise(4, 1, 0), 0)
-        .unwrap_err();
+    let err =
+        pfode::solver::sample(&solver, &model, &s, &g, pfode::noise::draw(4, 1, 0), 0).unwrap_err();
     let msg = err.to_string();
     assert!(
         msg.contains("not finite") && msg.contains("t = 0.7 "),

@@ -12,7 +12,7 @@ use common::{fixture, matrix};
 use pfode::grid::{diffusers_timesteps, GridOptions, Spacing, TimeGrid};
 use pfode::model::{GaussianMixture, Level};
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Ddim, Solver};
+use pfode::solver::{sample, Solver};
 use pfode::Batch;
 use serde_json::Value;
 
@@ -24,7 +24,7 @@ fn model(f: &Value, name: &str) -> GaussianMixture {
 }
 
 fn ddim() -> Solver {
-    Solver::Ddim(Ddim::new(0.0).unwrap())
+    Solver::with("ddim", &[("eta", "0.0")]).unwrap()
 }
 
 fn time_of_index(i: i64) -> f64 {

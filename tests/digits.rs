@@ -48,7 +48,7 @@ fn digits_fd_is_smallest_for_real_training_images_and_grows_with_damage() {
     let train = load(Split::Train).unwrap();
     let floor = feature_scores(&c, &train.images, &held_out).unwrap();
     // Damage of increasing size: pixel noise, a single class, pure noise.
-    let z = pfode::run::draw_noise(train.images.n, 64, 5);
+    let z = pfode::noise::draw(train.images.n, 64, 5);
     let noisy = train
         .images
         .zip_map(&z, |x, e| (x + 0.5 * e).clamp(-1.0, 1.0));
@@ -149,20 +149,12 @@ fn digit_grids_are_drawn_ten_to_a_row_and_bad_samples_write_nothing() {
 #[test]
 fn the_digits_model_draws_every_digit_within_twice_the_real_data_floor() {
     use pfode::grid::{GridOptions, Spacing, TimeGrid};
-    use pfode::solver::{sample, Solver, SolverOptions};
+    use pfode::solver::{sample, Solver};
     let net = pfode::model::mlp::Mlp::load(Path::new("models/digits.safetensors")).unwrap();
     let s = pfode::schedule::Schedule::ddpm_linear();
     let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(50), GridOptions::default()).unwrap();
-    let ddim = Solver::build("ddim", &SolverOptions::default()).unwrap();
-    let (x, _) = sample(
-        &ddim,
-        &net,
-        &s,
-        &grid,
-        pfode::run::draw_noise(1000, 64, 0),
-        0,
-    )
-    .unwrap();
+    let ddim = Solver::named("ddim").unwrap();
+    let (x, _) = sample(&ddim, &net, &s, &grid, pfode::noise::draw(1000, 64, 0), 0).unwrap();
     let c = classifier();
     let held_out = reference_features(&c).unwrap();
     let fd = feature_scores(&c, &x, &held_out).unwrap().fd;
@@ -182,7 +174,7 @@ fn the_digits_model_draws_every_digit_within_twice_the_real_data_floor() {
 #[test]
 fn sweep_digits_metrics_equal_the_direct_scores_of_the_same_samples() {
     use pfode::grid::{GridOptions, Spacing, TimeGrid};
-    use pfode::solver::{sample, Solver, SolverOptions};
+    use pfode::solver::{sample, Solver};
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.toml");
     let text = r#"
@@ -214,8 +206,8 @@ name = "ddim"
     let net = pfode::model::mlp::Mlp::load(Path::new("models/digits.safetensors")).unwrap();
     let s = pfode::schedule::Schedule::ddpm_linear();
     let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(8), GridOptions::default()).unwrap();
-    let ddim = Solver::build("ddim", &SolverOptions::default()).unwrap();
-    let (x, _) = sample(&ddim, &net, &s, &grid, pfode::run::draw_noise(80, 64, 0), 0).unwrap();
+    let ddim = Solver::named("ddim").unwrap();
+    let (x, _) = sample(&ddim, &net, &s, &grid, pfode::noise::draw(80, 64, 0), 0).unwrap();
     let c = classifier();
     let direct = feature_scores(&c, &x, &reference_features(&c).unwrap()).unwrap();
     assert_eq!(

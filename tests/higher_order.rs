@@ -4,14 +4,14 @@
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Level};
-use pfode::run::{draw_noise, steps_for_nfe};
+use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Solver, SolverOptions, SOLVERS};
+use pfode::solver::{sample, Given, Solver, SOLVERS};
 use pfode::Batch;
 use std::process::Command;
 
 fn build(name: &str) -> Solver {
-    Solver::build(name, &SolverOptions::default()).unwrap()
+    Solver::named(name).unwrap()
 }
 
 fn one_step(solver: &Solver, t: f64, t_next: f64, x: &Batch) -> Batch {
@@ -34,10 +34,7 @@ fn first_order_exponential_steps_equal_ddim() {
             let diff = one_step(&build(name), t, t_next, &x).max_abs_diff(&reference);
             assert!(diff <= 1e-11, "{name} {t}->{t_next}: {diff:e}");
         }
-        let opts = SolverOptions {
-            no_corrector: true,
-            ..Default::default()
-        };
+        let opts = Given::from_pairs(&[("no_corrector", "true")]).unwrap();
         let diff = one_step(&Solver::build("unipc", &opts).unwrap(), t, t_next, &x)
             .max_abs_diff(&reference);
         assert!(diff <= 1e-11);
@@ -63,11 +60,7 @@ fn dopri5_error_and_nfe_follow_its_tolerance() {
     for tol in [1e-3, 1e-5, 1e-7, 1e-9] {
         let solver = Solver::build(
             "dopri5",
-            &SolverOptions {
-                rtol: Some(tol),
-                atol: Some(tol),
-                ..Default::default()
-            },
+            &Given::from_pairs(&[("rtol", &tol.to_string()), ("atol", &tol.to_string())]).unwrap(),
         )
         .unwrap();
         let (out, nfe) = sample(&solver, &g, &s, &grid, x.clone(), 0).unwrap();
@@ -98,11 +91,7 @@ fn dopri5_carries_its_step_size_across_grid_points() {
     };
     let tight = Solver::build(
         "dopri5",
-        &SolverOptions {
-            rtol: Some(1e-10),
-            atol: Some(1e-10),
-            ..Default::default()
-        },
+        &Given::from_pairs(&[("rtol", "1e-10"), ("atol", "1e-10")]).unwrap(),
     )
     .unwrap();
     let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(1), GridOptions::default()).unwrap();
@@ -128,13 +117,15 @@ fn heun_churn_is_seeded_noise_and_zero_churn_is_deterministic_heun() {
     let m = builtin("ring2d").unwrap();
     let x = draw_noise(64, 2, 3);
     let grid = TimeGrid::build(&s, &Spacing::Karras, Some(20), GridOptions::default()).unwrap();
-    let churn = |c: f64| SolverOptions {
-        s_churn: Some(c),
-        s_tmin: Some(0.05),
-        s_tmax: Some(50.0),
-        ..Default::default()
+    let churn = |c: f64| {
+        Given::from_pairs(&[
+            ("s_churn", &c.to_string()),
+            ("s_tmin", "0.05"),
+            ("s_tmax", "50.0"),
+        ])
+        .unwrap()
     };
-    let run = |o: &SolverOptions, seed| {
+    let run = |o: &Given, seed| {
         sample(
             &Solver::build("heun", o).unwrap(),
             &m,
@@ -164,15 +155,9 @@ fn nfe_budget_picks_the_most_steps_that_fit_and_the_sidecar_reports_real_nfe() {
     for info in SOLVERS.iter().filter(|i| i.name != "dopri5") {
         let solver = build(info.name);
         for budget in [10, 15, 20] {
-            let steps = steps_for_nfe(
-                &solver,
-                &s,
-                &Spacing::Karras,
-                GridOptions::default(),
-                budget,
-                true,
-            )
-            .unwrap();
+            let steps = solver
+                .steps_for_nfe(&s, &Spacing::Karras, GridOptions::default(), budget, true)
+                .unwrap();
             let grid =
                 |n| TimeGrid::build(&s, &Spacing::Karras, Some(n), GridOptions::default()).unwrap();
             let nfe = solver.nfe_on(&s, &grid(steps), true).unwrap();
@@ -280,10 +265,7 @@ fn generic_integrators_accept_every_coordinate_system() {
         for coords in [Coords::T, Coords::Sigma, Coords::Lambda] {
             let solver = Solver::build(
                 name,
-                &SolverOptions {
-                    coords: Some(coords),
-                    ..Default::default()
-                },
+                &Given::from_pairs(&[("coords", coords.as_str())]).unwrap(),
             )
             .unwrap();
             let err = sample(&solver, &m, &s, &grid, x.clone(), 0)

@@ -1,11 +1,10 @@
 //! The exact identities of math.md §3–4, checked between independent code paths.
 
-use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::builtin;
-use pfode::run::draw_noise;
+use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Ddim, Ddpm, DpmSolver1, Euler, Solver, Variance};
+use pfode::solver::{sample, Solver};
 use pfode::Batch;
 
 const GRIDS: [&str; 5] = ["trailing", "leading", "linspace", "logsnr", "karras"];
@@ -29,10 +28,8 @@ fn grid(spacing: &str, n: usize) -> TimeGrid {
 
 #[test]
 fn ddim_equals_euler_in_sigma_on_mixtures_for_every_grid() {
-    let ddim = Solver::Ddim(Ddim::new(0.0).unwrap());
-    let euler = Solver::Euler(Euler {
-        coords: Coords::Sigma,
-    });
+    let ddim = Solver::with("ddim", &[("eta", "0.0")]).unwrap();
+    let euler = Solver::with("euler", &[("coords", "sigma")]).unwrap();
     for (model, dim) in [("ring2d", 2), ("mix16d", 16)] {
         let x = draw_noise(64, dim, 2);
         for spacing in GRIDS {
@@ -48,8 +45,8 @@ fn ddim_equals_euler_in_sigma_on_mixtures_for_every_grid() {
 
 #[test]
 fn ddim_equals_first_order_exponential_integrator_in_lambda() {
-    let ddim = Solver::Ddim(Ddim::new(0.0).unwrap());
-    let dpm1 = Solver::DpmSolver1(DpmSolver1);
+    let ddim = Solver::with("ddim", &[("eta", "0.0")]).unwrap();
+    let dpm1 = Solver::named("dpm-solver-1").unwrap();
     for (model, dim) in [("ring2d", 2), ("mix16d", 16)] {
         let x = draw_noise(64, dim, 3);
         for spacing in GRIDS {
@@ -64,20 +61,22 @@ fn ddim_equals_first_order_exponential_integrator_in_lambda() {
 fn ddim_eta_one_on_consecutive_training_steps_is_ddpm_with_posterior_variance() {
     let g = grid("trailing", 1000); // every training step, then clean data
     let x = draw_noise(32, 2, 4);
-    let ddim = run(&Solver::Ddim(Ddim::new(1.0).unwrap()), "ring2d", &g, &x, 7);
+    let ddim = run(
+        &Solver::with("ddim", &[("eta", "1.0")]).unwrap(),
+        "ring2d",
+        &g,
+        &x,
+        7,
+    );
     let tilde = run(
-        &Solver::Ddpm(Ddpm {
-            variance: Variance::BetaTilde,
-        }),
+        &Solver::with("ddpm", &[("variance", "beta-tilde")]).unwrap(),
         "ring2d",
         &g,
         &x,
         7,
     );
     let beta = run(
-        &Solver::Ddpm(Ddpm {
-            variance: Variance::Beta,
-        }),
+        &Solver::with("ddpm", &[("variance", "beta")]).unwrap(),
         "ring2d",
         &g,
         &x,
@@ -88,14 +87,20 @@ fn ddim_eta_one_on_consecutive_training_steps_is_ddpm_with_posterior_variance() 
     assert!(diff <= 1e-10, "DDIM η=1 vs DDPM β̃: {diff:e}");
     // Not a vacuous comparison: the other variance choice, and η = 0, land elsewhere.
     assert!(ddim.max_abs_diff(&beta) > 1e-3);
-    let det = run(&Solver::Ddim(Ddim::new(0.0).unwrap()), "ring2d", &g, &x, 7);
+    let det = run(
+        &Solver::with("ddim", &[("eta", "0.0")]).unwrap(),
+        "ring2d",
+        &g,
+        &x,
+        7,
+    );
     assert!(ddim.max_abs_diff(&det) > 1e-1);
 }
 
 #[test]
 fn euler_in_t_is_a_different_first_order_method_converging_to_ddim() {
-    let ddim = Solver::Ddim(Ddim::new(0.0).unwrap());
-    let euler_t = Solver::Euler(Euler { coords: Coords::T });
+    let ddim = Solver::with("ddim", &[("eta", "0.0")]).unwrap();
+    let euler_t = Solver::with("euler", &[("coords", "t")]).unwrap();
     let x = draw_noise(64, 2, 5);
     let gaps: Vec<f64> = [25, 50, 100, 200]
         .iter()
@@ -119,11 +124,9 @@ fn stochastic_samplers_are_reproducible_from_their_seed() {
     let g = grid("trailing", 20);
     let x = draw_noise(16, 2, 6);
     for solver in [
-        Solver::Ddim(Ddim::new(0.5).unwrap()),
-        Solver::Ddpm(Ddpm {
-            variance: Variance::Beta,
-        }),
-        Solver::EulerMaruyama(pfode::solver::EulerMaruyama::default()),
+        Solver::with("ddim", &[("eta", "0.5")]).unwrap(),
+        Solver::with("ddpm", &[("variance", "beta")]).unwrap(),
+        Solver::named("euler-maruyama").unwrap(),
     ] {
         let a = run(&solver, "ring2d", &g, &x, 11);
         assert_eq!(a, run(&solver, "ring2d", &g, &x, 11));

@@ -6,9 +6,9 @@ use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::metrics::mode_fractions;
 use pfode::model::mlp::Mlp;
 use pfode::model::{builtin, Level, ScoreModel};
-use pfode::run::draw_noise;
+use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Solver, SolverOptions};
+use pfode::solver::{sample, Solver};
 
 fn checkpoint() -> Mlp {
     Mlp::load(std::path::Path::new(concat!(
@@ -57,7 +57,7 @@ fn ddim_samples_of_the_learned_model_cover_the_modes_within_two_points() {
         Schedule::ddpm_linear(),
     );
     let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(100), GridOptions::default()).unwrap();
-    let ddim = Solver::build("ddim", &SolverOptions::default()).unwrap();
+    let ddim = Solver::named("ddim").unwrap();
     let (x, nfe) = sample(&ddim, &net, &s, &grid, draw_noise(8000, 2, 1), 0).unwrap();
     assert_eq!(nfe, 100);
     let fr = mode_fractions(&exact, &x);
@@ -68,16 +68,16 @@ fn ddim_samples_of_the_learned_model_cover_the_modes_within_two_points() {
 
 #[test]
 fn error_decomposition_separates_the_solver_from_the_network() {
-    let args = pfode::cli::DecomposeArgs {
-        model: concat!(env!("CARGO_MANIFEST_DIR"), "/models/ring2d.safetensors").into(),
-        exact: "ring2d".into(),
-        solver: "ddim".into(),
-        nfe: vec![10, 50],
-        spacing: "trailing".into(),
-        n: 200,
-        seed: 3,
-    };
-    let rows = pfode::run::decompose(&args).unwrap();
+    let rows = pfode::decompose::decompose(
+        &checkpoint(),
+        &builtin("ring2d").unwrap(),
+        &Solver::named("ddim").unwrap(),
+        &Spacing::Trailing,
+        &[10, 50],
+        &draw_noise(200, 2, 3),
+        3,
+    )
+    .unwrap();
     for r in &rows {
         println!("{r:?}");
         // RMS distances obey the triangle inequality through the learned reference.
@@ -108,7 +108,7 @@ fn swissroll_samples_are_close_to_held_out_data() {
     .unwrap();
     let s = Schedule::ddpm_linear();
     let grid = TimeGrid::build(&s, &Spacing::Trailing, Some(100), GridOptions::default()).unwrap();
-    let ddim = Solver::build("ddim", &SolverOptions::default()).unwrap();
+    let ddim = Solver::named("ddim").unwrap();
     let (x, _) = sample(&ddim, &net, &s, &grid, draw_noise(2000, 2, 7), 0).unwrap();
     // Held out: the training data used seed 0; this draw uses another seed.
     let held_out = pfode::model::train::procedural("swissroll", 2000, 99).unwrap();

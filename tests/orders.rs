@@ -2,12 +2,11 @@
 //! solution (math.md §6): no numerical reference is involved.
 
 use pfode::convergence::fitted_order;
-use pfode::flow::Coords;
 use pfode::grid::{FinalSigma, GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, GaussianMixture, Level};
-use pfode::run::draw_noise;
+use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Brownian, Ddim, Euler, EulerMaruyama, Solver};
+use pfode::solver::{sample, Brownian, Solver};
 use pfode::Batch;
 
 const STEPS: [usize; 5] = [80, 160, 320, 640, 1280];
@@ -51,19 +50,18 @@ fn ode_errors(
 
 fn first_order_solvers() -> Vec<(&'static str, Solver)> {
     vec![
-        ("ddim", Solver::Ddim(Ddim::new(0.0).unwrap())),
-        ("euler-t", Solver::Euler(Euler { coords: Coords::T })),
+        ("ddim", Solver::with("ddim", &[("eta", "0.0")]).unwrap()),
+        (
+            "euler-t",
+            Solver::with("euler", &[("coords", "t")]).unwrap(),
+        ),
         (
             "euler-sigma",
-            Solver::Euler(Euler {
-                coords: Coords::Sigma,
-            }),
+            Solver::with("euler", &[("coords", "sigma")]).unwrap(),
         ),
         (
             "euler-lambda",
-            Solver::Euler(Euler {
-                coords: Coords::Lambda,
-            }),
+            Solver::with("euler", &[("coords", "lambda")]).unwrap(),
         ),
     ]
 }
@@ -111,7 +109,7 @@ fn em_run_on(
     n: usize,
     seed: u64,
 ) -> Batch {
-    let solver = Solver::EulerMaruyama(EulerMaruyama { brownian });
+    let solver = Solver::with("euler-maruyama", &[("brownian", brownian.as_str())]).unwrap();
     sample(
         &solver,
         model,

@@ -5,8 +5,8 @@ mod common;
 
 use common::{fixture, matrix};
 use pfode::model::{builtin, Level};
+use pfode::noise::draw as draw_noise;
 use pfode::reference::{solve, Mode, Settings};
-use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
 use pfode::Batch;
 use serde_json::Value;
@@ -99,7 +99,7 @@ fn reference_stops_with_the_model_error_when_the_model_fails() {
         &tol(0.0, Mode::Batch),
     )
     .unwrap_err();
-    assert!(err.to_string().contains("--rtol"), "{err}");
+    assert!(err.to_string().contains("rtol"), "{err}");
 }
 
 #[test]

@@ -16,10 +16,10 @@ use pfode::convergence::fitted_order;
 use pfode::flow::Coords;
 use pfode::grid::{FinalSigma, GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, GaussianMixture, Level};
+use pfode::noise::draw as draw_noise;
 use pfode::reference::{self, Settings};
-use pfode::run::draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Solver, SolverOptions, WarmStart, SOLVERS};
+use pfode::solver::{sample, Given, Solver, SOLVERS};
 use pfode::Batch;
 
 /// Solvers whose error on the Gaussian problem falls faster than their order, with why.
@@ -36,37 +36,23 @@ fn configurations() -> Vec<(String, Solver)> {
     let mut v: Vec<(String, Solver)> = SOLVERS
         .iter()
         .filter(|s| !s.stochastic && s.name != "dopri5")
-        .map(|s| {
-            (
-                s.name.to_string(),
-                Solver::build(s.name, &SolverOptions::default()).unwrap(),
-            )
-        })
+        .map(|s| (s.name.to_string(), Solver::named(s.name).unwrap()))
         .collect();
     for name in ["euler", "heun", "midpoint", "rk4"] {
         for coords in [Coords::T, Coords::Lambda] {
-            let opts = SolverOptions {
-                coords: Some(coords),
-                ..Default::default()
-            };
+            let opts = Given::from_pairs(&[("coords", coords.as_str())]).unwrap();
             v.push((
                 format!("{name} --coords {coords}"),
                 Solver::build(name, &opts).unwrap(),
             ));
         }
     }
-    let opts = SolverOptions {
-        no_corrector: true,
-        ..Default::default()
-    };
+    let opts = Given::from_pairs(&[("no_corrector", "true")]).unwrap();
     v.push((
         "unipc --no-corrector".into(),
         Solver::build("unipc", &opts).unwrap(),
     ));
-    let opts = SolverOptions {
-        warm_start: Some(WarmStart::Multistep),
-        ..Default::default()
-    };
+    let opts = Given::from_pairs(&[("warm_start", "multistep")]).unwrap();
     v.push((
         "ipndm --warm-start multistep".into(),
         Solver::build("ipndm", &opts).unwrap(),
@@ -259,7 +245,7 @@ fn generic_integrators_keep_their_order_onto_clean_data() {
         .unwrap();
     let steps = [1280, 2560, 5120];
     for (name, full, with_euler_end) in [("heun", 2.0, 2.0), ("rk4", 4.0, 2.0)] {
-        let solver = Solver::build(name, &SolverOptions::default()).unwrap();
+        let solver = Solver::named(name).unwrap();
         let errors = |m: &dyn pfode::model::ScoreModel| -> Vec<f64> {
             steps
                 .iter()

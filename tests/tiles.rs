@@ -5,9 +5,9 @@ use pfode::error::Error;
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, ScoreModel};
-use pfode::run::draw_noise;
+use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
-use pfode::solver::{tiles, Brownian, Ctx, Precision, Solver, SolverOptions, SOLVERS};
+use pfode::solver::{tiles, Ctx, Given, Precision, Solver, SOLVERS};
 use pfode::Batch;
 
 fn grid(schedule: &Schedule, steps: usize) -> TimeGrid {
@@ -51,31 +51,16 @@ fn every_solver() -> Vec<(String, Solver)> {
     let mut v: Vec<(String, Solver)> = SOLVERS
         .iter()
         .map(|i| {
-            let s = Solver::build(i.name, &SolverOptions::default()).unwrap();
+            let s = Solver::named(i.name).unwrap();
             (i.name.to_string(), s)
         })
         .collect();
     for (name, opts) in [
-        (
-            "ddim",
-            SolverOptions {
-                eta: Some(0.7),
-                ..Default::default()
-            },
-        ),
-        (
-            "heun",
-            SolverOptions {
-                s_churn: Some(2.0),
-                ..Default::default()
-            },
-        ),
+        ("ddim", Given::from_pairs(&[("eta", "0.7")]).unwrap()),
+        ("heun", Given::from_pairs(&[("s_churn", "2.0")]).unwrap()),
         (
             "euler-maruyama",
-            SolverOptions {
-                brownian: Some(Brownian::Tree),
-                ..Default::default()
-            },
+            Given::from_pairs(&[("brownian", "tree")]).unwrap(),
         ),
     ] {
         v.push((
@@ -140,7 +125,7 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
         "every solver but dopri5, and three variants"
     );
     // Single precision rounds inside each tile exactly as on the whole batch.
-    let s = Solver::build("dpm-solver++3m", &SolverOptions::default()).unwrap();
+    let s = Solver::named("dpm-solver++3m").unwrap();
     let (whole, _) = run(&s, &model, &g, &x, None, Precision::F32);
     let (out, _) = run(&s, &model, &g, &x, Some(16), Precision::F32);
     assert_eq!(out.unwrap(), whole.unwrap());
@@ -154,7 +139,7 @@ fn tiles_apply_only_where_they_change_nothing() {
     let x = draw_noise(4096, 2, 0);
     let counted = Counted::new(&model, false);
     let ctx = Ctx::new(&counted, &schedule, &g, 0);
-    let build = |name: &str| Solver::build(name, &SolverOptions::default()).unwrap();
+    let build = |name: &str| Solver::named(name).unwrap();
     let plan = |name: &str, x: &Batch| tiles::plan(&build(name), &ctx, x);
     let tiled = |rows, noise_ahead| Some(tiles::Plan { rows, noise_ahead });
     assert_eq!(plan("unipc", &x), tiled(512, false));
@@ -166,10 +151,7 @@ fn tiles_apply_only_where_they_change_nothing() {
     assert_eq!(plan("dopri5", &x), None);
     let tree = Solver::build(
         "euler-maruyama",
-        &SolverOptions {
-            brownian: Some(Brownian::Tree),
-            ..Default::default()
-        },
+        &Given::from_pairs(&[("brownian", "tree")]).unwrap(),
     )
     .unwrap();
     assert_eq!(tiles::plan(&tree, &ctx, &x), None);
@@ -263,7 +245,7 @@ fn a_tiled_run_reports_the_bad_output_a_whole_batch_run_reports() {
     let model = NanBelowHalf(builtin("mix16d").unwrap());
     let g = grid(&schedule, 6);
     let x = draw_noise(300, 16, 1);
-    let solver = Solver::build("heun", &SolverOptions::default()).unwrap();
+    let solver = Solver::named("heun").unwrap();
     let (whole, _) = run(&solver, &model, &g, &x, None, Precision::F64);
     let whole = whole.unwrap_err();
     let Error::NonFinite { row, col, .. } = whole else {
@@ -312,15 +294,15 @@ fn dopri5_in_row_chunks_equals_the_whole_batch_solve_bit_for_bit() {
         (Some(Coords::T), 1e-5, 1e-5),
         (Some(Coords::Lambda), 1e-5, 1e-5),
     ] {
-        let solver = Solver::build(
-            "dopri5",
-            &SolverOptions {
-                coords,
-                rtol: Some(rtol),
-                atol: Some(atol),
-                ..Default::default()
-            },
-        )
+        let solver = Solver::build("dopri5", &{
+            let mut o =
+                Given::from_pairs(&[("rtol", &rtol.to_string()), ("atol", &atol.to_string())])
+                    .unwrap();
+            if let Some(c) = coords {
+                o.set("coords", c.as_str()).unwrap();
+            }
+            o
+        })
         .unwrap();
         let (chunked, nfe) = pfode::solver::sample(
             &solver,
@@ -366,7 +348,7 @@ fn dopri5_in_row_chunks_reports_the_bad_output_the_whole_batch_solve_reports() {
     let schedule = Schedule::ddpm_linear();
     let g = grid(&schedule, 3);
     let x = draw_noise(611, 16, 2);
-    let solver = Solver::build("dopri5", &SolverOptions::default()).unwrap();
+    let solver = Solver::named("dopri5").unwrap();
     let sample = |model: &dyn ScoreModel| {
         pfode::solver::sample(&solver, model, &schedule, &g, x.clone(), 0)
             .unwrap_err()
@@ -454,7 +436,7 @@ fn dopri5_reports_a_bad_output_at_every_stage_of_an_attempt() {
     let schedule = Schedule::ddpm_linear();
     let g = grid(&schedule, 1);
     let x = draw_noise(611, 16, 2);
-    let solver = Solver::build("dopri5", &SolverOptions::default()).unwrap();
+    let solver = Solver::named("dopri5").unwrap();
     let model = |bad_t| NanAtOneTime {
         inner: builtin("mix16d").unwrap(),
         bad_t,

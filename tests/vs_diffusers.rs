@@ -9,9 +9,8 @@ use common::{fixture, matrix};
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, GaussianMixture};
 use pfode::reference::{solve, Settings};
-use pfode::run::steps_for_nfe;
 use pfode::schedule::Schedule;
-use pfode::solver::{sample, Solver, SolverOptions, SOLVERS};
+use pfode::solver::{sample, Solver, SOLVERS};
 
 fn model(name: &str) -> GaussianMixture {
     match name {
@@ -59,17 +58,11 @@ fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
                 .iter()
                 .filter(|s| !s.stochastic && s.name != "dopri5")
             {
-                let solver = Solver::build(info.name, &SolverOptions::default()).unwrap();
+                let solver = Solver::named(info.name).unwrap();
                 for spacing in &spacings {
-                    let steps = steps_for_nfe(
-                        &solver,
-                        &schedule,
-                        spacing,
-                        GridOptions::default(),
-                        nfe,
-                        true,
-                    )
-                    .unwrap();
+                    let steps = solver
+                        .steps_for_nfe(&schedule, spacing, GridOptions::default(), nfe, true)
+                        .unwrap();
                     let grid =
                         TimeGrid::build(&schedule, spacing, Some(steps), GridOptions::default())
                             .unwrap();

@@ -135,71 +135,40 @@ pub fn median_nearest(x: &Batch, y: &Batch) -> f64 {
 }
 
 /// Reads `[n, 64]` images from an .npy file, or the real ones for `train` / `held-out`.
-fn images(source: &str) -> Result<Batch> {
+pub fn images(source: &str) -> Result<Batch> {
     match source {
         "train" => Ok(load(Split::Train)?.images),
         "held-out" => Ok(load(Split::HeldOut)?.images),
-        path => crate::run::read_rows(std::path::Path::new(path), PIXELS, "digit images"),
+        path => crate::npy::read_rows(std::path::Path::new(path), PIXELS, "digit images"),
     }
 }
 
-/// `pfode digits …`.
-pub fn command(cmd: &crate::cli::DigitsCommand) -> Result<()> {
-    use crate::cli::DigitsCommand;
-    match cmd {
-        DigitsCommand::Classifier { out, seed } => {
-            let c = Classifier::train(classifier::ClassifierConfig::standard(*seed))?;
-            c.save(out)?;
-            println!(
-                "wrote {}: held-out accuracy {:.4} ({} images), trained in {:.1} s",
-                out.display(),
-                c.config.held_out_accuracy,
-                load(Split::HeldOut)?.labels.len(),
-                c.config.train_time_s
-            );
-            Ok(())
-        }
-        DigitsCommand::Score {
-            samples,
-            classifier,
-        } => {
-            let x = crate::run::read_rows(samples, PIXELS, "digit images")?;
-            let c = Classifier::load_or_committed(classifier.as_deref())?;
-            let (train, held) = (load(Split::Train)?.images, load(Split::HeldOut)?.images);
-            // Each image set through the classifier once.
-            let (f_x, f_train, f_held) = (c.features(&x)?, c.features(&train)?, c.features(&held)?);
-            let s = scores_of_features(&f_x, &f_held)?;
-            let floor = scores_of_features(&f_train, &f_held)?;
-            let seen = scores_of_features(&f_x, &f_train)?;
-            println!(
-                "samples vs held-out images: digits-FD {:.4}, KID {:.5} ({} samples)",
-                s.fd, s.kid, x.n
-            );
-            println!(
-                "floor (training vs held-out images): digits-FD {:.4}, KID {:.5}",
-                floor.fd, floor.kid
-            );
-            println!(
-                "samples vs training images: digits-FD {:.4}, KID {:.5}",
-                seen.fd, seen.kid
-            );
-            println!(
-                "median pixel distance to the nearest training image: samples {:.3}, held-out images {:.3}",
-                median_nearest(&x, &train),
-                median_nearest(&held, &train)
-            );
-            Ok(())
-        }
-        DigitsCommand::Grid {
-            samples,
-            out,
-            count,
-        } => {
-            crate::plot::image_grid(&images(samples)?, SIDE, *count, out)?;
-            println!("wrote {}", out.display());
-            Ok(())
-        }
-    }
+/// What `pfode digits score` reports about samples.
+#[derive(Clone, Debug)]
+pub struct ScoreReport {
+    /// Samples against the held-out images.
+    pub samples: FeatureScores,
+    /// The floor: training images against the held-out images.
+    pub floor: FeatureScores,
+    /// Samples against the training images.
+    pub against_training: FeatureScores,
+    /// Median pixel distance from a sample to its nearest training image.
+    pub nearest_sample: f64,
+    /// The same for the held-out images.
+    pub nearest_held_out: f64,
+}
+
+/// Scores samples `x` (`[n, 64]`) with classifier `c` (each image set through it once).
+pub fn score_report(c: &Classifier, x: &Batch) -> Result<ScoreReport> {
+    let (train, held) = (load(Split::Train)?.images, load(Split::HeldOut)?.images);
+    let (f_x, f_train, f_held) = (c.features(x)?, c.features(&train)?, c.features(&held)?);
+    Ok(ScoreReport {
+        samples: scores_of_features(&f_x, &f_held)?,
+        floor: scores_of_features(&f_train, &f_held)?,
+        against_training: scores_of_features(&f_x, &f_train)?,
+        nearest_sample: median_nearest(x, &train),
+        nearest_held_out: median_nearest(&held, &train),
+    })
 }
 
 #[cfg(test)]

@@ -66,14 +66,8 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
         } else {
             f64::NAN
         };
-        let spec: super::spec::SolverSpec = serde_json::from_str(&options)
-            .ok()
-            .map(|mut s: super::spec::SolverSpec| {
-                s.name = solver.clone();
-                s
-            })
-            .unwrap_or_default();
-        let declared = Solver::build(&solver, &spec.options())
+        let declared = given_options(&options)
+            .and_then(|given| Solver::build(&solver, &given))
             .map(|s| s.order())
             .unwrap_or(f64::NAN);
         let nfe_used = tail
@@ -97,4 +91,15 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     }
     crate::io::write_atomic(&dir.join("orders.csv"), &w.into_inner().expect("buffer"))?;
     Ok(out)
+}
+
+/// The options of a `results.csv` label (`{"coords":"t"}`).
+fn given_options(label: &str) -> crate::Result<crate::solver::Given> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(label)
+        .map_err(|e| crate::Error::invalid("options", format!("'{label}': {e}")))?;
+    let mut given = crate::solver::Given::new();
+    for (k, v) in &map {
+        given.set_json(k, v)?;
+    }
+    Ok(given)
 }

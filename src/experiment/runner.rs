@@ -7,7 +7,7 @@
 //! * Determinism: every run depends only on the spec and its own seed; the final table is
 //!   sorted by run index, so thread count and completion order leave no trace.
 
-use super::spec::{SolverSpec, Spec};
+use super::spec::{SolverEntry, Spec};
 use super::table::{self, Row};
 use crate::batch::Batch;
 use crate::digits::Classifier;
@@ -15,8 +15,8 @@ use crate::error::{Error, Result};
 use crate::grid::{GridOptions, Spacing, TimeGrid};
 use crate::metrics::{self, Kernel};
 use crate::model::{self, GaussianMixture, ScoreModel};
+use crate::noise::draw as draw_noise;
 use crate::reference::{self, Mode, Settings};
-use crate::run::{draw_noise, steps_for_nfe};
 use crate::schedule::Schedule;
 use crate::solver::{sample, Solver};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -46,7 +46,7 @@ pub struct RunKey {
     pub index: usize,
     pub schedule: String,
     pub model: String,
-    pub solver: SolverSpec,
+    pub solver: SolverEntry,
     pub spacing: String,
     pub nfe: usize,
     pub seed: u64,
@@ -108,7 +108,7 @@ pub fn metric_names(spec: &Spec) -> Vec<String> {
 
 /// Parses `k/n`.
 pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
-    let bad = || Error::invalid("--shard", format!("expected k/n with 0 ≤ k < n, got '{s}'"));
+    let bad = || Error::invalid("shard", format!("expected k/n with 0 ≤ k < n, got '{s}'"));
     let (k, n) = s.split_once('/').ok_or_else(bad)?;
     let (k, n): (usize, usize) = (
         k.trim().parse().map_err(|_| bad())?,
@@ -118,22 +118,6 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
         return Err(bad());
     }
     Ok((k, n))
-}
-
-/// A schedule by its `--schedule` name.
-pub fn schedule_named(name: &str) -> Result<Schedule> {
-    use crate::cli::{ScheduleArgs, ScheduleName};
-    use clap::ValueEnum;
-    let schedule = ScheduleName::from_str(name, false)
-        .map_err(|_| Error::invalid("schedule", format!("unknown schedule '{name}' (expected linear, scaled-linear, cosine, vp-linear or vp-cosine)")))?;
-    ScheduleArgs {
-        schedule,
-        num_train_timesteps: 1000,
-        beta_start: None,
-        beta_end: None,
-        betas: None,
-    }
-    .build()
 }
 
 /// Everything shared by the runs of one (model, seed): x_T, the reference, data samples.
@@ -374,15 +358,14 @@ pub enum Outcome {
 
 /// Runs one combination and returns its rows.
 fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Result<Vec<Row>> {
-    let solver = Solver::build(&key.solver.name, &key.solver.options())?;
+    let solver = Solver::build(&key.solver.name, &key.solver.options)?;
     let spacing: Spacing = key.spacing.parse()?;
     let opts = GridOptions {
         final_sigma: spec.final_sigma,
         rho: 7.0,
     };
     let start = Instant::now();
-    let (steps, outcome) = match steps_for_nfe(
-        &solver,
+    let (steps, outcome) = match solver.steps_for_nfe(
         schedule,
         &spacing,
         opts,
@@ -405,7 +388,7 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
             };
             (steps, outcome)
         }
-        Err(Error::Invalid { field, .. }) if field == "--nfe" => (0, Outcome::Infeasible),
+        Err(Error::Invalid { field, .. }) if field == "nfe" => (0, Outcome::Infeasible),
         Err(e) => return Err(e),
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -474,7 +457,13 @@ fn rows(
             k += 1;
         }
     }
-    let coords = key.solver.coords.map(|c| c.to_string()).unwrap_or_default();
+    let coords = key
+        .solver
+        .options
+        .iter()
+        .find(|(name, _)| *name == "coords")
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default();
     Ok(names
         .into_iter()
         .zip(values)
@@ -512,7 +501,7 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         .schedule
         .values()
         .into_iter()
-        .map(|n| schedule_named(&n).map(|s| (n, s)))
+        .map(|n| Schedule::named(&n).map(|s| (n, s)))
         .collect::<Result<_>>()?;
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -536,9 +525,9 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     if csv_path.exists() {
         if !opts.resume {
             return Err(Error::invalid(
-                "--out",
+                "out",
                 format!(
-                    "{} already exists: pass --resume to continue it, or choose another folder",
+                    "{} already exists: pass `resume` to continue it, or choose another folder",
                     csv_path.display()
                 ),
             ));
@@ -581,7 +570,7 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(opts.jobs.max(1))
         .build()
-        .map_err(|e| Error::invalid("--jobs", e.to_string()))?;
+        .map_err(|e| Error::invalid("jobs", e.to_string()))?;
     pool.install(|| -> Result<()> {
         // Prepare each (schedule, model, seed) once: noise, cached reference, exact samples.
         let mut groups: Vec<(String, String, u64)> = todo

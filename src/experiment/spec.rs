@@ -3,6 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::grid::FinalSigma;
+use crate::solver::Given;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -18,7 +19,7 @@ pub struct Spec {
     #[serde(default = "default_schedule")]
     pub schedule: OneOrMany,
     /// Solvers with their options.
-    pub solvers: Vec<SolverSpec>,
+    pub solvers: Vec<SolverEntry>,
     /// Step spacings.
     pub spacings: Vec<String>,
     /// NFE budgets: steps are derived per solver so runs compare at equal NFE.
@@ -44,21 +45,44 @@ pub struct Spec {
     pub classifier: Option<std::path::PathBuf>,
 }
 
-/// One solver configuration.
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct SolverSpec {
+/// One `[[solvers]]` entry: a solver name and any of its options, keyed as in the shared
+/// options schema (`solver::options`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(
+    try_from = "serde_json::Map<String, serde_json::Value>",
+    into = "serde_json::Value"
+)]
+pub struct SolverEntry {
     pub name: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub coords: Option<crate::flow::Coords>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub eta: Option<f64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub lower_order_final: Option<bool>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub no_corrector: bool,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub brownian: Option<crate::solver::Brownian>,
+    pub options: Given,
+}
+
+impl TryFrom<serde_json::Map<String, serde_json::Value>> for SolverEntry {
+    type Error = String;
+    fn try_from(
+        mut m: serde_json::Map<String, serde_json::Value>,
+    ) -> std::result::Result<Self, String> {
+        let name = match m.remove("name") {
+            Some(serde_json::Value::String(n)) => n,
+            Some(other) => return Err(format!("name: expected a solver name, got {other}")),
+            None => return Err("missing field `name`".into()),
+        };
+        let mut options = Given::new();
+        for (k, v) in &m {
+            options.set_json(k, v).map_err(|e| e.to_string())?;
+        }
+        Ok(SolverEntry { name, options })
+    }
+}
+
+impl From<SolverEntry> for serde_json::Value {
+    fn from(e: SolverEntry) -> Self {
+        let mut v = e.options.to_json();
+        v.as_object_mut()
+            .expect("options are an object")
+            .insert("name".into(), e.name.into());
+        v
+    }
 }
 
 /// Tolerances of the cached reference.
@@ -177,7 +201,7 @@ impl Spec {
             ));
         }
         for (i, s) in self.solvers.iter().enumerate() {
-            crate::solver::Solver::build(&s.name, &s.options())
+            crate::solver::Solver::build(&s.name, &s.options)
                 .map_err(|e| Error::invalid(format!("solvers[{i}]"), e.to_string()))?;
         }
         for sp in &self.spacings {
@@ -187,7 +211,7 @@ impl Spec {
             return Err(Error::invalid("schedule", "expected at least one schedule"));
         }
         for name in self.schedule.values() {
-            crate::experiment::runner::schedule_named(&name)?;
+            crate::schedule::Schedule::named(&name)?;
         }
         if let Some(&n) = self.nfe.iter().find(|&&n| n == 0) {
             return Err(Error::invalid(
@@ -199,23 +223,9 @@ impl Spec {
     }
 }
 
-impl SolverSpec {
-    /// The solver options this entry sets.
-    pub fn options(&self) -> crate::solver::SolverOptions {
-        crate::solver::SolverOptions {
-            eta: self.eta,
-            coords: self.coords,
-            lower_order_final: self.lower_order_final,
-            no_corrector: self.no_corrector,
-            brownian: self.brownian,
-            ..Default::default()
-        }
-    }
-
+impl SolverEntry {
     /// Options as compact JSON for the CSV.
     pub fn options_label(&self) -> String {
-        let mut v = serde_json::to_value(self).expect("serialisable");
-        v.as_object_mut().unwrap().remove("name");
-        v.to_string()
+        self.options.label()
     }
 }

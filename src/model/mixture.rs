@@ -505,7 +505,7 @@ pub fn resolve(spec: &str) -> Result<GaussianMixture> {
         return GaussianMixture::from_json(path);
     }
     Err(Error::invalid(
-        "--model",
+        "model",
         format!(
             "'{spec}' is neither a built-in model ({}) nor a mixture .json file",
             BUILTINS.join(", ")
@@ -534,7 +534,7 @@ mod tests {
         for model in [builtin("mix16d").unwrap(), many] {
             let d = model.dim();
             assert!(model.components() == 8 || model.components() > STACK_COMPONENTS);
-            let x = crate::run::draw_noise(301, d, 4);
+            let x = crate::noise::draw(301, d, 4);
             for t in [0.9, 0.3, 0.0] {
                 let level = Level::at(&schedule, t);
                 let mut whole = vec![0.0; x.data.len()];

@@ -24,13 +24,13 @@ use std::path::Path;
 /// Dimension of the time embedding.
 pub const TIME_EMBEDDING: usize = 32;
 
-/// Where the network runs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum DeviceChoice {
-    Cpu,
-    /// Needs a build with `--features cuda`.
-    Cuda,
+crate::names::named_enum! {
+    /// Where the network runs.
+    pub enum DeviceChoice("device") {
+        Cpu = "cpu",
+        /// Needs a build with `--features cuda`.
+        Cuda = "cuda",
+    }
 }
 
 impl DeviceChoice {
@@ -41,18 +41,18 @@ impl DeviceChoice {
             #[cfg(feature = "cuda")]
             DeviceChoice::Cuda => Device::new_cuda(0).map_err(candle),
             #[cfg(not(feature = "cuda"))]
-            DeviceChoice::Cuda => Err(Error::invalid("--device", "this pfode was built without CUDA: rebuild with `cargo build --release --features cuda`")),
+            DeviceChoice::Cuda => Err(Error::invalid("device", "this pfode was built without CUDA: rebuild with `cargo build --release --features cuda`")),
         }
     }
 }
 
-/// What the network predicts.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum Prediction {
-    Eps,
-    X0,
-    V,
+crate::names::named_enum! {
+    /// What the network predicts.
+    pub enum Prediction("prediction") {
+        Eps = "eps",
+        X0 = "x0",
+        V = "v",
+    }
 }
 
 /// Architecture and provenance, stored next to the weights.
@@ -90,7 +90,7 @@ impl Mlp {
         if config.dim == 0 || config.width == 0 || config.depth == 0 {
             return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
         }
-        let schedule = crate::experiment::runner::schedule_named(&config.schedule)?;
+        let schedule = Schedule::named(&config.schedule)?;
         let layers = init_layers(&Self::shapes(&config), seed)?;
         Ok(Mlp {
             config,
@@ -300,7 +300,7 @@ pub(crate) fn layers_from_named(
 pub(crate) fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     if path.extension().is_none_or(|e| e != "safetensors") {
         return Err(Error::invalid(
-            "--out",
+            "out",
             format!("expected a .safetensors path, got {}", path.display()),
         ));
     }
@@ -630,7 +630,7 @@ mod tests {
         let path = dir.path().join("m.safetensors");
         m.save(&path).unwrap();
         let back = Mlp::load(&path).unwrap();
-        let x = crate::run::draw_noise(7, 2, 1);
+        let x = crate::noise::draw(7, 2, 1);
         let level = Level {
             t: 0.4,
             alpha: 0.8,
@@ -684,7 +684,7 @@ mod tests {
             alpha: 0.8,
             sigma: 0.6,
         };
-        let x = crate::run::draw_noise(5, 2, 2);
+        let x = crate::noise::draw(5, 2, 2);
         let m_eps = Mlp::new(config(Prediction::Eps), 9).unwrap();
         let eps = m_eps.eps(&x, &level).unwrap();
         let xt = Tensor::from_vec(

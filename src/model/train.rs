@@ -45,7 +45,7 @@ impl Data {
             return Ok(Data::Points(Batch::new(a.shape[0], a.shape[1], a.data)?));
         }
         Ok(Data::Mixture(super::resolve(name).map_err(|_| {
-            Error::invalid("--data", format!("'{name}' is not a data set (ring2d, gauss2d, mix16d, swissroll, moons, checkerboard, digits, a mixture .json or an [N, D] .npy)"))
+            Error::invalid("data", format!("'{name}' is not a data set (ring2d, gauss2d, mix16d, swissroll, moons, checkerboard, digits, a mixture .json or an [N, D] .npy)"))
         })?))
     }
 
@@ -161,7 +161,7 @@ pub fn train(
     {
         return Err(Error::invalid(
             "train",
-            "expected --steps ≥ 1, --batch ≥ 1, --lr > 0 and 0 ≤ --ema < 1",
+            "expected `steps` ≥ 1, `batch` ≥ 1, `lr` > 0 and 0 ≤ `ema` < 1",
         ));
     }
     let data = Data::named(&c.data, c.seed)?;
@@ -178,7 +178,7 @@ pub fn train(
             if m.config.dim != config.dim || m.config.width != c.width || m.config.depth != c.depth
             {
                 return Err(Error::invalid(
-                    "--resume",
+                    "resume",
                     "the checkpoint's architecture differs from the requested one",
                 ));
             }
@@ -269,7 +269,7 @@ pub fn train(
         if !value.is_finite() {
             return Err(Error::invalid(
                 "train",
-                format!("loss is not finite at step {step}; lower --lr"),
+                format!("loss is not finite at step {step}; lower `lr`"),
             ));
         }
         losses.push(value);
@@ -344,7 +344,7 @@ mod tests {
         let last: f64 = report.losses[270..].iter().sum::<f64>() / 30.0;
         assert!(last < 0.7 * first, "loss {first:.3} -> {last:.3}");
         let (b, _) = train(&config(300), &dir.path().join("b.safetensors"), None, true).unwrap();
-        let x = crate::run::draw_noise(9, 2, 1);
+        let x = crate::noise::draw(9, 2, 1);
         let level = crate::model::Level {
             t: 0.3,
             alpha: 0.7,

@@ -67,6 +67,15 @@ fn block_rng(seed: u64, purpose: Purpose, stream: u64, block: u64) -> Xoshiro256
     Xoshiro256PlusPlus::seed_from_u64(key)
 }
 
+/// Standard-normal x_T for `n` samples of dimension `dim` from `seed`.
+pub fn draw(n: usize, dim: usize, seed: u64) -> crate::Batch {
+    crate::Batch {
+        n,
+        d: dim,
+        data: normals(seed, Purpose::InitialNoise, 0, n * dim),
+    }
+}
+
 /// `len` standard normals from (`seed`, `purpose`, `stream`).
 pub fn normals(seed: u64, purpose: Purpose, stream: u64, len: usize) -> Vec<f64> {
     let mut out = vec![0.0; len];

@@ -3,10 +3,33 @@
 //! With η = 0 this is one Euler step of `dy/dσ = ε̂` (math.md §3) — a fact checked against
 //! the independent [`super::Euler`] code path, not assumed here.
 
-use super::{Ctx, Sampler};
+use super::options::{Kind, Opt, Resolved, Value};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::Purpose;
+
+/// DDIM's η: 0 is the ODE sampler, 1 on consecutive steps is DDPM.
+pub const ETA: Opt = Opt {
+    name: "eta",
+    kind: Kind::Float,
+    default: Value::Float(0.0),
+    doc: "DDIM's η (0: deterministic, the ODE sampler; 1 on consecutive steps: DDPM)",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "ddim",
+    order: 1.0,
+    stochastic: false,
+    options: &[&ETA],
+    summary: "DDIM (Song et al. 2021), textbook form; η = 0 is Euler in σ, η = 1 on consecutive steps is DDPM",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Ddim::new(o.float(&ETA))?))
+}
 
 /// DDIM with stochasticity η.
 #[derive(Clone, Debug)]
@@ -19,7 +42,7 @@ impl Ddim {
     pub fn new(eta: f64) -> Result<Self> {
         if !(eta.is_finite() && eta >= 0.0) {
             return Err(Error::invalid(
-                "--eta",
+                "eta",
                 format!("expected a finite η ≥ 0, got {eta}"),
             ));
         }
@@ -32,6 +55,10 @@ impl Sampler for Ddim {
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<()> {
         Ok(())
+    }
+
+    fn is_stochastic(&self, _: bool) -> bool {
+        self.eta > 0.0
     }
 
     fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {

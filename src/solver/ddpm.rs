@@ -1,19 +1,44 @@
 //! DDPM ancestral sampling (Ho, Jain & Abbeel 2020, Algorithm 2), generalised to any pair of
 //! grid points by treating `ᾱ_t / ᾱ_{t'}` as the step's α.
 
-use super::{Ctx, Sampler};
+use super::options::{Kind, Opt, Resolved, Value};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
 
-/// Choice of the reverse-step variance σ².
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Variance {
-    /// Posterior variance `β̃ = β (1 - ᾱ')/(1 - ᾱ)` (diffusers' "fixed_small").
-    BetaTilde,
-    /// `β` itself (diffusers' "fixed_large").
-    Beta,
+crate::names::named_enum! {
+    /// Choice of the reverse-step variance σ².
+    pub enum Variance("variance") {
+        /// Posterior variance `β̃ = β (1 - ᾱ')/(1 - ᾱ)` (diffusers' "fixed_small").
+        BetaTilde = "beta-tilde",
+        /// `β` itself (diffusers' "fixed_large").
+        Beta = "beta",
+    }
+}
+
+/// DDPM's reverse variance.
+pub const VARIANCE: Opt = Opt {
+    name: "variance",
+    kind: Kind::Choice(Variance::NAMES),
+    default: Value::Choice("beta-tilde"),
+    doc: "DDPM's reverse variance: beta-tilde (posterior) or beta",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "ddpm",
+    order: 1.0,
+    stochastic: true,
+    options: &[&VARIANCE],
+    summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Ddpm {
+        variance: o.choice(&VARIANCE),
+    }))
 }
 
 /// Ancestral DDPM.

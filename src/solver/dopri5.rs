@@ -6,8 +6,9 @@
 //! output grid costs the clipped steps at its points, not a fresh initial-step search and
 //! slope per interval.
 
+use super::options::{Kind, Opt, Resolved, Value, COORDS};
 use super::rk::step_coords;
-use super::{Ctx, Precision};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
@@ -61,6 +62,39 @@ const ROW_CHUNK: usize = 256;
 /// (ring2d, 2-D: 128-row chunks left the threads 37 µs apart per attempt, 32-row ones 10 µs).
 const MAX_CHUNK_ROWS: usize = 32;
 
+/// dopri5's relative tolerance.
+pub const RTOL: Opt = Opt {
+    name: "rtol",
+    kind: Kind::Float,
+    default: Value::Float(1e-4),
+    doc: "relative tolerance of dopri5",
+};
+/// dopri5's absolute tolerance.
+pub const ATOL: Opt = Opt {
+    name: "atol",
+    kind: Kind::Float,
+    default: Value::Float(1e-4),
+    doc: "absolute tolerance of dopri5",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "dopri5",
+    order: 5.0,
+    stochastic: false,
+    options: &[&COORDS, &RTOL, &ATOL],
+    summary: "adaptive Dormand–Prince 5(4); NFE set by the tolerances",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Dopri5::new(
+        o.choice(&COORDS),
+        o.float(&RTOL),
+        o.float(&ATOL),
+    )?))
+}
+
 /// Dormand–Prince 5(4) with tolerances `rtol`, `atol` on the state in `coords`.
 #[derive(Clone, Debug)]
 pub struct Dopri5 {
@@ -72,7 +106,7 @@ pub struct Dopri5 {
 impl Dopri5 {
     /// Validates the tolerances.
     pub fn new(coords: Coords, rtol: f64, atol: f64) -> Result<Self> {
-        for (name, v) in [("--rtol", rtol), ("--atol", atol)] {
+        for (name, v) in [("rtol", rtol), ("atol", atol)] {
             if !(v.is_finite() && v > 0.0 && v < 1.0) {
                 return Err(Error::invalid(
                     name,
@@ -276,46 +310,110 @@ struct Carry {
     coords: Coords,
 }
 
-impl Dopri5 {
-    /// Integrates over the context's grid. Grid points in one coordinate system form a
-    /// span: its state, its FSAL slope and the step proposal carry through its points. The step proposal also carries into the next span when the
-    /// coordinates agree. In f32 runs every interval is a span, and the state is rounded to
-    /// f32 at every grid point, as for the other solvers.
-    pub fn run(&self, ctx: &Ctx, mut x: Batch, precision: Precision) -> Result<Batch> {
+/// A span of grid points in one coordinate system that is being integrated: its state and
+/// FSAL slope carry through its points.
+pub struct Span {
+    state: State,
+    coords: Coords,
+}
+
+/// dopri5's per-run state: the span under way, and the step-size controller's proposal.
+#[derive(Default)]
+pub struct Progress {
+    span: Option<Span>,
+    carry: Option<Carry>,
+}
+
+impl Sampler for Dopri5 {
+    type State = Progress;
+
+    fn init(&self, _: &Ctx, _: &Batch) -> Result<Progress> {
+        Ok(Progress::default())
+    }
+
+    fn is_adaptive(&self) -> bool {
+        true
+    }
+
+    /// Integrates from grid point `i` to `i + 1`. Grid points in one coordinate system form
+    /// a span: its state, its FSAL slope and the step proposal carry through its points,
+    /// and the state returned at an inner point is a copy (the next step continues from the
+    /// span's own). The step proposal also carries into the next span when the coordinates
+    /// agree. In f32 runs (the model's outputs rounded) every interval is a span, its end
+    /// rounded to f32 by the integration loop, as for the other solvers.
+    fn step(&self, ctx: &Ctx, i: usize, x: Batch, p: Progress) -> Result<(Batch, Progress)> {
         let steps = ctx.grid.steps();
+        let t0 = ctx.t(i);
         // A model undefined on clean data is integrated to the first training step, then
         // denoised (the Euler step in σ onto σ = 0).
         let denoise_last = ctx.t(steps) == 0.0 && !ctx.model.defined_at_clean();
-        // Grid points i < end share a span with point i + 1.
+        if denoise_last && i + 1 == steps {
+            let t_min = ctx.schedule.t_min().min(t0 * 0.5);
+            let (xm, carry) = self.integrate(ctx, t0, t_min, x, p.carry)?;
+            let x = ctx.x0_at(&xm, t_min)?;
+            ctx.recycle(xm);
+            return Ok((x, Progress { span: None, carry }));
+        }
+        // Point `end` joins the span of the step before it.
         let joins = |end: usize| {
-            precision == Precision::F64
+            !ctx.model.rounds_to_f32()
                 && end < steps
                 && !(denoise_last && end + 1 == steps)
                 && step_coords(self.coords, ctx.t(end + 1)) == step_coords(self.coords, ctx.t(end))
         };
-        let mut carry = None;
-        let mut i = 0;
-        while i < steps {
-            let t0 = ctx.t(i);
-            let mut end = i + 1;
-            if denoise_last && end == steps {
-                let t_min = ctx.schedule.t_min().min(t0 * 0.5);
-                let (xm, _) = self.integrate(ctx, t0, &[t_min], x, carry)?;
-                x = ctx.x0_at(&xm, t_min)?;
-                ctx.recycle(xm);
-            } else {
-                while joins(end) {
-                    end += 1;
-                }
-                let stops: Vec<f64> = (i + 1..=end).map(|k| ctx.t(k)).collect();
-                (x, carry) = self.integrate(ctx, t0, &stops, x, carry)?;
+        let stop = ctx.t(i + 1);
+        let (mut span, fresh) = match p.span {
+            Some(span) => {
+                ctx.recycle(x);
+                (span, false)
             }
-            if precision == Precision::F32 {
-                x.round_to_f32();
+            None => {
+                let coords = step_coords(self.coords, stop);
+                let flow = ProbabilityFlow {
+                    schedule: ctx.schedule,
+                    coords,
+                };
+                // The state in the integration variable, u = x / scale.
+                let inv_scale = 1.0 / flow.scale(t0);
+                let mut u = x;
+                u.map_in_place(|v| v * inv_scale);
+                (
+                    Span {
+                        state: State::new(u),
+                        coords,
+                    },
+                    true,
+                )
             }
-            i = end;
+        };
+        let coords = span.coords;
+        let flow = ProbabilityFlow {
+            schedule: ctx.schedule,
+            coords,
+        };
+        let carried = p.carry.filter(|c| c.coords == coords).map(|c| c.h);
+        let field = Field {
+            flow,
+            tau1: flow.variable(stop),
+            t1: stop,
+        };
+        let h = self.solve(ctx, &mut span.state, &field, t0, carried, fresh)?;
+        let carry = Some(Carry { h, coords });
+        let scale = flow.scale(stop);
+        if joins(i + 1) {
+            let x = ctx.combination(&[(scale, &span.state.u)]);
+            return Ok((
+                x,
+                Progress {
+                    span: Some(span),
+                    carry,
+                },
+            ));
         }
-        Ok(x)
+        ctx.recycle(span.state.k1);
+        let mut x = span.state.u;
+        x.map_in_place(|v| v * scale);
+        Ok((x, Progress { span: None, carry }))
     }
 }
 
@@ -324,19 +422,18 @@ impl Dopri5 {
         (self.rtol, self.atol)
     }
 
-    /// Integrates from `t0` through `stops` (in one coordinate system), starting from the
-    /// carried step proposal when it is in these coordinates; returns the state at the last
-    /// stop and the proposal for a step beyond it.
+    /// Integrates `x` from `t0` to `stop` as a span of its own, starting from the carried
+    /// step proposal when it is in this span's coordinates; returns the state at `stop` and
+    /// the proposal for a step beyond it.
     fn integrate(
         &self,
         ctx: &Ctx,
         t0: f64,
-        stops: &[f64],
+        stop: f64,
         x: Batch,
         carry: Option<Carry>,
     ) -> Result<(Batch, Option<Carry>)> {
-        let t_end = *stops.last().expect("at least one stop");
-        let coords = step_coords(self.coords, t_end);
+        let coords = step_coords(self.coords, stop);
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
             coords,
@@ -346,22 +443,18 @@ impl Dopri5 {
         let mut u = x;
         u.map_in_place(|v| v * inv_scale);
         let mut state = State::new(u);
-        let mut h = carry.filter(|c| c.coords == coords).map(|c| c.h);
-        let mut t = t0;
-        for (k, &stop) in stops.iter().enumerate() {
-            let field = Field {
-                flow,
-                tau1: flow.variable(stop),
-                t1: stop,
-            };
-            h = Some(self.solve(ctx, &mut state, &field, t, h, k == 0)?);
-            t = stop;
-        }
+        let carried = carry.filter(|c| c.coords == coords).map(|c| c.h);
+        let field = Field {
+            flow,
+            tau1: flow.variable(stop),
+            t1: stop,
+        };
+        let h = self.solve(ctx, &mut state, &field, t0, carried, true)?;
         ctx.recycle(state.k1);
-        let scale = flow.scale(t_end);
+        let scale = flow.scale(stop);
         let mut x = state.u;
         x.map_in_place(|v| v * scale);
-        Ok((x, h.map(|h| Carry { h, coords })))
+        Ok((x, Some(Carry { h, coords })))
     }
 
     /// The error-controlled steps from `t0` to the field's end, the first one of size
@@ -455,7 +548,7 @@ impl Dopri5 {
         }
         Err(Error::invalid(
             "dopri5",
-            format!("no convergence within {MAX_STEPS} steps; loosen --rtol/--atol"),
+            format!("no convergence within {MAX_STEPS} steps; loosen `rtol`/`atol`"),
         ))
     }
 

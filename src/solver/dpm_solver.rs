@@ -6,9 +6,29 @@
 //! reference code, whose grids end at t = ε instead).
 
 use super::exponential::Point;
-use super::{Ctx, Sampler};
+use super::{Ctx, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+
+/// The second-order registration.
+pub const DPM_SOLVER_2: SolverInfo = SolverInfo {
+    name: "dpm-solver-2",
+    order: 2.0,
+    stochastic: false,
+    options: &[],
+    summary: "singlestep DPM-Solver-2, noise prediction (Lu et al. 2022)",
+    build: |_| Ok(Box::new(DpmSolver::new(2)?)),
+};
+
+/// The third-order registration.
+pub const DPM_SOLVER_3: SolverInfo = SolverInfo {
+    name: "dpm-solver-3",
+    order: 3.0,
+    stochastic: false,
+    options: &[],
+    summary: "singlestep DPM-Solver-3, noise prediction (Lu et al. 2022)",
+    build: |_| Ok(Box::new(DpmSolver::new(3)?)),
+};
 
 /// Singlestep DPM-Solver of order 2 or 3.
 #[derive(Clone, Debug)]

@@ -1,9 +1,24 @@
 //! DPM-Solver-1 (Lu et al. 2022, eq. 3.7 with k = 1): the first-order exponential
 //! integrator of the semi-linear PF-ODE in λ, `x' = (a'/a) x - s' (e^h - 1) ε̂`.
 
-use super::{Ctx, Sampler};
+use super::options::Resolved;
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "dpm-solver-1",
+    order: 1.0,
+    stochastic: false,
+    options: &[],
+    summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM",
+    build,
+};
+
+fn build(_: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(DpmSolver1))
+}
 
 /// First-order exponential integrator with noise prediction.
 #[derive(Clone, Debug)]

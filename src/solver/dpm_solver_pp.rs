@@ -8,13 +8,34 @@
 //! NFE), and then is third order.
 
 use super::exponential::Point;
-use super::{in_l1_chunks, Ctx, History, Sampler};
+use super::options::{Resolved, LOWER_ORDER_FINAL};
+use super::{in_l1_chunks, Ctx, History, Sampler, SolverInfo};
 use crate::batch::{combine_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 
 /// Below this many steps, `lower_order_final` lowers the last steps' order (diffusers' rule,
 /// which stabilises few-step sampling).
 pub const LOWER_ORDER_FINAL_BELOW: usize = 15;
+
+/// The second-order registration.
+pub const DPM_SOLVER_PP_2M: SolverInfo = SolverInfo {
+    name: "dpm-solver++2m",
+    order: 2.0,
+    stochastic: false,
+    options: &[&LOWER_ORDER_FINAL],
+    summary: "multistep DPM-Solver++(2M), data prediction (Lu et al. 2022b)",
+    build: |o: &Resolved| Ok(Box::new(DpmSolverPp::new(2, o.bool(&LOWER_ORDER_FINAL))?)),
+};
+
+/// The third-order registration.
+pub const DPM_SOLVER_PP_3M: SolverInfo = SolverInfo {
+    name: "dpm-solver++3m",
+    order: 3.0,
+    stochastic: false,
+    options: &[&LOWER_ORDER_FINAL],
+    summary: "multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)",
+    build: |o: &Resolved| Ok(Box::new(DpmSolverPp::new(3, o.bool(&LOWER_ORDER_FINAL))?)),
+};
 
 /// Multistep DPM-Solver++ of order 2 or 3.
 #[derive(Clone, Debug)]

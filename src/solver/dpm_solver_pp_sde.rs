@@ -4,10 +4,27 @@
 
 use super::dpm_solver_pp::{multistep_order, MultistepUpdate};
 use super::exponential::Point;
-use super::{Ctx, History, Sampler};
+use super::options::{Resolved, LOWER_ORDER_FINAL};
+use super::{Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "dpm-solver++2m-sde",
+    order: 1.0,
+    stochastic: true,
+    options: &[&LOWER_ORDER_FINAL],
+    summary: "SDE-DPM-Solver++(2M), data prediction (Lu et al. 2022b)",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(DpmSolverPpSde {
+        lower_order_final: o.bool(&LOWER_ORDER_FINAL),
+    }))
+}
 
 /// SDE-DPM-Solver++(2M).
 #[derive(Clone, Debug)]

@@ -1,9 +1,26 @@
 //! Explicit Euler on the probability-flow ODE, in t, σ or λ coordinates (see [`crate::flow`]).
 
-use super::{Ctx, Sampler};
+use super::options::{Resolved, COORDS};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::{Coords, ProbabilityFlow};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "euler",
+    order: 1.0,
+    stochastic: false,
+    options: &[&COORDS],
+    summary: "explicit Euler on the PF-ODE in t, σ or λ",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Euler {
+        coords: o.choice(&COORDS),
+    }))
+}
 
 /// Euler's method in the chosen coordinates.
 #[derive(Clone, Debug)]

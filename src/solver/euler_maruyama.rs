@@ -8,7 +8,8 @@
 //! The reverse SDE's noise is additive (g depends on t only), so EM coincides with
 //! Milstein and has strong order 1 (Kloeden & Platen 1992, §10.3), not the generic 0.5.
 
-use super::{Ctx, Sampler};
+use super::options::{Kind, Opt, Resolved, Value};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
@@ -16,32 +17,46 @@ use crate::flow::reverse_sde_coefficients;
 use crate::noise::Purpose;
 use crate::schedule::Schedule;
 
-/// Where Euler–Maruyama's Brownian increments come from.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    Default,
-    PartialEq,
-    Eq,
-    clap::ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-)]
-#[serde(rename_all = "kebab-case")]
-pub enum Brownian {
-    /// Independent N(0, h) increments keyed by step index: one normal per value and step.
-    /// Runs at different step counts see different paths.
-    #[default]
-    Steps,
-    /// A virtual Brownian tree: one path per seed at every resolution, so errors against
-    /// a finer run on the same seed are strong errors. A walk with spacing s draws about
-    /// 1 + log₂ s node arrays per step.
-    Tree,
+crate::names::named_enum! {
+    /// Where Euler–Maruyama's Brownian increments come from.
+    pub enum Brownian("brownian") {
+        /// Independent N(0, h) increments keyed by step index: one normal per value and
+        /// step. Runs at different step counts see different paths.
+        Steps = "steps",
+        /// A virtual Brownian tree: one path per seed at every resolution, so errors
+        /// against a finer run on the same seed are strong errors. A walk with spacing s
+        /// draws about 1 + log₂ s node arrays per step.
+        Tree = "tree",
+    }
+}
+
+
+/// Euler–Maruyama's Brownian path.
+pub const BROWNIAN: Opt = Opt {
+    name: "brownian",
+    kind: Kind::Choice(Brownian::NAMES),
+    default: Value::Choice("steps"),
+    doc: "Euler–Maruyama's Brownian increments: steps (fresh per step) or tree (the same path at every step count, for strong errors)",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "euler-maruyama",
+    order: 1.0,
+    stochastic: true,
+    options: &[&BROWNIAN],
+    summary: "Euler–Maruyama on the reverse SDE, per-step increments or a Brownian tree; strong order 1 (additive noise)",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(EulerMaruyama {
+        brownian: o.choice(&BROWNIAN),
+    }))
 }
 
 /// Euler–Maruyama with Itô (left-point) coefficients.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct EulerMaruyama {
     pub brownian: Brownian,
 }
@@ -97,6 +112,10 @@ impl TreeClock {
 }
 
 impl Sampler for EulerMaruyama {
+    fn draws_step_noise_only(&self) -> bool {
+        self.brownian == Brownian::Steps
+    }
+
     type State = PathState;
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {

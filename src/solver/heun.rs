@@ -5,11 +5,61 @@
 //! paper), and a full Heun step for exact models, so the method keeps its order there.
 
 use super::rk::{rk_step, HEUN};
-use super::{Ctx, Sampler};
+use super::options::{Kind, Opt, Resolved, Value, COORDS};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
 use crate::noise::Purpose;
+
+/// EDM's S_churn: 0 is deterministic Heun.
+pub const S_CHURN: Opt = Opt {
+    name: "s_churn",
+    kind: Kind::Float,
+    default: Value::Float(0.0),
+    doc: "EDM churn S_churn of stochastic Heun (0: deterministic)",
+};
+/// Churn applies for σ ≥ S_tmin.
+pub const S_TMIN: Opt = Opt {
+    name: "s_tmin",
+    kind: Kind::Float,
+    default: Value::Float(0.0),
+    doc: "EDM churn applies for σ = s/a ≥ S_tmin",
+};
+/// Churn applies for σ ≤ S_tmax.
+pub const S_TMAX: Opt = Opt {
+    name: "s_tmax",
+    kind: Kind::Float,
+    default: Value::Float(f64::INFINITY),
+    doc: "EDM churn applies for σ = s/a ≤ S_tmax",
+};
+/// EDM's S_noise.
+pub const S_NOISE: Opt = Opt {
+    name: "s_noise",
+    kind: Kind::Float,
+    default: Value::Float(1.0),
+    doc: "EDM S_noise, the scale of the churn's fresh noise",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "heun",
+    order: 2.0,
+    stochastic: false,
+    options: &[&COORDS, &S_CHURN, &S_TMIN, &S_TMAX, &S_NOISE],
+    summary: "Heun (Karras et al. 2022, Alg. 1), EDM churn (Alg. 2) with `s_churn` > 0",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    let churn = Churn {
+        s_churn: o.float(&S_CHURN),
+        s_tmin: o.float(&S_TMIN),
+        s_tmax: o.float(&S_TMAX),
+        s_noise: o.float(&S_NOISE),
+    };
+    Ok(Box::new(Heun::new(o.choice(&COORDS), churn)?))
+}
 
 /// EDM churn parameters (`S_churn`, `S_tmin`, `S_tmax`, `S_noise`), in σ = s/a units.
 #[derive(Clone, Copy, Debug, serde::Serialize)]
@@ -44,19 +94,19 @@ impl Heun {
         let c = churn;
         if !(c.s_churn.is_finite() && c.s_churn >= 0.0) {
             return Err(Error::invalid(
-                "--s-churn",
+                "s_churn",
                 format!("expected a finite value ≥ 0, got {}", c.s_churn),
             ));
         }
         if !(c.s_noise.is_finite() && c.s_noise >= 0.0) {
             return Err(Error::invalid(
-                "--s-noise",
+                "s_noise",
                 format!("expected a finite value ≥ 0, got {}", c.s_noise),
             ));
         }
         if !(c.s_tmin >= 0.0 && c.s_tmin <= c.s_tmax) {
             return Err(Error::invalid(
-                "--s-tmin/--s-tmax",
+                "s_tmin/s_tmax",
                 format!(
                     "expected 0 ≤ s_tmin ≤ s_tmax, got {} and {}",
                     c.s_tmin, c.s_tmax
@@ -65,16 +115,11 @@ impl Heun {
         }
         if c.s_churn > 0.0 && coords != Coords::Sigma {
             return Err(Error::invalid(
-                "--s-churn",
-                "churn is defined in σ-coordinates: use --coords sigma",
+                "s_churn",
+                "churn is defined in σ-coordinates: use `coords` sigma",
             ));
         }
         Ok(Heun { coords, churn })
-    }
-
-    /// True when the sampler injects noise.
-    pub fn is_stochastic(&self) -> bool {
-        self.churn.s_churn > 0.0
     }
 }
 
@@ -83,6 +128,10 @@ impl Sampler for Heun {
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<()> {
         Ok(())
+    }
+
+    fn is_stochastic(&self, _: bool) -> bool {
+        self.churn.s_churn > 0.0
     }
 
     fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {

@@ -12,7 +12,8 @@
 //! keeps the global order 4.
 
 use super::rk::{rk_step_from, RK3};
-use super::{Ctx, History, Sampler};
+use super::options::{Kind, Opt, Resolved, Value};
+use super::{Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -20,14 +21,36 @@ use crate::flow::Coords;
 /// Highest order (number of past evaluations combined).
 pub const MAX_ORDER: usize = 4;
 
-/// How the first steps are taken, before enough history exists.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum WarmStart {
-    /// Two third-order Runge–Kutta steps: global order 4, +4 NFE.
-    Rk3,
-    /// Adams–Bashforth of orders 1, 2, 3: no extra NFE, global order 2.
-    Multistep,
+crate::names::named_enum! {
+    /// How the first steps are taken, before enough history exists.
+    pub enum WarmStart("warm_start") {
+        /// Two third-order Runge–Kutta steps: global order 4, +4 NFE.
+        Rk3 = "rk3",
+        /// Adams–Bashforth of orders 1, 2, 3: no extra NFE, global order 2.
+        Multistep = "multistep",
+    }
+}
+
+/// iPNDM's first steps.
+pub const WARM_START: Opt = Opt {
+    name: "warm_start",
+    kind: Kind::Choice(WarmStart::NAMES),
+    default: Value::Choice("rk3"),
+    doc: "iPNDM's first steps: rk3 (order 4, +4 NFE) or multistep (AB1–AB3, order 2)",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "ipndm",
+    order: 4.0,
+    stochastic: false,
+    options: &[&WARM_START],
+    summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM); RK3 warm start (order 4) or multistep (order 2)",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Ipndm::new(MAX_ORDER, o.choice(&WARM_START))?))
 }
 
 /// Variable-step iPNDM of order up to `order`.
@@ -42,7 +65,7 @@ impl Ipndm {
     pub fn new(order: usize, warm_start: WarmStart) -> Result<Self> {
         if !(1..=MAX_ORDER).contains(&order) {
             return Err(Error::invalid(
-                "--order",
+                "order",
                 format!("iPNDM order must be 1..=4, got {order}"),
             ));
         }
@@ -83,6 +106,10 @@ pub fn adams_weights(nodes: &[f64], h: f64) -> Vec<f64> {
 }
 
 impl Sampler for Ipndm {
+    fn order(&self, _: f64) -> f64 {
+        self.convergence_order() as f64
+    }
+
     type State = History;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<History> {

@@ -2,10 +2,27 @@
 //! never evaluates the model at the step's end).
 
 use super::rk::{rk_step, MIDPOINT};
-use super::{Ctx, Sampler};
+use super::options::{Resolved, COORDS};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "midpoint",
+    order: 2.0,
+    stochastic: false,
+    options: &[&COORDS],
+    summary: "explicit midpoint on the PF-ODE",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Midpoint {
+        coords: o.choice(&COORDS),
+    }))
+}
 
 /// Midpoint in the chosen coordinates.
 #[derive(Clone, Debug)]

@@ -4,47 +4,50 @@
 //! streams) is handed in and back, never hidden in the sampler. The loop, not the solver,
 //! owns the grid walk; the [`Counted`] model, not the solver, counts NFE.
 
-mod ddim;
-mod ddpm;
-mod dopri5;
-mod dpm_solver;
-mod dpm_solver_1;
-mod dpm_solver_pp;
-mod dpm_solver_pp_sde;
-mod euler;
-mod euler_maruyama;
 mod exponential;
-mod heun;
-mod ipndm;
-mod midpoint;
+pub mod options;
 mod rk;
-mod rk4;
 pub mod tiles;
-mod unipc;
 
-pub use ddim::Ddim;
-pub use ddpm::{Ddpm, Variance};
-pub use dopri5::Dopri5;
-pub use dpm_solver::DpmSolver;
-pub use dpm_solver_1::DpmSolver1;
-pub use dpm_solver_pp::DpmSolverPp;
-pub use dpm_solver_pp_sde::DpmSolverPpSde;
-pub use euler::Euler;
-pub use euler_maruyama::{Brownian, EulerMaruyama, TreeClock};
-pub use heun::{Churn, Heun};
-pub use ipndm::{Ipndm, WarmStart};
-pub use midpoint::Midpoint;
-pub use rk4::Rk4;
-pub use unipc::UniPc;
+/// Declares the solver modules and lists their registrations, in the order `pfode solvers`
+/// prints them: `module => REGISTRATION, …;`.
+macro_rules! registry {
+    ($($module:ident => $($info:ident),+;)+) => {
+        $(pub mod $module;)+
+        /// Every registered solver. Adding one: its file, and its line in [`registry!`].
+        pub const SOLVERS: &[&SolverInfo] = &[$($(&$module::$info),+),+];
+    };
+}
+
+registry! {
+    ddim => INFO;
+    euler => INFO;
+    heun => INFO;
+    midpoint => INFO;
+    rk4 => INFO;
+    ipndm => INFO;
+    dopri5 => INFO;
+    dpm_solver_1 => INFO;
+    dpm_solver => DPM_SOLVER_2, DPM_SOLVER_3;
+    dpm_solver_pp => DPM_SOLVER_PP_2M, DPM_SOLVER_PP_3M;
+    unipc => INFO;
+    ddpm => INFO;
+    euler_maruyama => INFO;
+    dpm_solver_pp_sde => INFO;
+}
+
+pub use ddpm::Variance;
+pub use euler_maruyama::{Brownian, TreeClock};
+pub use ipndm::WarmStart;
+pub use options::{Given, Opt, Resolved};
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::flow::Coords;
 use crate::grid::TimeGrid;
 use crate::model::{check_finite, Counted, Level, ScoreModel};
 use crate::noise::{self, Purpose};
 use crate::schedule::Schedule;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Everything a step needs besides the state.
 pub struct Ctx<'a> {
@@ -255,8 +258,9 @@ impl History {
 }
 
 /// A sampler: `init` once, then `step` from grid point `i` to `i + 1`.
-pub trait Sampler {
-    /// Per-run state (e.g. multistep history), passed in and handed back.
+pub trait Sampler: Send + Sync + std::fmt::Debug {
+    /// Per-run state (e.g. multistep history, a step-size controller), passed in and
+    /// handed back.
     type State;
     /// State before the first step.
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<Self::State>;
@@ -268,15 +272,69 @@ pub trait Sampler {
         x: Batch,
         state: Self::State,
     ) -> Result<(Batch, Self::State)>;
+
+    /// This configuration's theoretical order, where options change the `declared` one.
+    fn order(&self, declared: f64) -> f64 {
+        declared
+    }
+
+    /// True if this configuration injects noise (`declared`: the registration's answer).
+    fn is_stochastic(&self, declared: bool) -> bool {
+        declared
+    }
+
+    /// True for adaptive solvers, whose NFE is set by tolerances, not steps.
+    fn is_adaptive(&self) -> bool {
+        false
+    }
+
+    /// True if all the noise the sampler draws is per-step noise (stream `i` of
+    /// [`Purpose::StepNoise`] at step `i`), which can be drawn ahead for the whole batch.
+    fn draws_step_noise_only(&self) -> bool {
+        true
+    }
 }
 
-/// Precision of the sampling state.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    F64,
-    /// State and model outputs rounded to f32 after every operation that produces them.
-    F32,
+/// The object-safe face of a [`Sampler`], which [`Solver`] holds: the whole-grid loop and
+/// the sampler's properties.
+pub trait Method: Send + Sync + std::fmt::Debug {
+    /// Runs [`integrate`] over the context's grid on the whole batch.
+    fn integrate(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch>;
+    /// See [`Sampler::order`].
+    fn order(&self, declared: f64) -> f64;
+    /// See [`Sampler::is_stochastic`].
+    fn is_stochastic(&self, declared: bool) -> bool;
+    /// See [`Sampler::is_adaptive`].
+    fn is_adaptive(&self) -> bool;
+    /// See [`Sampler::draws_step_noise_only`].
+    fn draws_step_noise_only(&self) -> bool;
+}
+
+impl<S: Sampler> Method for S {
+    fn integrate(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
+        integrate(self, ctx, x, precision)
+    }
+    fn order(&self, declared: f64) -> f64 {
+        Sampler::order(self, declared)
+    }
+    fn is_stochastic(&self, declared: bool) -> bool {
+        Sampler::is_stochastic(self, declared)
+    }
+    fn is_adaptive(&self) -> bool {
+        Sampler::is_adaptive(self)
+    }
+    fn draws_step_noise_only(&self) -> bool {
+        Sampler::draws_step_noise_only(self)
+    }
+}
+
+crate::names::named_enum! {
+    /// Precision of the sampling state.
+    pub enum Precision("dtype") {
+        F64 = "f64",
+        /// State and model outputs rounded to f32 after every operation that produces them.
+        F32 = "f32",
+    }
 }
 
 /// Walks the whole grid: the one integration loop every sampler shares.
@@ -299,277 +357,116 @@ pub fn integrate<S: Sampler>(
     Ok(x)
 }
 
-/// What `pfode solvers` prints about a solver.
+/// A solver's registration: what it is, what it takes, and how to build it. Each solver
+/// file declares its own; [`SOLVERS`] lists them.
 pub struct SolverInfo {
     pub name: &'static str,
     /// Theoretical convergence order with default options (strong order for SDE solvers).
     pub order: f64,
     pub stochastic: bool,
-    /// Flags the solver accepts besides the common ones.
-    pub options: &'static [&'static str],
+    /// The options it takes besides the common ones.
+    pub options: &'static [&'static Opt],
     pub summary: &'static str,
+    /// Builds the sampler from its options (defaults filled in).
+    pub build: fn(&Resolved) -> Result<Box<dyn Method>>,
 }
-
-const COORDS: &str = "--coords";
-const CHURN: [&str; 4] = ["--s-churn", "--s-tmin", "--s-tmax", "--s-noise"];
-
-/// Every registered solver. Adding one: a file, a line here, a variant in [`Solver`].
-pub const SOLVERS: &[SolverInfo] = &[
-    SolverInfo { name: "ddim", order: 1.0, stochastic: false, options: &["--eta"], summary: "DDIM (Song et al. 2021), textbook form; η = 0 is Euler in σ, η = 1 on consecutive steps is DDPM" },
-    SolverInfo { name: "euler", order: 1.0, stochastic: false, options: &[COORDS], summary: "explicit Euler on the PF-ODE in t, σ or λ" },
-    SolverInfo { name: "heun", order: 2.0, stochastic: false, options: &[COORDS, CHURN[0], CHURN[1], CHURN[2], CHURN[3]], summary: "Heun (Karras et al. 2022, Alg. 1), EDM churn (Alg. 2) with --s-churn > 0" },
-    SolverInfo { name: "midpoint", order: 2.0, stochastic: false, options: &[COORDS], summary: "explicit midpoint on the PF-ODE" },
-    SolverInfo { name: "rk4", order: 4.0, stochastic: false, options: &[COORDS], summary: "classical Runge–Kutta on the PF-ODE" },
-    SolverInfo { name: "ipndm", order: 4.0, stochastic: false, options: &["--warm-start"], summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM); RK3 warm start (order 4) or multistep (order 2)" },
-    SolverInfo { name: "dopri5", order: 5.0, stochastic: false, options: &[COORDS, "--rtol", "--atol"], summary: "adaptive Dormand–Prince 5(4); NFE set by the tolerances" },
-    SolverInfo { name: "dpm-solver-1", order: 1.0, stochastic: false, options: &[], summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM" },
-    SolverInfo { name: "dpm-solver-2", order: 2.0, stochastic: false, options: &[], summary: "singlestep DPM-Solver-2, noise prediction (Lu et al. 2022)" },
-    SolverInfo { name: "dpm-solver-3", order: 3.0, stochastic: false, options: &[], summary: "singlestep DPM-Solver-3, noise prediction (Lu et al. 2022)" },
-    SolverInfo { name: "dpm-solver++2m", order: 2.0, stochastic: false, options: &["--lower-order-final"], summary: "multistep DPM-Solver++(2M), data prediction (Lu et al. 2022b)" },
-    SolverInfo { name: "dpm-solver++3m", order: 3.0, stochastic: false, options: &["--lower-order-final"], summary: "multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)" },
-    SolverInfo { name: "unipc", order: 3.0, stochastic: false, options: &["--lower-order-final", "--no-corrector"], summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with --no-corrector" },
-    SolverInfo { name: "ddpm", order: 1.0, stochastic: true, options: &["--variance"], summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1" },
-    SolverInfo { name: "euler-maruyama", order: 1.0, stochastic: true, options: &["--brownian"], summary: "Euler–Maruyama on the reverse SDE, per-step increments or a Brownian tree; strong order 1 (additive noise)" },
-    SolverInfo { name: "dpm-solver++2m-sde", order: 1.0, stochastic: true, options: &["--lower-order-final"], summary: "SDE-DPM-Solver++(2M), data prediction (Lu et al. 2022b)" },
-];
 
 /// Looks a solver up by name.
 pub fn info(name: &str) -> Result<&'static SolverInfo> {
-    SOLVERS.iter().find(|s| s.name == name).ok_or_else(|| {
-        let names: Vec<_> = SOLVERS.iter().map(|s| s.name).collect();
-        Error::invalid(
-            "--solver",
-            format!(
-                "unknown solver '{name}' (expected one of {})",
-                names.join(", ")
-            ),
-        )
-    })
+    SOLVERS
+        .iter()
+        .copied()
+        .find(|s| s.name == name)
+        .ok_or_else(|| {
+            let names: Vec<_> = SOLVERS.iter().map(|s| s.name).collect();
+            Error::invalid(
+                "solver",
+                format!(
+                    "unknown solver '{name}' (expected one of {})",
+                    names.join(", ")
+                ),
+            )
+        })
 }
 
-/// Options as given on the command line; `None` means not given.
-#[derive(Clone, Debug, Default)]
-pub struct SolverOptions {
-    pub eta: Option<f64>,
-    pub coords: Option<Coords>,
-    pub variance: Option<Variance>,
-    pub brownian: Option<Brownian>,
-    pub s_churn: Option<f64>,
-    pub s_tmin: Option<f64>,
-    pub s_tmax: Option<f64>,
-    pub s_noise: Option<f64>,
-    pub rtol: Option<f64>,
-    pub atol: Option<f64>,
-    pub lower_order_final: Option<bool>,
-    pub no_corrector: bool,
-    pub warm_start: Option<WarmStart>,
+/// A configured solver: its registration, the options it was given, and its sampler.
+#[derive(Clone)]
+pub struct Solver {
+    info: &'static SolverInfo,
+    given: Given,
+    resolved: Resolved,
+    method: Arc<dyn Method>,
 }
 
-impl SolverOptions {
-    /// The flags that were given.
-    fn given(&self) -> Vec<&'static str> {
-        let mut v = Vec::new();
-        let flags: [(&'static str, bool); 12] = [
-            ("--warm-start", self.warm_start.is_some()),
-            ("--eta", self.eta.is_some()),
-            (COORDS, self.coords.is_some()),
-            ("--variance", self.variance.is_some()),
-            ("--brownian", self.brownian.is_some()),
-            (CHURN[0], self.s_churn.is_some()),
-            (CHURN[1], self.s_tmin.is_some()),
-            (CHURN[2], self.s_tmax.is_some()),
-            (CHURN[3], self.s_noise.is_some()),
-            ("--rtol", self.rtol.is_some()),
-            ("--atol", self.atol.is_some()),
-            ("--lower-order-final", self.lower_order_final.is_some()),
-        ];
-        v.extend(flags.iter().filter(|f| f.1).map(|f| f.0));
-        if self.no_corrector {
-            v.push("--no-corrector");
-        }
-        v
+impl std::fmt::Debug for Solver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.info.name, self.given.label())
     }
 }
 
-/// A configured solver.
-#[derive(Clone, Debug)]
-pub enum Solver {
-    Ddim(Ddim),
-    Euler(Euler),
-    Heun(Heun),
-    Midpoint(Midpoint),
-    Rk4(Rk4),
-    Ipndm(Ipndm),
-    Dopri5(Dopri5),
-    DpmSolver1(DpmSolver1),
-    DpmSolver(DpmSolver),
-    DpmSolverPp(DpmSolverPp),
-    UniPc(UniPc),
-    Ddpm(Ddpm),
-    EulerMaruyama(EulerMaruyama),
-    DpmSolverPpSde(DpmSolverPpSde),
-}
-
 impl Solver {
-    /// Builds solver `name`, rejecting options it does not take.
-    pub fn build(name: &str, opts: &SolverOptions) -> Result<Self> {
+    /// Builds solver `name` with the `given` options, rejecting options it does not take.
+    pub fn build(name: &str, given: &Given) -> Result<Self> {
         let info = info(name)?;
-        if let Some(flag) = opts.given().into_iter().find(|f| !info.options.contains(f)) {
-            let accepted = if info.options.is_empty() {
-                "no options".to_string()
-            } else {
-                info.options.join(", ")
-            };
-            let takers: Vec<&str> = SOLVERS
-                .iter()
-                .filter(|s| s.options.contains(&flag))
-                .map(|s| s.name)
-                .collect();
-            return Err(Error::invalid(
-                flag,
-                format!(
-                    "solver '{name}' does not take {flag} (it takes {accepted}; {flag} is for {})",
-                    takers.join(", ")
-                ),
-            ));
-        }
-        let coords = opts.coords.unwrap_or(Coords::Sigma);
-        let lof = opts.lower_order_final.unwrap_or(true);
-        Ok(match name {
-            "ddim" => Solver::Ddim(Ddim::new(opts.eta.unwrap_or(0.0))?),
-            "euler" => Solver::Euler(Euler { coords }),
-            "heun" => {
-                let d = Churn::default();
-                let churn = Churn {
-                    s_churn: opts.s_churn.unwrap_or(d.s_churn),
-                    s_tmin: opts.s_tmin.unwrap_or(d.s_tmin),
-                    s_tmax: opts.s_tmax.unwrap_or(d.s_tmax),
-                    s_noise: opts.s_noise.unwrap_or(d.s_noise),
-                };
-                Solver::Heun(Heun::new(coords, churn)?)
-            }
-            "midpoint" => Solver::Midpoint(Midpoint { coords }),
-            "rk4" => Solver::Rk4(Rk4 { coords }),
-            "ipndm" => Solver::Ipndm(Ipndm::new(
-                ipndm::MAX_ORDER,
-                opts.warm_start.unwrap_or(WarmStart::Rk3),
-            )?),
-            "dopri5" => Solver::Dopri5(Dopri5::new(
-                coords,
-                opts.rtol.unwrap_or(1e-4),
-                opts.atol.unwrap_or(1e-4),
-            )?),
-            "dpm-solver-1" => Solver::DpmSolver1(DpmSolver1),
-            "dpm-solver-2" => Solver::DpmSolver(DpmSolver::new(2)?),
-            "dpm-solver-3" => Solver::DpmSolver(DpmSolver::new(3)?),
-            "dpm-solver++2m" => Solver::DpmSolverPp(DpmSolverPp::new(2, lof)?),
-            "dpm-solver++3m" => Solver::DpmSolverPp(DpmSolverPp::new(3, lof)?),
-            "unipc" => Solver::UniPc(UniPc::new(2, !opts.no_corrector, lof)?),
-            "ddpm" => Solver::Ddpm(Ddpm {
-                variance: opts.variance.unwrap_or(Variance::BetaTilde),
-            }),
-            "euler-maruyama" => Solver::EulerMaruyama(EulerMaruyama {
-                brownian: opts.brownian.unwrap_or_default(),
-            }),
-            "dpm-solver++2m-sde" => Solver::DpmSolverPpSde(DpmSolverPpSde {
-                lower_order_final: lof,
-            }),
-            _ => unreachable!("every registered solver is built above"),
+        let resolved = Resolved::new(name, info.options, given)?;
+        let method = (info.build)(&resolved)?;
+        Ok(Solver {
+            info,
+            given: given.clone(),
+            resolved,
+            method: Arc::from(method),
         })
+    }
+
+    /// Solver `name` with its default options.
+    pub fn named(name: &str) -> Result<Self> {
+        Solver::build(name, &Given::new())
+    }
+
+    /// Solver `name` with options given as text, e.g. `Solver::with("euler", &[("coords", "t")])`.
+    pub fn with(name: &str, options: &[(&str, &str)]) -> Result<Self> {
+        Solver::build(name, &Given::from_pairs(options)?)
     }
 
     /// Registry name.
     pub fn name(&self) -> &'static str {
-        match self {
-            Solver::Ddim(_) => "ddim",
-            Solver::Euler(_) => "euler",
-            Solver::Heun(_) => "heun",
-            Solver::Midpoint(_) => "midpoint",
-            Solver::Rk4(_) => "rk4",
-            Solver::Ipndm(_) => "ipndm",
-            Solver::Dopri5(_) => "dopri5",
-            Solver::DpmSolver1(_) => "dpm-solver-1",
-            Solver::DpmSolver(s) => {
-                if s.order == 2 {
-                    "dpm-solver-2"
-                } else {
-                    "dpm-solver-3"
-                }
-            }
-            Solver::DpmSolverPp(s) => {
-                if s.order == 2 {
-                    "dpm-solver++2m"
-                } else {
-                    "dpm-solver++3m"
-                }
-            }
-            Solver::UniPc(_) => "unipc",
-            Solver::Ddpm(_) => "ddpm",
-            Solver::EulerMaruyama(_) => "euler-maruyama",
-            Solver::DpmSolverPpSde(_) => "dpm-solver++2m-sde",
-        }
+        self.info.name
     }
 
     /// Registry entry.
     pub fn info(&self) -> &'static SolverInfo {
-        info(self.name()).expect("registered")
+        self.info
+    }
+
+    /// The options as given (the `options` column of `results.csv`).
+    pub fn given(&self) -> &Given {
+        &self.given
     }
 
     /// Theoretical order of this configuration.
     pub fn order(&self) -> f64 {
-        match self {
-            Solver::UniPc(u) => u.convergence_order() as f64,
-            Solver::Ipndm(s) => s.convergence_order() as f64,
-            _ => self.info().order,
-        }
+        self.method.order(self.info.order)
     }
 
     /// True if this configuration injects noise.
     pub fn is_stochastic(&self) -> bool {
-        match self {
-            Solver::Ddim(d) => d.eta > 0.0,
-            Solver::Heun(h) => h.is_stochastic(),
-            _ => self.info().stochastic,
-        }
+        self.method.is_stochastic(self.info.stochastic)
     }
 
     /// True for adaptive solvers, whose NFE is set by tolerances, not steps.
     pub fn is_adaptive(&self) -> bool {
-        matches!(self, Solver::Dopri5(_))
+        self.method.is_adaptive()
     }
 
-    /// True if all the noise the solver draws is per-step noise (stream `i` of
-    /// [`Purpose::StepNoise`] at step `i`), which can be drawn ahead for the whole batch;
-    /// Euler–Maruyama on its Brownian tree draws tree nodes instead.
+    /// True if all the noise the solver draws is per-step noise, which can be drawn ahead
+    /// for the whole batch (Euler–Maruyama on its Brownian tree draws tree nodes instead).
     pub fn draws_step_noise_only(&self) -> bool {
-        !matches!(
-            self,
-            Solver::EulerMaruyama(EulerMaruyama {
-                brownian: Brownian::Tree
-            })
-        )
+        self.method.draws_step_noise_only()
     }
 
-    /// The effective options, for sidecars.
+    /// Every option with its effective value, for sidecars.
     pub fn options_json(&self) -> serde_json::Value {
-        use serde_json::json;
-        match self {
-            Solver::Ddim(s) => json!({"eta": s.eta}),
-            Solver::Euler(s) => json!({"coords": s.coords}),
-            Solver::Heun(s) => json!({"coords": s.coords, "churn": s.churn}),
-            Solver::Midpoint(s) => json!({"coords": s.coords}),
-            Solver::Rk4(s) => json!({"coords": s.coords}),
-            Solver::Ipndm(s) => json!({"order": s.order, "warm_start": s.warm_start}),
-            Solver::Dopri5(s) => json!({"coords": s.coords, "rtol": s.rtol, "atol": s.atol}),
-            Solver::DpmSolverPp(s) => json!({"lower_order_final": s.lower_order_final}),
-            Solver::UniPc(s) => {
-                json!({"predictor_order": s.order, "corrector": s.corrector, "lower_order_final": s.lower_order_final})
-            }
-            Solver::Ddpm(s) => json!({"variance": s.variance}),
-            Solver::DpmSolverPpSde(s) => json!({"lower_order_final": s.lower_order_final}),
-            Solver::EulerMaruyama(s) => json!({"brownian": s.brownian}),
-            Solver::DpmSolver1(_) | Solver::DpmSolver(_) => json!({}),
-        }
+        self.resolved.to_json()
     }
 
     /// Runs the solver over the context's grid: in row tiles where that gives the same
@@ -577,8 +474,7 @@ impl Solver {
     ///
     /// A run started outside the thread pool moves onto a pool thread first: each parallel
     /// loop it then starts finds the other threads awake, where from outside the pool the
-    /// caller sleeps until the loop ends and is woken late (traced on dopri5's attempts:
-    /// 10–150 µs after the loop's end).
+    /// caller sleeps until the loop ends and is woken late.
     pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
         if rayon::current_thread_index().is_none() {
             return rayon::scope(|_| self.run(ctx, x, precision));
@@ -591,22 +487,7 @@ impl Solver {
 
     /// Runs the solver over the context's grid on the whole batch at once.
     pub fn run_whole(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
-        match self {
-            Solver::Ddim(s) => integrate(s, ctx, x, precision),
-            Solver::Euler(s) => integrate(s, ctx, x, precision),
-            Solver::Heun(s) => integrate(s, ctx, x, precision),
-            Solver::Midpoint(s) => integrate(s, ctx, x, precision),
-            Solver::Rk4(s) => integrate(s, ctx, x, precision),
-            Solver::Ipndm(s) => integrate(s, ctx, x, precision),
-            Solver::Dopri5(s) => s.run(ctx, x, precision),
-            Solver::DpmSolver1(s) => integrate(s, ctx, x, precision),
-            Solver::DpmSolver(s) => integrate(s, ctx, x, precision),
-            Solver::DpmSolverPp(s) => integrate(s, ctx, x, precision),
-            Solver::UniPc(s) => integrate(s, ctx, x, precision),
-            Solver::Ddpm(s) => integrate(s, ctx, x, precision),
-            Solver::EulerMaruyama(s) => integrate(s, ctx, x, precision),
-            Solver::DpmSolverPpSde(s) => integrate(s, ctx, x, precision),
-        }
+        self.method.integrate(ctx, x, precision)
     }
 
     /// NFE this solver uses on `grid`, counted by a dry run on a free model.
@@ -622,6 +503,46 @@ impl Solver {
         };
         let (_, nfe) = sample(self, &model, schedule, grid, Batch::zeros(1, 1), 0)?;
         Ok(nfe)
+    }
+
+    /// The most steps whose grid lets this solver stay within `budget` model evaluations
+    /// (counted by dry runs, so exact for every solver and grid).
+    pub fn steps_for_nfe(
+        &self,
+        schedule: &Schedule,
+        spacing: &crate::grid::Spacing,
+        opts: crate::grid::GridOptions,
+        budget: usize,
+        defined_at_clean: bool,
+    ) -> Result<usize> {
+        let nfe_of = |n: usize| -> Result<usize> {
+            let grid = TimeGrid::build(schedule, spacing, Some(n), opts)?;
+            self.nfe_on(schedule, &grid, defined_at_clean)
+        };
+        let least = nfe_of(1)?;
+        if budget < least {
+            return Err(Error::invalid(
+                "nfe",
+                format!(
+                    "{budget} is too small: solver '{}' needs at least {least} model evaluations",
+                    self.name()
+                ),
+            ));
+        }
+        // NFE grows with the step count: binary search for the largest n within budget.
+        let max_n = schedule
+            .discrete()
+            .map_or(budget, |d| budget.min(d.num_train_timesteps()));
+        let (mut lo, mut hi) = (1, max_n);
+        while lo < hi {
+            let mid = (lo + hi).div_ceil(2);
+            if nfe_of(mid)? <= budget {
+                lo = mid;
+            } else {
+                hi = mid - 1;
+            }
+        }
+        Ok(lo)
     }
 }
 

@@ -2,10 +2,27 @@
 //! step; onto clean data with a model undefined there, the last step is Euler).
 
 use super::rk::{rk_step, RK4};
-use super::{Ctx, Sampler};
+use super::options::{Resolved, COORDS};
+use super::{Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "rk4",
+    order: 4.0,
+    stochastic: false,
+    options: &[&COORDS],
+    summary: "classical Runge–Kutta on the PF-ODE",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(Rk4 {
+        coords: o.choice(&COORDS),
+    }))
+}
 
 /// RK4 in the chosen coordinates.
 #[derive(Clone, Debug)]

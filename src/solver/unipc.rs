@@ -4,10 +4,37 @@
 
 use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
-use super::{in_l1_chunks, Ctx, Sampler};
+use super::options::{Kind, Opt, Resolved, Value, LOWER_ORDER_FINAL};
+use super::{in_l1_chunks, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::{set_combination_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
+
+/// UniPC without its corrector: UniP-2 alone.
+pub const NO_CORRECTOR: Opt = Opt {
+    name: "no_corrector",
+    kind: Kind::Switch,
+    default: Value::Bool(false),
+    doc: "UniPC without its corrector (UniP-2 alone, order 2)",
+};
+
+/// The registration.
+pub const INFO: SolverInfo = SolverInfo {
+    name: "unipc",
+    order: 3.0,
+    stochastic: false,
+    options: &[&LOWER_ORDER_FINAL, &NO_CORRECTOR],
+    summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with `no_corrector`",
+    build,
+};
+
+fn build(o: &Resolved) -> Result<Box<dyn Method>> {
+    Ok(Box::new(UniPc::new(
+        2,
+        !o.bool(&NO_CORRECTOR),
+        o.bool(&LOWER_ORDER_FINAL),
+    )?))
+}
 
 /// UniPC with predictor order `order` (1..=3) and optional corrector.
 #[derive(Clone, Debug)]
@@ -229,6 +256,10 @@ fn sweep<const C: usize, const P: usize>(
 }
 
 impl Sampler for UniPc {
+    fn order(&self, _: f64) -> f64 {
+        self.convergence_order() as f64
+    }
+
     type State = State;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<State> {

@@ -1,11 +1,11 @@
 //! Command-line structure (clap). Names follow what a diffusers user already knows.
 
-use crate::error::{Error, Result};
-use crate::flow::Coords;
-use crate::grid::{FinalSigma, GridOptions, Spacing};
-use crate::schedule::{Discrete, Schedule};
-use crate::solver::{Brownian, Precision, SolverOptions, Variance};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Arg, ArgAction, ArgMatches, Args, Parser, Subcommand};
+use pfode::grid::{FinalSigma, GridOptions, Spacing};
+use pfode::schedule::{Schedule, ScheduleConfig, ScheduleName};
+use pfode::solver::options::{self, Kind, Value};
+use pfode::solver::{Given, Precision};
+use pfode::Result;
 use std::path::PathBuf;
 
 /// pfode — diffusion sampling as numerical integration of the probability-flow ODE.
@@ -115,53 +115,101 @@ pub struct ScheduleArgs {
     pub betas: Option<PathBuf>,
 }
 
-/// Schedule names.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ScheduleName {
-    /// Discrete linear betas (DDPM).
-    Linear,
-    /// Discrete, linear in sqrt(beta) (latent diffusion).
-    ScaledLinear,
-    /// Discrete squaredcos_cap_v2 (improved DDPM).
-    Cosine,
-    /// Continuous VP, beta_min 0.1, beta_max 20.
-    VpLinear,
-    /// Continuous cosine, t_max 0.9946.
-    VpCosine,
-}
-
 impl ScheduleArgs {
+    /// The schedule these arguments describe.
+    pub fn config(&self) -> ScheduleConfig {
+        ScheduleConfig {
+            name: self.schedule,
+            num_train_timesteps: self.num_train_timesteps,
+            beta_start: self.beta_start,
+            beta_end: self.beta_end,
+            betas: self.betas.clone(),
+        }
+    }
+
     /// Builds the schedule these arguments describe.
     pub fn build(&self) -> Result<Schedule> {
-        if let Some(path) = &self.betas {
-            return Ok(Schedule::Discrete(Discrete::from_file(path)?));
-        }
-        let t = self.num_train_timesteps;
-        let discrete_only = self.beta_start.is_some() || self.beta_end.is_some();
-        Ok(match self.schedule {
-            ScheduleName::Linear => Schedule::Discrete(Discrete::linear(
-                self.beta_start.unwrap_or(1e-4),
-                self.beta_end.unwrap_or(0.02),
-                t,
-            )?),
-            ScheduleName::ScaledLinear => Schedule::Discrete(Discrete::scaled_linear(
-                self.beta_start.unwrap_or(0.00085),
-                self.beta_end.unwrap_or(0.012),
-                t,
-            )?),
-            ScheduleName::Cosine | ScheduleName::VpLinear | ScheduleName::VpCosine
-                if discrete_only =>
-            {
-                return Err(Error::invalid(
-                    "--beta-start/--beta-end",
-                    "only apply to the linear and scaled-linear schedules",
-                ))
+        self.config().build()
+    }
+}
+
+/// The solver options of the shared schema (`pfode::solver::options`), one flag each:
+/// `--name-with-dashes`, a value of the option's kind (a switch takes none).
+#[derive(Debug, Clone, Default)]
+pub struct SolverFlags(pub Given);
+
+impl clap::FromArgMatches for SolverFlags {
+    fn from_arg_matches(m: &ArgMatches) -> std::result::Result<Self, clap::Error> {
+        let mut given = Given::new();
+        for opt in options::all() {
+            if opt.kind == Kind::Switch {
+                if m.get_flag(opt.name) {
+                    given.insert(opt, Value::Bool(true));
+                }
+            } else if let Some(text) = m.get_one::<String>(opt.name) {
+                given.set(opt.name, text).map_err(|e| {
+                    let msg = match e {
+                        pfode::Error::Invalid { msg, .. } => msg,
+                        other => other.to_string(),
+                    };
+                    clap::Error::raw(
+                        clap::error::ErrorKind::InvalidValue,
+                        format!("{}: {msg}\n", opt.flag()),
+                    )
+                })?;
             }
-            ScheduleName::Cosine => Schedule::Discrete(Discrete::cosine(t)?),
-            ScheduleName::VpLinear => Schedule::vp_linear(),
-            ScheduleName::VpCosine => Schedule::vp_cosine(),
+        }
+        Ok(SolverFlags(given))
+    }
+
+    fn update_from_arg_matches(&mut self, m: &ArgMatches) -> std::result::Result<(), clap::Error> {
+        *self = Self::from_arg_matches(m)?;
+        Ok(())
+    }
+}
+
+impl Args for SolverFlags {
+    fn augment_args(cmd: clap::Command) -> clap::Command {
+        options::all().into_iter().fold(cmd, |cmd, opt| {
+            // clap keeps flag names for the life of the program.
+            let long: &'static str = Box::leak(opt.name.replace('_', "-").into_boxed_str());
+            let takers: Vec<&str> = pfode::solver::SOLVERS
+                .iter()
+                .filter(|s| s.options.iter().any(|o| o.name == opt.name))
+                .map(|s| s.name)
+                .collect();
+            let help = match opt.kind {
+                Kind::Switch => format!("{} ({})", capitalise(opt.doc), takers.join(", ")),
+                _ => format!(
+                    "{} ({}) [default: {}]",
+                    capitalise(opt.doc),
+                    takers.join(", "),
+                    opt.default
+                ),
+            };
+            let arg = Arg::new(opt.name).long(long).help(help);
+            let arg = match opt.kind {
+                Kind::Switch => arg.action(ArgAction::SetTrue),
+                Kind::Float => arg.allow_negative_numbers(true).value_name("X"),
+                Kind::Bool => arg.value_parser(["true", "false"]),
+                Kind::Choice(names) => arg.value_parser(clap::builder::PossibleValuesParser::new(
+                    names.iter().copied(),
+                )),
+            };
+            cmd.arg(arg)
         })
     }
+
+    fn augment_args_for_update(cmd: clap::Command) -> clap::Command {
+        Self::augment_args(cmd)
+    }
+}
+
+fn capitalise(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+        .unwrap_or_default()
 }
 
 /// Arguments of `pfode sample`.
@@ -195,47 +243,8 @@ pub struct SampleArgs {
     /// Seed for x_T (without --noise) and for any noise a stochastic solver injects.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// DDIM's η.
-    #[arg(long, allow_negative_numbers = true)]
-    pub eta: Option<f64>,
-    /// Coordinates of a generic integrator [default: sigma].
-    #[arg(long, value_enum)]
-    pub coords: Option<Coords>,
-    /// DDPM's reverse variance [default: beta-tilde].
-    #[arg(long, value_enum)]
-    pub variance: Option<Variance>,
-    /// Euler–Maruyama's Brownian increments: steps (fresh per step) or tree (the same path
-    /// at every step count, for strong errors) [default: steps].
-    #[arg(long, value_enum)]
-    pub brownian: Option<Brownian>,
-    /// EDM churn S_churn of stochastic Heun [default: 0, deterministic].
-    #[arg(long)]
-    pub s_churn: Option<f64>,
-    /// EDM churn applies for σ = s/a ≥ S_tmin [default: 0].
-    #[arg(long)]
-    pub s_tmin: Option<f64>,
-    /// EDM churn applies for σ = s/a ≤ S_tmax [default: inf].
-    #[arg(long)]
-    pub s_tmax: Option<f64>,
-    /// EDM S_noise [default: 1].
-    #[arg(long)]
-    pub s_noise: Option<f64>,
-    /// Relative tolerance of dopri5 [default: 1e-4].
-    #[arg(long)]
-    pub rtol: Option<f64>,
-    /// Absolute tolerance of dopri5 [default: 1e-4].
-    #[arg(long)]
-    pub atol: Option<f64>,
-    /// Multistep solvers: lower the order of the last steps when there are fewer than 15
-    /// [default: true].
-    #[arg(long)]
-    pub lower_order_final: Option<bool>,
-    /// UniPC without its corrector (UniP-2 alone, order 2).
-    #[arg(long)]
-    pub no_corrector: bool,
-    /// iPNDM's first steps: rk3 (order 4, +4 NFE) or multistep (AB1–AB3, order 2) [default: rk3].
-    #[arg(long, value_enum)]
-    pub warm_start: Option<crate::solver::WarmStart>,
+    #[command(flatten)]
+    pub options: SolverFlags,
     /// Precision of the sampling state and model outputs; also the output dtype.
     #[arg(long, value_enum, default_value_t = Precision::F64)]
     pub dtype: Precision,
@@ -250,25 +259,6 @@ pub struct SampleArgs {
 }
 
 impl SampleArgs {
-    /// Solver options as given.
-    pub fn solver_options(&self) -> SolverOptions {
-        SolverOptions {
-            eta: self.eta,
-            coords: self.coords,
-            variance: self.variance,
-            brownian: self.brownian,
-            s_churn: self.s_churn,
-            s_tmin: self.s_tmin,
-            s_tmax: self.s_tmax,
-            s_noise: self.s_noise,
-            rtol: self.rtol,
-            atol: self.atol,
-            lower_order_final: self.lower_order_final,
-            no_corrector: self.no_corrector,
-            warm_start: self.warm_start,
-        }
-    }
-
     /// Grid options as given.
     pub fn grid_options(&self) -> GridOptions {
         GridOptions {
@@ -281,8 +271,7 @@ impl SampleArgs {
     pub fn spacing(&self, schedule: &Schedule) -> Result<Spacing> {
         match &self.spacing {
             Some(s) => s.parse(),
-            None if schedule.discrete().is_some() => Ok(Spacing::Trailing),
-            None => Ok(Spacing::Uniform),
+            None => Ok(pfode::sampling::Request::default_spacing(schedule)),
         }
     }
 }
@@ -313,8 +302,8 @@ pub struct ReferenceArgs {
     #[arg(long, value_name = "TIMES")]
     pub trajectory: Option<String>,
     /// Integrate the batch as one system or each sample on its own.
-    #[arg(long, value_enum, default_value_t = crate::reference::Mode::Batch)]
-    pub mode: crate::reference::Mode,
+    #[arg(long, value_enum, default_value_t = pfode::reference::Mode::Batch)]
+    pub mode: pfode::reference::Mode,
     #[command(flatten)]
     pub schedule: ScheduleArgs,
 }
@@ -408,14 +397,14 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 3)]
     pub depth: usize,
     /// What the network predicts.
-    #[arg(long, value_enum, default_value_t = crate::model::mlp::Prediction::Eps)]
-    pub prediction: crate::model::mlp::Prediction,
+    #[arg(long, value_enum, default_value_t = pfode::model::mlp::Prediction::Eps)]
+    pub prediction: pfode::model::mlp::Prediction,
     /// Continue from the checkpoint at --out (fresh optimiser state).
     #[arg(long)]
     pub resume: bool,
     /// Where to train (cuda needs a build with `--features cuda`).
-    #[arg(long, value_enum, default_value_t = crate::model::mlp::DeviceChoice::Cpu)]
-    pub device: crate::model::mlp::DeviceChoice,
+    #[arg(long, value_enum, default_value_t = pfode::model::mlp::DeviceChoice::Cpu)]
+    pub device: pfode::model::mlp::DeviceChoice,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -474,4 +463,69 @@ pub struct DemoArgs {
     /// Directory for the demo's samples and sidecars.
     #[arg(long, default_value = "results/demo")]
     pub out_dir: PathBuf,
+}
+
+/// A library error in the command line's words: the argument it names, and any argument
+/// its message quotes (`` `name` ``), as the flag a user typed (`--name-with-dashes`).
+pub fn in_flags(e: &pfode::Error) -> String {
+    let flag = flag_of();
+    match e {
+        pfode::Error::Invalid { field, msg } => {
+            // `field` may be `a/b` or `name[k]`: each name that is a flag becomes one.
+            let field: Vec<String> = field
+                .split('/')
+                .map(|part| {
+                    let (name, index) = part.split_at(part.find('[').unwrap_or(part.len()));
+                    flag(name).map_or_else(|| part.to_string(), |f| f + index)
+                })
+                .collect();
+            format!("{}: {}", field.join("/"), quoted_flags(msg, &flag))
+        }
+        other => other.to_string(),
+    }
+}
+
+/// Replaces each `` `name` `` that is a flag by the flag.
+pub fn quoted_flags(msg: &str, flag: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = msg;
+    while let Some(start) = rest.find('`') {
+        let Some(len) = rest[start + 1..].find('`') else {
+            break;
+        };
+        let name = &rest[start + 1..start + 1 + len];
+        out.push_str(&rest[..start]);
+        match flag(name).filter(|_| name.chars().all(|c| c.is_ascii_lowercase() || c == '_')) {
+            Some(f) => out.push_str(&f),
+            None => out.push_str(&rest[start..start + len + 2]),
+        }
+        rest = &rest[start + len + 2..];
+    }
+    out + rest
+}
+
+/// Every long flag of every command.
+fn long_flags() -> Vec<String> {
+    fn walk(cmd: &clap::Command, out: &mut Vec<String>) {
+        out.extend(
+            cmd.get_arguments()
+                .filter_map(|a| a.get_long())
+                .map(|l| format!("--{l}")),
+        );
+        for sub in cmd.get_subcommands() {
+            walk(sub, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&<Cli as clap::CommandFactory>::command(), &mut out);
+    out
+}
+
+/// The flag `--name-with-dashes` of an argument `name`, if the command line has one.
+pub fn flag_of() -> impl Fn(&str) -> Option<String> {
+    let flags = long_flags();
+    move |name: &str| {
+        let f = format!("--{}", name.replace('_', "-"));
+        flags.contains(&f).then_some(f)
+    }
 }

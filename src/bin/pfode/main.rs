@@ -1,3 +1,8 @@
+//! The `pfode` command: parse the command line, call the library, print an error once.
+
+mod cli;
+mod commands;
+
 use clap::Parser;
 
 fn main() {
@@ -8,9 +13,9 @@ fn main() {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     pfode::io::keep_freed_memory();
-    let cli = pfode::cli::Cli::parse();
-    if let Err(e) = pfode::run::main(cli) {
-        eprintln!("error: {e}");
+    let cli = cli::Cli::parse();
+    if let Err(e) = commands::main(cli) {
+        eprintln!("error: {}", cli::in_flags(&e));
         std::process::exit(1);
     }
 }

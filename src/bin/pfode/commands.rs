@@ -1,15 +1,14 @@
 //! Command implementations: each validates its inputs, calls the library, and writes
 //! outputs only once everything has succeeded.
 
-use crate::batch::Batch;
-use crate::check;
-use crate::cli::{CheckCommand, Cli, Command, DemoArgs, SampleArgs};
-use crate::error::{Error, Result};
-use crate::grid::TimeGrid;
-use crate::model::{self, Counted, ScoreModel};
-use crate::noise::{self, Purpose};
-use crate::npy::{self, Dtype};
-use crate::solver::{self, Ctx, Precision, Solver};
+use crate::cli::{CheckCommand, Cli, Command, DemoArgs, DigitsCommand, SampleArgs};
+use pfode::batch::Batch;
+use pfode::check;
+use pfode::model::{self, ScoreModel};
+use pfode::npy::{self, Dtype};
+use pfode::sampling::Request;
+use pfode::solver::{self, Precision, Solver};
+use pfode::{Error, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -18,15 +17,15 @@ use std::time::Instant;
 pub fn main(cli: Cli) -> Result<()> {
     if let Some(threads) = cli.threads {
         if threads == 0 {
-            return Err(Error::invalid("--threads", "expected at least 1"));
+            return Err(Error::invalid("threads", "expected at least 1"));
         }
         rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .build_global()
-            .map_err(|e| Error::invalid("--threads", e.to_string()))?;
+            .map_err(|e| Error::invalid("threads", e.to_string()))?;
     }
     match cli.command {
-        Command::Digits(cmd) => crate::digits::command(&cmd),
+        Command::Digits(cmd) => digits(&cmd),
         Command::Sample(args) => {
             let report = sample(&args)?;
             println!(
@@ -42,18 +41,14 @@ pub fn main(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Check(CheckCommand::DdimEuler(args)) => {
-            let rows = check::ddim_euler(&args)?;
-            print!("{}", check::format_rows(&rows));
-            check::verdict(&rows)
-        }
+        Command::Check(CheckCommand::DdimEuler(args)) => check_ddim_euler(&args),
         Command::Solvers => {
             print!("{}", solvers_table());
             Ok(())
         }
         Command::Demo(args) => demo(&args),
         Command::Sweep(args) => {
-            use crate::experiment::{runner, sweep, Spec, SweepOptions};
+            use pfode::experiment::{runner, sweep, Spec, SweepOptions};
             let (spec, _) = Spec::from_file(&args.spec)?;
             let out = args
                 .out
@@ -83,7 +78,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Merge(args) => {
-            let n = crate::experiment::merge(&args.dirs, &args.out)?;
+            let n = pfode::experiment::merge(&args.dirs, &args.out)?;
             println!(
                 "merged {} rows from {} folders into {}",
                 n,
@@ -93,7 +88,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Train(args) => {
-            use crate::model::{mlp::Mlp, train};
+            use pfode::model::{mlp::Mlp, train};
             let c = train::TrainConfig {
                 data: args.data.clone(),
                 steps: args.steps,
@@ -110,7 +105,7 @@ pub fn main(cli: Cli) -> Result<()> {
             };
             if args.out.extension().is_none_or(|e| e != "safetensors") {
                 return Err(Error::invalid(
-                    "--out",
+                    "out",
                     format!("expected a .safetensors path, got {}", args.out.display()),
                 ));
             }
@@ -118,7 +113,7 @@ pub fn main(cli: Cli) -> Result<()> {
             let dir = args.out.parent().filter(|p| !p.as_os_str().is_empty());
             if dir.is_some_and(|d| !d.is_dir()) {
                 return Err(Error::invalid(
-                    "--out",
+                    "out",
                     format!("folder {} does not exist", dir.unwrap().display()),
                 ));
             }
@@ -128,7 +123,7 @@ pub fn main(cli: Cli) -> Result<()> {
                 None
             };
             let (_, report) = train::train(&c, &args.out, start, args.quiet)?;
-            crate::plot::loss_plot(&report.losses, &args.out.with_extension("loss.png"))?;
+            pfode::plot::loss_plot(&report.losses, &args.out.with_extension("loss.png"))?;
             let tail = &report.losses[report.losses.len().saturating_sub(100)..];
             println!(
                 "trained {} steps in {:.1} s: loss {:.4} -> {:.4} (mean of the last {}); wrote {}",
@@ -143,11 +138,11 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Bench(args) => {
             if args.batch == 0 || args.reps == 0 {
-                return Err(Error::invalid("--batch/--reps", "expected at least 1"));
+                return Err(Error::invalid("batch/reps", "expected at least 1"));
             }
             // Timed on a pool thread, where solver runs go (see `Solver::run`).
             let report =
-                rayon::scope(|_| crate::bench::run(args.batch, args.reps, args.pytorch_ms))?;
+                rayon::scope(|_| pfode::bench::report(args.batch, args.reps, args.pytorch_ms))?;
             print!("{report}");
             Ok(())
         }
@@ -166,7 +161,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Plot(args) => {
-            let files = crate::plot::plot(&args.dir)?;
+            let files = pfode::plot::plot(&args.dir)?;
             println!(
                 "wrote {} plot files to {}",
                 files.len(),
@@ -175,7 +170,7 @@ pub fn main(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Orders(args) => {
-            let orders = crate::experiment::orders::orders(&args.dir)?;
+            let orders = pfode::experiment::orders::orders(&args.dir)?;
             println!(
                 "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9}  nfe",
                 "model", "solver", "options", "spacing", "declared", "observed"
@@ -209,14 +204,19 @@ pub fn solvers_table() -> String {
         "{:<18} {:>5}  {:<10} {}\n",
         "solver", "order", "kind", "options / notes"
     );
+    let flag = crate::cli::flag_of();
     for s in solver::SOLVERS {
         let kind = if s.stochastic { "stochastic" } else { "ODE" };
         out.push_str(&format!(
             "{:<18} {:>5}  {:<10} {}\n",
-            s.name, s.order, kind, s.summary
+            s.name,
+            s.order,
+            kind,
+            crate::cli::quoted_flags(s.summary, &flag)
         ));
         if !s.options.is_empty() {
-            out.push_str(&format!("{:<37}options: {}\n", "", s.options.join(" ")));
+            let flags: Vec<String> = s.options.iter().map(|o| o.flag()).collect();
+            out.push_str(&format!("{:<37}options: {}\n", "", flags.join(" ")));
         }
     }
     out
@@ -240,51 +240,21 @@ pub fn sidecar_path(out: &Path) -> PathBuf {
 
 /// Reads x_T from `.npy`, checking it is `[N, dim]` and finite.
 pub fn read_noise(path: &Path, dim: usize) -> Result<Batch> {
-    read_rows(path, dim, "noise")
-}
-
-/// Reads finite rows `[N ≥ 1, dim]` (`what` names them in errors).
-pub fn read_rows(path: &Path, dim: usize, what: &str) -> Result<Batch> {
-    let a = npy::read(path)?;
-    if a.shape.len() != 2 || a.shape[1] != dim {
-        return Err(Error::file(
-            path,
-            format!("expected {what} of shape [N, {dim}], got {:?}", a.shape),
-        ));
-    }
-    if a.shape[0] == 0 {
-        return Err(Error::file(path, "expected at least one sample, got N = 0"));
-    }
-    if let Some(i) = a.data.iter().position(|v| !v.is_finite()) {
-        return Err(Error::file(
-            path,
-            format!("value at flat index {i} is not finite"),
-        ));
-    }
-    Batch::new(a.shape[0], dim, a.data)
-}
-
-/// Standard-normal x_T for `n` samples from `seed`.
-pub fn draw_noise(n: usize, dim: usize, seed: u64) -> Batch {
-    Batch {
-        n,
-        d: dim,
-        data: noise::normals(seed, Purpose::InitialNoise, 0, n * dim),
-    }
+    npy::read_rows(path, dim, "noise")
 }
 
 /// `pfode sample`.
 pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     if args.out.extension().is_none_or(|e| e != "npy") {
         return Err(Error::invalid(
-            "--out",
+            "out",
             format!("expected a path ending in .npy, got {}", args.out.display()),
         ));
     }
     if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
         if !dir.is_dir() {
             return Err(Error::invalid(
-                "--out",
+                "out",
                 format!("directory {} does not exist", dir.display()),
             ));
         }
@@ -292,77 +262,33 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     let schedule = args.schedule.build()?;
     let model = model::load(&args.model)?;
     let model = model.as_ref();
-    let solver = Solver::build(&args.solver, &args.solver_options())?;
-    let spacing = args.spacing(&schedule)?;
-    let steps = match (args.nfe, solver.is_adaptive()) {
-        (Some(_), true) => {
-            return Err(Error::invalid(
-                "--nfe",
-                "dopri5 chooses its own steps: set --rtol/--atol instead",
-            ))
-        }
-        (Some(budget), false) => Some(steps_for_nfe(
-            &solver,
-            &schedule,
-            &spacing,
-            args.grid_options(),
-            budget,
-            model.defined_at_clean(),
-        )?),
-        (None, true) => Some(args.steps.unwrap_or(1)),
-        (None, false) => args.steps,
+    let request = Request {
+        solver: Solver::build(&args.solver, &args.options.0)?,
+        spacing: args.spacing(&schedule)?,
+        steps: args.steps,
+        nfe: args.nfe,
+        grid: args.grid_options(),
+        precision: args.dtype,
+        seed: args.seed,
     };
-    let grid = TimeGrid::build(&schedule, &spacing, steps, args.grid_options())?;
+    // The grid is checked before x_T is read, as the user wrote them.
+    request.time_grid(&schedule, model.defined_at_clean())?;
     let x_t = match &args.noise {
         Some(path) => read_noise(path, model.dim())?,
         None => {
             let n = args.n.unwrap_or(1000);
             if n == 0 {
-                return Err(Error::invalid("--n", "expected at least one sample"));
+                return Err(Error::invalid("n", "expected at least one sample"));
             }
-            draw_noise(n, model.dim(), args.seed)
+            pfode::noise::draw(n, model.dim(), args.seed)
         }
     };
     let (n, d) = (x_t.n, x_t.d);
-    let mut x_t = x_t;
-    if args.dtype == Precision::F32 {
-        x_t.round_to_f32();
-    }
-
-    let counted = Counted::new(model, args.dtype == Precision::F32);
-    let ctx = Ctx::new(&counted, &schedule, &grid, args.seed);
-    let start = Instant::now();
-    let out = solver.run(&ctx, x_t, args.dtype)?;
-    let wall_s = start.elapsed().as_secs_f64();
-
-    let times = grid.times();
-    let sidecar = json!({
-        "pfode_version": env!("CARGO_PKG_VERSION"),
-        "command": "sample",
-        "model": {"spec": args.model, "description": model.describe()},
-        "solver": solver.name(),
-        "order": solver.order(),
-        "nfe_budget": args.nfe,
-        "options": solver.options_json(),
-        "schedule": schedule.describe(),
-        "spacing": spacing.to_string(),
-        "final_sigma": args.final_sigma,
-        "karras_rho": args.karras_rho,
-        "steps": grid.steps(),
-        "grid": {
-            "t": times,
-            "model_time": times.iter().map(|&t| schedule.model_time(t)).collect::<Vec<_>>(),
-            "alpha": times.iter().map(|&t| schedule.alpha(t)).collect::<Vec<_>>(),
-            "sigma": times.iter().map(|&t| schedule.sigma(t)).collect::<Vec<_>>(),
-        },
-        "nfe": counted.nfe(),
-        "wall_time_s": wall_s,
-        "seed": args.seed,
-        "noise": args.noise.as_ref().map(|p| p.display().to_string()),
-        "n": n,
-        "dim": d,
-        "dtype": args.dtype,
-    });
+    let samples = request.sample(model, &schedule, x_t)?;
+    let mut sidecar = samples.info;
+    sidecar["command"] = json!("sample");
+    sidecar["model"]["spec"] = json!(args.model);
+    sidecar["noise"] = json!(args.noise.as_ref().map(|p| p.display().to_string()));
     let dtype = if args.dtype == Precision::F32 {
         Dtype::F32
     } else {
@@ -370,102 +296,51 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     };
     let side = sidecar_path(&args.out);
     let text = serde_json::to_string_pretty(&sidecar).expect("sidecar serialises");
-    npy::write(&args.out, &[n, d], &out.data, dtype)?;
-    if let Err(e) = crate::io::write_atomic(&side, text.as_bytes()) {
+    npy::write(&args.out, &[n, d], &samples.x0.data, dtype)?;
+    if let Err(e) = pfode::io::write_atomic(&side, text.as_bytes()) {
         let _ = std::fs::remove_file(&args.out);
         return Err(e);
     }
     Ok(SampleReport {
         n,
         d,
-        steps: grid.steps(),
-        nfe: counted.nfe(),
-        wall_s,
-        solver: solver.name().to_string(),
+        steps: samples.grid.steps(),
+        nfe: samples.nfe,
+        wall_s: samples.wall_s,
+        solver: request.solver.name().to_string(),
         sidecar: side,
     })
 }
 
-/// One budget of an error decomposition (RMS per-sample L2 distances, same x_T).
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Decomposition {
-    pub nfe: usize,
-    /// (learned model, solver) vs (exact model, reference): what a user gets.
-    pub total: f64,
-    /// (learned model, solver) vs (learned model, reference): the solver's share.
-    pub discretisation: f64,
-    /// (learned model, reference) vs (exact model, reference): the network's share.
-    pub network: f64,
-    /// (exact model, solver) vs (exact model, reference), for comparison.
-    pub exact_discretisation: f64,
-}
-
 /// `pfode decompose`: where a learned model's sampling error comes from.
-pub fn decompose(args: &crate::cli::DecomposeArgs) -> Result<Vec<Decomposition>> {
-    use crate::reference::{solve, Settings};
-    let schedule = crate::schedule::Schedule::ddpm_linear();
+pub fn decompose(args: &crate::cli::DecomposeArgs) -> Result<Vec<pfode::decompose::Decomposition>> {
     let learned = model::load(&args.model)?;
     let exact = model::resolve(&args.exact)?;
-    if learned.dim() != exact.dim() {
-        return Err(Error::invalid(
-            "--exact",
-            format!(
-                "dimension {} differs from the learned model's {}",
-                exact.dim(),
-                learned.dim()
-            ),
-        ));
-    }
-    let x_t = draw_noise(args.n, exact.dim(), args.seed);
-    // The learned model's reference ends like its samplers: at the first training step, then
-    // its own denoising step (it is not evaluated on clean data).
-    let settings = Settings {
-        rtol: 1e-6,
-        atol: 1e-6,
-        ..Default::default()
-    };
-    let (learned_ref, _) = solve(learned.as_ref(), &schedule, &x_t, 1.0, 0.0, &settings)?;
-    let (exact_ref, _) = solve(&exact, &schedule, &x_t, 1.0, 0.0, &settings)?;
-    let solver = Solver::build(&args.solver, &Default::default())?;
-    let spacing: crate::grid::Spacing = args.spacing.parse()?;
-    let opts = crate::grid::GridOptions::default();
-    args.nfe
-        .iter()
-        .map(|&budget| {
-            let steps = steps_for_nfe(&solver, &schedule, &spacing, opts, budget, false)?;
-            let grid = TimeGrid::build(&schedule, &spacing, Some(steps), opts)?;
-            let (ls, nfe) = solver::sample(
-                &solver,
-                learned.as_ref(),
-                &schedule,
-                &grid,
-                x_t.clone(),
-                args.seed,
-            )?;
-            let (es, _) =
-                solver::sample(&solver, &exact, &schedule, &grid, x_t.clone(), args.seed)?;
-            Ok(Decomposition {
-                nfe,
-                total: ls.rms_distance(&exact_ref),
-                discretisation: ls.rms_distance(&learned_ref),
-                network: learned_ref.rms_distance(&exact_ref),
-                exact_discretisation: es.rms_distance(&exact_ref),
-            })
-        })
-        .collect()
+    let solver = Solver::named(&args.solver)?;
+    let spacing: pfode::grid::Spacing = args.spacing.parse()?;
+    let x_t = pfode::noise::draw(args.n, exact.dim(), args.seed);
+    pfode::decompose::decompose(
+        learned.as_ref(),
+        &exact,
+        &solver,
+        &spacing,
+        &args.nfe,
+        &x_t,
+        args.seed,
+    )
 }
 
 /// Parses `--trajectory`: a JSON file or a comma-separated list of times.
 fn parse_times(spec: &str) -> Result<Vec<f64>> {
     let path = Path::new(spec);
     if spec.ends_with(".json") || path.exists() {
-        return crate::io::read_json(path);
+        return pfode::io::read_json(path);
     }
     spec.split(',')
         .map(|s| {
             s.trim().parse::<f64>().map_err(|_| {
                 Error::invalid(
-                    "--trajectory",
+                    "trajectory",
                     format!(
                         "'{s}' is not a number (expected comma-separated times or a JSON file)"
                     ),
@@ -476,8 +351,8 @@ fn parse_times(spec: &str) -> Result<Vec<f64>> {
 }
 
 /// `pfode reference`: returns wall time and solver statistics.
-pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::reference::Stats)> {
-    use crate::reference::{self as rf, Settings};
+pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, pfode::reference::Stats)> {
+    use pfode::reference::{self as rf, Settings};
     if args.out.extension().is_none_or(|e| e != "npy") {
         return Err(Error::invalid(
             "--out",
@@ -503,7 +378,7 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
             let (fin, st2) = match ts.last() {
                 Some(0.0) => (
                     states.last().unwrap().clone(),
-                    crate::reference::Stats::default(),
+                    pfode::reference::Stats::default(),
                 ),
                 Some(&last) => rf::solve(
                     model,
@@ -549,7 +424,7 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
             let data: Vec<f64> = states.iter().flat_map(|b| b.data.iter().cloned()).collect();
             npy::write(&traj_path, &[states.len(), x_t.n, x_t.d], &data, Dtype::F64)?;
         }
-        crate::io::write_atomic(
+        pfode::io::write_atomic(
             &sidecar_path(&args.out),
             serde_json::to_string_pretty(&side)
                 .expect("json")
@@ -562,45 +437,6 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, crate::refere
         return Err(e);
     }
     Ok((wall, stats))
-}
-
-/// The most steps whose grid lets `solver` stay within `budget` model evaluations.
-pub fn steps_for_nfe(
-    solver: &Solver,
-    schedule: &crate::schedule::Schedule,
-    spacing: &crate::grid::Spacing,
-    opts: crate::grid::GridOptions,
-    budget: usize,
-    defined_at_clean: bool,
-) -> Result<usize> {
-    let nfe_of = |n: usize| -> Result<usize> {
-        let grid = TimeGrid::build(schedule, spacing, Some(n), opts)?;
-        solver.nfe_on(schedule, &grid, defined_at_clean)
-    };
-    let least = nfe_of(1)?;
-    if budget < least {
-        return Err(Error::invalid(
-            "--nfe",
-            format!(
-                "{budget} is too small: solver '{}' needs at least {least} model evaluations",
-                solver.name()
-            ),
-        ));
-    }
-    // NFE grows with the step count: binary search for the largest n within budget.
-    let max_n = schedule
-        .discrete()
-        .map_or(budget, |d| budget.min(d.num_train_timesteps()));
-    let (mut lo, mut hi) = (1, max_n);
-    while lo < hi {
-        let mid = (lo + hi).div_ceil(2);
-        if nfe_of(mid)? <= budget {
-            lo = mid;
-        } else {
-            hi = mid - 1;
-        }
-    }
-    Ok(lo)
 }
 
 /// The small sweep `pfode demo` runs: ring2d, four solvers, NFE 5 to 100.
@@ -632,9 +468,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         seed: 0,
         schedule: default_schedule_args(),
     };
-    let rows = check::ddim_euler(&check_args)?;
-    print!("{}", check::format_rows(&rows));
-    check::verdict(&rows)?;
+    check_ddim_euler(&check_args)?;
 
     std::fs::create_dir_all(&args.out_dir).map_err(|e| Error::io(&args.out_dir, e))?;
     println!("\n== ring2d samples (8 modes, weight 0.125 each) ==");
@@ -649,27 +483,15 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
         noise: None,
         n: Some(2000),
         seed: 0,
-        eta: None,
-        coords: None,
-        variance: None,
-        brownian: None,
-        s_churn: None,
-        s_tmin: None,
-        s_tmax: None,
-        s_noise: None,
-        rtol: None,
-        atol: None,
-        lower_order_final: None,
-        no_corrector: false,
-        warm_start: None,
+        options: Default::default(),
         dtype: Precision::F64,
-        final_sigma: crate::grid::FinalSigma::Zero,
+        final_sigma: pfode::grid::FinalSigma::Zero,
         karras_rho: 7.0,
         schedule: default_schedule_args(),
     };
     let report = sample(&sample_args)?;
     let x = read_noise(&out, 2)?;
-    let fr = crate::metrics::mode_fractions(&model::builtin("ring2d").unwrap(), &x);
+    let fr = pfode::metrics::mode_fractions(&model::builtin("ring2d").unwrap(), &x);
     let worst = fr.iter().map(|f| (f - 0.125).abs()).fold(0.0, f64::max);
     println!(
         "ddim, 50 trailing steps, nfe {}: mode fractions {:?} (max gap to 0.125: {:.3}); wrote {}",
@@ -682,9 +504,9 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
     println!("\n== a small sweep: error to the DOP853 reference vs NFE ==");
     let sweep_dir = args.out_dir.join("sweep");
     let spec_path = args.out_dir.join("demo_spec.toml");
-    crate::io::write_atomic(&spec_path, DEMO_SPEC.as_bytes())?;
+    pfode::io::write_atomic(&spec_path, DEMO_SPEC.as_bytes())?;
     let _ = std::fs::remove_file(sweep_dir.join("results.csv"));
-    let opts = crate::experiment::SweepOptions {
+    let opts = pfode::experiment::SweepOptions {
         out: sweep_dir.clone(),
         shard: None,
         resume: false,
@@ -693,8 +515,8 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             .unwrap_or(1),
         quiet: true,
     };
-    let r = crate::experiment::sweep(&spec_path, &opts)?;
-    let (rows, _) = crate::experiment::table::read(&sweep_dir.join("results.csv"))?;
+    let r = pfode::experiment::sweep(&spec_path, &opts)?;
+    let (rows, _) = pfode::experiment::table::read(&sweep_dir.join("results.csv"))?;
     println!(
         "{:<16} {}",
         "solver (logsnr)",
@@ -720,7 +542,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             .collect();
         println!("{solver:<16} {}", errs.join(""));
     }
-    let files = crate::plot::plot(&sweep_dir)?;
+    let files = pfode::plot::plot(&sweep_dir)?;
     println!(
         "{} runs in {:.1} s; {} plots in {} (e.g. error_vs_nfe_ring2d_logsnr.png)",
         r.runs_total,
@@ -733,10 +555,81 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
 
 fn default_schedule_args() -> crate::cli::ScheduleArgs {
     crate::cli::ScheduleArgs {
-        schedule: crate::cli::ScheduleName::Linear,
+        schedule: pfode::schedule::ScheduleName::Linear,
         num_train_timesteps: 1000,
         beta_start: None,
         beta_end: None,
         betas: None,
+    }
+}
+
+/// `pfode check ddim-euler`: the table, then the verdict.
+fn check_ddim_euler(args: &crate::cli::CheckArgs) -> Result<()> {
+    let schedule = args.schedule.build()?;
+    let model = model::resolve(&args.model)?;
+    if args.n == 0 {
+        return Err(Error::invalid("n", "expected at least one sample"));
+    }
+    let x_t = pfode::noise::draw(args.n, model.dim(), args.seed);
+    let rows = check::ddim_euler(&model, &schedule, &x_t, &args.steps)?;
+    print!("{}", check::format_rows(&rows));
+    let worst = check::verdict(&rows)?;
+    println!(
+        "OK: DDIM ≡ Euler in σ ≡ DPM-Solver-1 within {worst:.1e} (tolerance {:.0e}); Euler in t differs at first order",
+        check::TOLERANCE
+    );
+    Ok(())
+}
+
+/// `pfode digits …`.
+fn digits(cmd: &DigitsCommand) -> Result<()> {
+    use pfode::digits::{self, classifier, load, Classifier, Split};
+    match cmd {
+        DigitsCommand::Classifier { out, seed } => {
+            let c = Classifier::train(classifier::ClassifierConfig::standard(*seed))?;
+            c.save(out)?;
+            println!(
+                "wrote {}: held-out accuracy {:.4} ({} images), trained in {:.1} s",
+                out.display(),
+                c.config.held_out_accuracy,
+                load(Split::HeldOut)?.labels.len(),
+                c.config.train_time_s
+            );
+            Ok(())
+        }
+        DigitsCommand::Score {
+            samples,
+            classifier,
+        } => {
+            let x = npy::read_rows(samples, digits::PIXELS, "digit images")?;
+            let c = Classifier::load_or_committed(classifier.as_deref())?;
+            let r = digits::score_report(&c, &x)?;
+            println!(
+                "samples vs held-out images: digits-FD {:.4}, KID {:.5} ({} samples)",
+                r.samples.fd, r.samples.kid, x.n
+            );
+            println!(
+                "floor (training vs held-out images): digits-FD {:.4}, KID {:.5}",
+                r.floor.fd, r.floor.kid
+            );
+            println!(
+                "samples vs training images: digits-FD {:.4}, KID {:.5}",
+                r.against_training.fd, r.against_training.kid
+            );
+            println!(
+                "median pixel distance to the nearest training image: samples {:.3}, held-out images {:.3}",
+                r.nearest_sample, r.nearest_held_out
+            );
+            Ok(())
+        }
+        DigitsCommand::Grid {
+            samples,
+            out,
+            count,
+        } => {
+            pfode::plot::image_grid(&digits::images(samples)?, digits::SIDE, *count, out)?;
+            println!("wrote {}", out.display());
+            Ok(())
+        }
     }
 }
