@@ -112,11 +112,11 @@ impl TreeClock {
 }
 
 impl Sampler for EulerMaruyama {
+    type State = PathState;
+
     fn draws_step_noise_only(&self) -> bool {
         self.brownian == Brownian::Steps
     }
-
-    type State = PathState;
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {
         if self.brownian == Brownian::Steps {

@@ -12,7 +12,7 @@
 //! keeps the global order 4.
 
 use super::rk::{rk_step_from, RK3};
-use super::options::{Kind, Opt, Resolved, Value};
+use super::options::{Resolved, WarmStart, WARM_START};
 use super::{Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
@@ -21,23 +21,7 @@ use crate::flow::Coords;
 /// Highest order (number of past evaluations combined).
 pub const MAX_ORDER: usize = 4;
 
-crate::names::named_enum! {
-    /// How the first steps are taken, before enough history exists.
-    pub enum WarmStart("warm_start") {
-        /// Two third-order Runge–Kutta steps: global order 4, +4 NFE.
-        Rk3 = "rk3",
-        /// Adams–Bashforth of orders 1, 2, 3: no extra NFE, global order 2.
-        Multistep = "multistep",
-    }
-}
 
-/// iPNDM's first steps.
-pub const WARM_START: Opt = Opt {
-    name: "warm_start",
-    kind: Kind::Choice(WarmStart::NAMES),
-    default: Value::Choice("rk3"),
-    doc: "iPNDM's first steps: rk3 (order 4, +4 NFE) or multistep (AB1–AB3, order 2)",
-};
 
 /// The registration.
 pub const INFO: SolverInfo = SolverInfo {
@@ -106,11 +90,11 @@ pub fn adams_weights(nodes: &[f64], h: f64) -> Vec<f64> {
 }
 
 impl Sampler for Ipndm {
+    type State = History;
+
     fn order(&self, _: f64) -> f64 {
         self.convergence_order() as f64
     }
-
-    type State = History;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<History> {
         Ok(History::default())

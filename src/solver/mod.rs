@@ -38,8 +38,7 @@ registry! {
 
 pub use ddpm::Variance;
 pub use euler_maruyama::{Brownian, TreeClock};
-pub use ipndm::WarmStart;
-pub use options::{Given, Opt, Resolved};
+pub use options::{Given, Opt, Resolved, WarmStart};
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};

@@ -322,3 +322,23 @@ pub const LOWER_ORDER_FINAL: Opt = Opt {
     default: Value::Bool(true),
     doc: "lower the order of the last steps when there are fewer than 15",
 };
+
+crate::names::named_enum! {
+    /// How a multistep method takes its first steps, before its history suffices.
+    pub enum WarmStart("warm_start") {
+        /// Third-order Runge–Kutta steps until the history suffices: the method keeps its
+        /// order, at two extra NFE per such step.
+        Rk3 = "rk3",
+        /// Lower-order multistep steps: no extra NFE, but a first-order first step caps the
+        /// global order at 2.
+        Multistep = "multistep",
+    }
+}
+
+/// A multistep method's first steps.
+pub const WARM_START: Opt = Opt {
+    name: "warm_start",
+    kind: Kind::Choice(WarmStart::NAMES),
+    default: Value::Choice("rk3"),
+    doc: "first steps of a multistep method: rk3 (Runge–Kutta steps, full order, +2 NFE each) or multistep (lower-order steps, no extra NFE, order ≤ 2)",
+};

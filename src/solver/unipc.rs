@@ -256,11 +256,11 @@ fn sweep<const C: usize, const P: usize>(
 }
 
 impl Sampler for UniPc {
+    type State = State;
+
     fn order(&self, _: f64) -> f64 {
         self.convergence_order() as f64
     }
-
-    type State = State;
 
     fn init(&self, _: &Ctx, _: &Batch) -> Result<State> {
         Ok(State {
