@@ -20,7 +20,11 @@ fn regenerates(name: &str) {
         jobs: 2,
         quiet: true,
     };
-    sweep(&root.join("experiments").join(format!("{name}.toml")), &opts).unwrap();
+    sweep(
+        &root.join("experiments").join(format!("{name}.toml")),
+        &opts,
+    )
+    .unwrap();
     let committed = rows_without_wall(&root.join("results").join(name).join("results.csv"));
     let fresh = rows_without_wall(&dir.path().join("results.csv"));
     assert_eq!(committed.len(), fresh.len(), "{name}: row count");

@@ -34,6 +34,7 @@ registry! {
     ddpm => INFO;
     euler_maruyama => INFO;
     dpm_solver_pp_sde => INFO;
+    deis => DEIS_1, DEIS_2, DEIS_3;
 }
 
 pub use ddpm::Variance;
