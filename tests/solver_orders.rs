@@ -59,6 +59,11 @@ fn configurations() -> Vec<(String, Solver)> {
         "unipc --no-corrector".into(),
         Solver::build("unipc", &opts).unwrap(),
     ));
+    let opts = Given::from_pairs(&[("skip_prk_steps", "true")]).unwrap();
+    v.push((
+        "pndm --skip-prk-steps true".into(),
+        Solver::build("pndm", &opts).unwrap(),
+    ));
     let opts = Given::from_pairs(&[("warm_start", "multistep")]).unwrap();
     for name in ["ipndm", "deis-3"] {
         v.push((

@@ -35,6 +35,7 @@ registry! {
     euler_maruyama => INFO;
     dpm_solver_pp_sde => INFO;
     deis => DEIS_1, DEIS_2, DEIS_3;
+    pndm => INFO;
 }
 
 pub use ddpm::Variance;
