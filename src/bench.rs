@@ -40,6 +40,53 @@ pub fn reference_mlp() -> Result<Mlp> {
     Mlp::new(config, 0)
 }
 
+/// Medians over `reps` alternating repetitions of (a 50-step f32 DDIM run through
+/// [`crate::sampling::Request`], per NFE; 50 forwards of the model on the same pool thread,
+/// per forward), and the median of their per-repetition ratios.
+fn sample_path_per_nfe(
+    mlp: &Mlp,
+    schedule: &Schedule,
+    x: &crate::Batch,
+    reps: usize,
+) -> Result<(f64, f64, f64)> {
+    let request = crate::sampling::Request {
+        solver: Solver::named("ddim")?,
+        spacing: Spacing::Trailing,
+        steps: Some(50),
+        nfe: None,
+        grid: GridOptions::default(),
+        precision: Precision::F32,
+        seed: 0,
+    };
+    let grid = request.time_grid(schedule, false)?;
+    let mut out = vec![0.0; x.data.len()];
+    let (mut path, mut forward) = (Vec::new(), Vec::new());
+    for rep in 0..=reps {
+        let t = Instant::now();
+        let samples = request.sample(mlp, schedule, x.clone())?;
+        let p = t.elapsed().as_secs_f64() / samples.nfe as f64;
+        let t = Instant::now();
+        rayon::scope(|_| -> Result<()> {
+            for &time in &grid.times()[..50] {
+                mlp.eps_into(x, &Level::at(schedule, time), &mut out)?;
+            }
+            Ok(())
+        })?;
+        let f = t.elapsed().as_secs_f64() / 50.0;
+        // The first repetition warms both up.
+        if rep > 0 {
+            path.push(p);
+            forward.push(f);
+        }
+    }
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let ratios = path.iter().zip(&forward).map(|(p, f)| p / f).collect();
+    Ok((median(path), median(forward), median(ratios)))
+}
+
 /// Runs the benchmark and returns the report text.
 pub fn report(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<String> {
     let schedule = Schedule::ddpm_linear();
@@ -59,6 +106,16 @@ pub fn report(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<Stri
         "reference MLP (2 -> 3 x 256 SiLU -> 2, f32), batch {batch}: {:.2} ms per NFE\n",
         mlp_s * 1e3
     );
+    // The sample path on the same network: what `pfode sample --dtype f32` runs per step,
+    // timed alternately with the bare forward so both see the same machine.
+    let (path_s, forward_s, ratio) =
+        sample_path_per_nfe(&mlp, &schedule, &x, reps.div_ceil(5).max(3))?;
+    text.push_str(&format!(
+        "sample path (ddim, 50 steps, f32): {:.2} ms per NFE against {:.2} ms for the forward alone; median ratio of pairs {:.3}x\n",
+        path_s * 1e3,
+        forward_s * 1e3,
+        ratio
+    ));
     if let Some(pt) = pytorch_ms {
         text.push_str(&format!(
             "PyTorch (benches/pytorch_mlp.py): {pt:.2} ms -> pfode / PyTorch = {:.2}x\n",
