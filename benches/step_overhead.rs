@@ -100,7 +100,7 @@ fn model_call(s: &Setup, out: &mut [f64]) {
 fn run_with(s: &Setup, model: &dyn ScoreModel, solver: &Solver) -> (pfode::Batch, usize) {
     let counted = Counted::new(model, false);
     let ctx = Ctx::new(&counted, &s.schedule, &s.grid, 1);
-    let out = solver.run(&ctx, s.x.clone(), Precision::F64).unwrap();
+    let out = solver.integrate(&ctx, s.x.clone(), Precision::F64).unwrap();
     (out, counted.nfe())
 }
 
@@ -339,7 +339,7 @@ fn main() {
     pfode::io::keep_freed_memory();
     benches();
     Criterion::default().configure_from_args().final_summary();
-    // Every figure below is timed on a pool thread, where `Solver::run` runs: a model call
+    // Every figure below is timed on a pool thread, where `Solver::integrate` runs: a model call
     // made from outside the pool also pays for waking its caller (4–8 % of a mix16d call),
     // which would count as the runs' gain.
     rayon::scope(|_| {

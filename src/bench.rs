@@ -141,7 +141,7 @@ pub fn report(batch: usize, reps: usize, pytorch_ms: Option<f64>) -> Result<Stri
             };
             let counted = Counted::new(&model, false);
             let ctx = Ctx::new(&counted, &schedule, &grid, 1);
-            solver.run(&ctx, x.clone(), Precision::F64)?;
+            solver.integrate(&ctx, x.clone(), Precision::F64)?;
             Ok(counted.nfe())
         };
         let nfe = run_once()?;

@@ -26,6 +26,12 @@ pub enum Error {
         col: usize,
         value: f64,
     },
+    /// A numerical method failed: no convergence, a singular system, a non-finite estimate.
+    #[error("{method}: {msg}")]
+    Numerical { method: String, msg: String },
+    /// The tensor backend (candle) failed.
+    #[error("{context}: candle: {msg}")]
+    Backend { context: String, msg: String },
     /// A numerical check failed (e.g. `check ddim-euler`).
     #[error("{0}")]
     Check(String),
@@ -47,6 +53,20 @@ impl Error {
         Error::File {
             path: path.display().to_string(),
             msg: msg.into(),
+        }
+    }
+    /// A failure of numerical `method`.
+    pub fn numerical(method: impl Into<String>, msg: impl Into<String>) -> Self {
+        Error::Numerical {
+            method: method.into(),
+            msg: msg.into(),
+        }
+    }
+    /// A candle error while doing `context`.
+    pub fn backend(context: impl Into<String>, e: impl std::fmt::Display) -> Self {
+        Error::Backend {
+            context: context.into(),
+            msg: e.to_string(),
         }
     }
     /// An invalid value of `field`.

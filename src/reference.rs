@@ -158,12 +158,13 @@ fn solve_block(
     if let Some(e) = error.into_inner() {
         return Err(e);
     }
-    let stats = result.map_err(|e| Error::invalid("reference", format!("DOP853 failed: {e:?}")))?;
+    let stats =
+        result.map_err(|e| Error::numerical("reference", format!("DOP853 failed: {e:?}")))?;
     let (Some(y), Some(end)) = (y_end, x_end) else {
-        return Err(Error::invalid("reference", "DOP853 produced no output"));
+        return Err(Error::numerical("reference", "DOP853 produced no output"));
     };
     if (end - sig_to).abs() > 1e-12 * sig_from.abs().max(1.0) || y.iter().any(|v| !v.is_finite()) {
-        return Err(Error::invalid("reference", format!("integration stopped at σ = {end} before σ = {sig_to} (model error or non-finite state)")));
+        return Err(Error::numerical("reference", format!("integration stopped at σ = {end} before σ = {sig_to} (model error or non-finite state)")));
     }
     let out = Batch {
         n: x.n,

@@ -104,7 +104,7 @@ impl Request {
         let counted = Counted::new(model, f32);
         let ctx = Ctx::new(&counted, schedule, &grid, self.seed);
         let start = Instant::now();
-        let x0 = self.solver.run(&ctx, x_t, self.precision)?;
+        let x0 = self.solver.integrate(&ctx, x_t, self.precision)?;
         let wall_s = start.elapsed().as_secs_f64();
         let nfe = counted.nfe();
         let times = grid.times();

@@ -39,9 +39,9 @@ fn run(
                 rows,
                 noise_ahead: !(rows * x.d).is_multiple_of(pfode::noise::BLOCK),
             };
-            tiles::run(solver, &ctx, x.clone(), precision, plan)
+            tiles::integrate(solver, &ctx, x.clone(), precision, plan)
         }
-        None => solver.run_whole(&ctx, x.clone(), precision),
+        None => solver.integrate_whole(&ctx, x.clone(), precision),
     };
     (out, counted.nfe())
 }
@@ -109,7 +109,7 @@ fn tiled_runs_equal_whole_batch_runs_bit_for_bit_for_every_solver() {
             assert_eq!(out.unwrap(), whole, "{name} with {rows}-row tiles");
             assert_eq!(tiled_nfe, nfe, "{name}: NFE");
         }
-        // The default tiling, through `Solver::run`.
+        // The default tiling, through `Solver::integrate`.
         let (out, _) = pfode::solver::sample(&solver, &model, &schedule, &g, x.clone(), 3).unwrap();
         assert_eq!(out, whole, "{name}: default tiling");
         // In single precision a tile's row evaluator rounds the model's outputs as the batch

@@ -61,7 +61,7 @@ pub struct Classifier {
 }
 
 fn candle(e: candle_core::Error) -> Error {
-    Error::invalid("classifier", format!("candle: {e}"))
+    Error::backend("classifier", e)
 }
 
 fn shapes(widths: &[usize]) -> Vec<(usize, usize)> {

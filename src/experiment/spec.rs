@@ -102,7 +102,7 @@ impl Default for ReferenceSpec {
     }
 }
 
-/// Every metric the runner knows.
+/// Every metric a sweep knows.
 pub const METRICS: &[&str] = &[
     "error",
     "frechet",

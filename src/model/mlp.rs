@@ -81,7 +81,7 @@ pub struct Mlp {
 }
 
 fn candle(e: candle_core::Error) -> Error {
-    Error::invalid("model", format!("candle: {e}"))
+    Error::backend("model", e)
 }
 
 impl Mlp {

@@ -135,7 +135,7 @@ pub struct TrainReport {
 }
 
 fn candle(e: candle_core::Error) -> Error {
-    Error::invalid("train", format!("candle: {e}"))
+    Error::backend("train", e)
 }
 
 /// Learning rate at `step`: linear warm-up, then cosine decay to zero.

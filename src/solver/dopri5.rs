@@ -524,7 +524,7 @@ impl Dopri5 {
             };
             let norm = rms(sum, len);
             if !norm.is_finite() {
-                return Err(Error::invalid(
+                return Err(Error::numerical(
                     "dopri5",
                     format!("error estimate is not finite at τ = {tau}"),
                 ));
@@ -546,7 +546,7 @@ impl Dopri5 {
                 h = unclipped;
             }
         }
-        Err(Error::invalid(
+        Err(Error::numerical(
             "dopri5",
             format!("no convergence within {MAX_STEPS} steps; loosen `rtol`/`atol`"),
         ))
@@ -820,7 +820,7 @@ fn stage_point_body(
 /// Elements per block of the one-sweep kernels: a block's terms are loaded into arrays
 /// first, so the compiler needs no proof that the outputs do not overlap them to keep the
 /// block in vector registers (on slices of slices it fell back to a scalar loop).
-const BLOCK: usize = 8;
+const UNROLL: usize = 8;
 
 #[inline(always)]
 fn point<const N: usize, const KEEP: bool>(
@@ -840,21 +840,21 @@ fn point<const N: usize, const KEEP: bool>(
         }
         s
     };
-    let whole = n / BLOCK * BLOCK;
-    for start in (0..whole).step_by(BLOCK) {
-        let block: [[f64; BLOCK]; N] =
-            std::array::from_fn(|m| t[m][start..start + BLOCK].try_into().expect("a block"));
-        let mut s = [0.0; BLOCK];
-        for l in 0..BLOCK {
+    let whole = n / UNROLL * UNROLL;
+    for start in (0..whole).step_by(UNROLL) {
+        let block: [[f64; UNROLL]; N] =
+            std::array::from_fn(|m| t[m][start..start + UNROLL].try_into().expect("a block"));
+        let mut s = [0.0; UNROLL];
+        for l in 0..UNROLL {
             s[l] = c[0] * block[0][l];
             for m in 1..N {
                 s[l] += c[m] * block[m][l];
             }
         }
         if KEEP {
-            keep[start..start + BLOCK].copy_from_slice(&s);
+            keep[start..start + UNROLL].copy_from_slice(&s);
         }
-        for (x, s) in x[start..start + BLOCK].iter_mut().zip(s) {
+        for (x, s) in x[start..start + UNROLL].iter_mut().zip(s) {
             *x = scale * s;
         }
     }

@@ -151,7 +151,7 @@ impl Sampler for DpmSolverPp {
             weights: &weights,
             history: &hist.newest(k - 1),
         };
-        update.run(&mut x.data, &mut m0.data);
+        update.apply(&mut x.data, &mut m0.data);
         hist.push(ctx, s.lambda, m0, self.order);
         Ok((x, hist))
     }
@@ -172,7 +172,7 @@ impl MultistepUpdate<'_> {
     /// One sweep per element where every coefficient is nonzero, else pass by pass on
     /// L1-sized chunks (the combination kernels drop zero terms, which changes the sum's
     /// order); the same bits either way.
-    pub fn run(&self, x: &mut [f64], m0: &mut [f64]) {
+    pub fn apply(&self, x: &mut [f64], m0: &mut [f64]) {
         debug_assert_eq!(self.weights.len(), self.history.len() + 1);
         if self.weights.iter().all(|w| *w != 0.0) {
             multistep_update_wide(self, x, m0)
@@ -256,7 +256,7 @@ mod tests {
                 weights,
                 history: &history,
             };
-            update.run(&mut x1, &mut m1);
+            update.apply(&mut x1, &mut m1);
             update.in_passes(&mut x2, &mut m2);
             let same =
                 |p: &[f64], q: &[f64]| p.iter().zip(q).all(|(p, q)| p.to_bits() == q.to_bits());

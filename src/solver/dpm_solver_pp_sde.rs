@@ -68,7 +68,7 @@ impl Sampler for DpmSolverPpSde {
             weights: &weights[..k],
             history: &hist.newest(k - 1),
         };
-        update.run(&mut x.data, &mut m0.data);
+        update.apply(&mut x.data, &mut m0.data);
         hist.push(ctx, s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {

@@ -2,25 +2,30 @@
 //! 2023): the semi-linear PF-ODE is solved exactly in its linear part, and only the model
 //! term is approximated.
 
+use crate::model::Level;
 use crate::schedule::Schedule;
 
-/// Scales at one time: `a`, `s`, and `λ = log(a/s)` (`+∞` on clean data).
+/// A [`Level`] (time, `a`, `s`) with its log-SNR `λ = log(a/s)` (`+∞` on clean data), the
+/// variable the exponential integrators step in.
 #[derive(Clone, Copy, Debug)]
 pub struct Point {
-    pub t: f64,
-    pub alpha: f64,
-    pub sigma: f64,
+    pub level: Level,
     pub lambda: f64,
 }
 
 impl Point {
-    /// The scales of `schedule` at `t`.
+    /// The level of `schedule` at `t`, and its λ.
     pub fn at(schedule: &Schedule, t: f64) -> Self {
         Point {
-            t,
-            alpha: schedule.alpha(t),
-            sigma: schedule.sigma(t),
+            level: Level::at(schedule, t),
             lambda: schedule.lambda(t),
         }
+    }
+}
+
+impl std::ops::Deref for Point {
+    type Target = Level;
+    fn deref(&self) -> &Level {
+        &self.level
     }
 }

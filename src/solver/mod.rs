@@ -63,7 +63,7 @@ pub struct Ctx<'a> {
     /// drawn ahead (stream `i` of [`Purpose::StepNoise`] at index `i`).
     step_noise: Option<&'a [Vec<f64>]>,
     /// Spent model-output buffers, reused so that a step allocates (and page-faults) nothing.
-    /// (A mutex, so that a run can move onto a pool thread: see [`Solver::run`].)
+    /// (A mutex, so that a run can move onto a pool thread: see [`Solver::integrate`].)
     scratch: Mutex<Vec<Vec<f64>>>,
 }
 
@@ -476,18 +476,18 @@ impl Solver {
     /// A run started outside the thread pool moves onto a pool thread first: each parallel
     /// loop it then starts finds the other threads awake, where from outside the pool the
     /// caller sleeps until the loop ends and is woken late.
-    pub fn run(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
+    pub fn integrate(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
         if rayon::current_thread_index().is_none() {
-            return rayon::scope(|_| self.run(ctx, x, precision));
+            return rayon::scope(|_| self.integrate(ctx, x, precision));
         }
         if let Some(plan) = tiles::plan(self, ctx, &x) {
-            return tiles::run(self, ctx, x, precision, plan);
+            return tiles::integrate(self, ctx, x, precision, plan);
         }
-        self.run_whole(ctx, x, precision)
+        self.integrate_whole(ctx, x, precision)
     }
 
     /// Runs the solver over the context's grid on the whole batch at once.
-    pub fn run_whole(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
+    pub fn integrate_whole(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
         self.method.integrate(ctx, x, precision)
     }
 
@@ -558,6 +558,6 @@ pub fn sample(
 ) -> Result<(Batch, usize)> {
     let counted = Counted::new(model, false);
     let ctx = Ctx::new(&counted, schedule, grid, seed);
-    let out = solver.run(&ctx, x, Precision::F64)?;
+    let out = solver.integrate(&ctx, x, Precision::F64)?;
     Ok((out, counted.nfe()))
 }

@@ -99,7 +99,7 @@ pub fn rows_separate(ctx: &Ctx, x: &Batch) -> bool {
 
 /// Runs `solver` on row tiles of `x` in parallel as `plan` says, counting the NFE of one
 /// tile (every tile makes the same calls) on `ctx`'s model.
-pub fn run(
+pub fn integrate(
     solver: &Solver,
     ctx: &Ctx,
     mut x: Batch,
@@ -133,7 +133,7 @@ pub fn run(
                 d,
                 data: rows.to_vec(),
             };
-            match solver.run_whole(&tile_ctx, tile, precision) {
+            match solver.integrate_whole(&tile_ctx, tile, precision) {
                 Ok(tile) => {
                     rows.copy_from_slice(&tile.data);
                     None

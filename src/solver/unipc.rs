@@ -93,7 +93,7 @@ fn rhos(rks: &[f64], h: f64, predictor: bool) -> Result<Vec<f64>> {
     let r = DMatrix::from_fn(n, n, |row, col| rks[col].powi(row as i32));
     let rhs = DVector::from_column_slice(&b[..n]);
     let sol = r.lu().solve(&rhs).ok_or_else(|| {
-        Error::invalid(
+        Error::numerical(
             "unipc",
             "singular coefficient system (repeated λ in the grid?)",
         )
@@ -157,7 +157,7 @@ impl Update<'_> {
     /// Runs the update in one sweep where every coefficient is nonzero (the general
     /// combinations drop zero terms, which changes the sums' order), else pass by pass on
     /// L1-sized chunks; both give the same bits.
-    fn run(&self, x: &mut [f64], m: &mut [f64], out: &mut [f64]) {
+    fn apply(&self, x: &mut [f64], m: &mut [f64], out: &mut [f64]) {
         if self.fuses() {
             update_wide(self, x, m, out);
         } else {
@@ -316,7 +316,7 @@ impl Sampler for UniPc {
             w0: w[0],
             predictor: &predictor[..k - 1],
         };
-        update.run(&mut x.data, &mut m.data, &mut out.data);
+        update.apply(&mut x.data, &mut m.data, &mut out.data);
         if let Some((x_prev, _, _)) = st.last.take() {
             ctx.recycle(x_prev);
         }
@@ -364,7 +364,7 @@ mod tests {
                     (arrays[4].clone(), arrays[5].clone(), vec![0.0; len]);
                 let (mut x2, mut m2, mut o2) = (x1.clone(), m1.clone(), o1.clone());
                 assert!(update.fuses());
-                update.run(&mut x1, &mut m1, &mut o1);
+                update.apply(&mut x1, &mut m1, &mut o1);
                 update.in_passes(&mut x2, &mut m2, &mut o2);
                 let same =
                     |a: &[f64], b: &[f64]| a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());

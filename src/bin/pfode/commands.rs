@@ -48,7 +48,7 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::Demo(args) => demo(&args),
         Command::Sweep(args) => {
-            use pfode::experiment::{runner, sweep, Spec, SweepOptions};
+            use pfode::experiment::{sweep, Spec, SweepOptions};
             let (spec, _) = Spec::from_file(&args.spec)?;
             let out = args
                 .out
@@ -56,7 +56,11 @@ pub fn main(cli: Cli) -> Result<()> {
                 .unwrap_or_else(|| PathBuf::from("results").join(&spec.name));
             let opts = SweepOptions {
                 out: out.clone(),
-                shard: args.shard.as_deref().map(runner::parse_shard).transpose()?,
+                shard: args
+                    .shard
+                    .as_deref()
+                    .map(pfode::experiment::sweep::parse_shard)
+                    .transpose()?,
                 resume: args.resume,
                 jobs: args.jobs.unwrap_or_else(|| {
                     std::thread::available_parallelism()
@@ -140,7 +144,7 @@ pub fn main(cli: Cli) -> Result<()> {
             if args.batch == 0 || args.reps == 0 {
                 return Err(Error::invalid("batch/reps", "expected at least 1"));
             }
-            // Timed on a pool thread, where solver runs go (see `Solver::run`).
+            // Timed on a pool thread, where solver runs go (see `Solver::integrate`).
             let report =
                 rayon::scope(|_| pfode::bench::report(args.batch, args.reps, args.pytorch_ms))?;
             print!("{report}");
