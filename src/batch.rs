@@ -3,8 +3,8 @@
 use crate::error::{Error, Result};
 use rayon::prelude::*;
 
-/// Elementwise updates stay on one thread below this size: measured on 2 cores, handing a
-/// 65 536-element update to rayon costs more (≈ 20 µs) than the update itself (≈ 12 µs).
+/// Elementwise updates stay on one thread below this size: handing a state-sized update to
+/// rayon costs more than the update itself.
 const PARALLEL_ABOVE: usize = 1 << 20;
 const ELEMENTS_PER_TASK: usize = 1 << 16;
 
@@ -127,8 +127,7 @@ fn slices<'a>(terms: &[(f64, &'a Batch)]) -> Vec<(f64, &'a [f64])> {
 
 /// The terms with a nonzero coefficient: `terms` itself when every coefficient is nonzero,
 /// else a filtered copy made in `kept` (on the stack for the usual few). Solver steps call
-/// the combination kernels on every L1-sized chunk: building and moving the copy each time
-/// cost ≈ 1 % of a dopri5 run.
+/// the combination kernels on every L1-sized chunk, so the copy is avoided when it can be.
 fn nonzero<'t, 'a>(
     terms: &'t [(f64, &'a [f64])],
     kept: &'t mut Option<Terms<'a>>,

@@ -143,7 +143,7 @@ impl BrownianTree {
             let mut w_mid = self.spare.pop().unwrap_or_default();
             w_mid.resize(self.len, 0.0);
             // The bridge's mean in one vectorised pass over a reused buffer (an `extend`
-            // over a mapped zip was 35 % of the tree's time, as much as its noise).
+            // over a mapped zip cost as much as the tree's noise).
             zip_into(&mut w_mid, &node.w_lo, &node.w_hi, &|a, b| 0.5 * (a + b));
             noise::add_scaled_normals_at(
                 self.seed,

@@ -1,4 +1,4 @@
-//! The probability-flow ODE and the reverse SDE as vector fields (math.md §2–3).
+//! The probability-flow ODE and the reverse SDE as vector fields (docs/math.md §2–3).
 //!
 //! Generic integrators know nothing about diffusion: they advance a state `u` in an
 //! integration variable `τ`. This module turns (schedule, coordinates) into that field,

@@ -35,9 +35,9 @@ pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 /// Solvers and candle allocate and free multi-megabyte buffers every step; glibc would
-/// return them to the kernel each time and fault them back in. Keeping them in the heap made
-/// training 35 % faster (500 steps: 9.3 s -> 6.1 s). Call once at start-up (the binary and
-/// the benchmarks do).
+/// return them to the kernel each time and fault them back in; keeping them in the heap
+/// makes training markedly faster (docs/performance.md). Call once at start-up (the binary
+/// and the benchmarks do).
 pub fn keep_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only sets allocator thresholds; called before other threads start.

@@ -2,7 +2,7 @@
 //!
 //! Every schedule is described by `log a(t)` on a continuous time `t ∈ [0, t_max]`, with
 //! `t = 0` clean data (`a = 1`, `s = 0`). Then `s = sqrt(1 - a²)`, `λ = log(a/s)`, and the
-//! inverse `t(λ)` is exact (math.md §1).
+//! inverse `t(λ)` is exact (docs/math.md §1).
 //!
 //! Discrete DDPM schedules put training index `i` (diffusers' timestep, `0..T-1`) at
 //! `t = (i + 1)/T` and interpolate `log a` linearly between those points and the clean point

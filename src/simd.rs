@@ -1,11 +1,10 @@
 //! Run-time dispatch to AVX2 (or AVX-512) copies of element-wise loops.
 //!
-//! 256-bit vectors by default, not 512: on the Xeon this was measured on, a solver's
-//! AVX-512 sweeps lowered the core's clock for the model calls between them (which run the
-//! baseline build's scalar and SSE code), and whole runs took 2–10 % longer than with AVX2
-//! sweeps (paired, interleaved runs: DDIM 5.1 %, UniPC 4.9 %, dopri5 7.7 % on mix16d; DDIM
-//! 5.7 %, dopri5 9.2 % on ring2d), though each sweep alone was faster. Kernels that run
-//! between AVX-512 matrix products (the MLP's) share those products' clock and opt in.
+//! 256-bit vectors by default, not 512: a solver's AVX-512 sweeps lowered the core's clock
+//! for the model calls between them (which run the baseline build's scalar and SSE code),
+//! and whole runs took longer than with AVX2 sweeps though each sweep alone was faster
+//! (docs/performance.md). Kernels that run between AVX-512 matrix products (the MLP's)
+//! share those products' clock and opt in.
 
 /// Defines `$name`, which runs `$inner` compiled for AVX2 when the CPU has it, so its
 /// element-wise loops vectorise 4 lanes of f64 wide instead of the baseline's 2; with a

@@ -119,7 +119,7 @@ impl RowEvaluator for Rounded<'_> {
 const FINITE_LANES: usize = 32;
 
 /// True when no value is NaN or ±Inf: `v · 0` is 0 for finite v and NaN otherwise, summed in
-/// independent lanes so the loop vectorises (a branchy scan costs 4× more).
+/// independent lanes so the loop vectorises (a branchy scan does not).
 pub(crate) fn all_finite(values: &[f64]) -> bool {
     let mut lanes = [0.0f64; FINITE_LANES];
     zero_lanes(values, &mut lanes);

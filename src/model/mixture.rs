@@ -1,4 +1,4 @@
-//! Exact models: Gaussian mixtures with diagonal covariances (math.md §6).
+//! Exact models: Gaussian mixtures with diagonal covariances (docs/math.md §6).
 //!
 //! Under a VP schedule the marginal `p_t` of `Σ_k w_k N(μ_k, diag(c_k²))` is the mixture
 //! with means `a μ_k` and variances `a² c_k² + s²`, so the noise prediction is exact:
@@ -182,7 +182,7 @@ impl GaussianMixture {
     }
 
     /// The closed-form probability-flow ODE map of a single Gaussian from level `from` to
-    /// level `to` (math.md §6): per coordinate, in `y = x/a`, `σ = s/a`,
+    /// level `to` (docs/math.md §6): per coordinate, in `y = x/a`, `σ = s/a`,
     /// `y_to - μ = (y_from - μ) sqrt((c² + σ_to²)/(c² + σ_from²))`.
     pub fn gaussian_flow(&self, x: &Batch, from: &Level, to: &Level) -> Result<Batch> {
         if self.components() != 1 {
@@ -213,9 +213,9 @@ struct LevelTables {
 
 /// Levels whose tables have been made, newest last: row tiles each run the whole grid, and
 /// would otherwise remake every level's tables (a logarithm per component and coordinate)
-/// once per tile (measured: 0.7 % of a tiled UniPC run on mix16d). Calls on a few rows
-/// (the reference's per-sample solves, at levels that never repeat) make their tables
-/// without it: the lookup cost them 4× their time.
+/// once per tile. Calls on a few rows (the reference's per-sample solves, at levels that
+/// never repeat) make their tables without it: for them the lookup costs more than the
+/// tables.
 #[derive(Default)]
 struct TablesCache(Mutex<VecDeque<(LevelKey, Arc<LevelTables>)>>);
 
@@ -439,7 +439,7 @@ struct MixtureRows<'a> {
 }
 
 /// Components whose responsibilities fit on the stack in [`MixtureRows::eps_rows`] (the
-/// array is zeroed on every call: at 64 that memset was 0.9 % of a dopri5 run's time).
+/// array is zeroed on every call, so it is kept small).
 const STACK_COMPONENTS: usize = 16;
 
 impl RowEvaluator for MixtureRows<'_> {

@@ -1,5 +1,5 @@
 //! Score models: noise prediction is the primitive; data, velocity and score are derived
-//! here, in one place (math.md §1).
+//! here, in one place (docs/math.md §1).
 
 mod counted;
 mod mixture;

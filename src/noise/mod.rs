@@ -3,11 +3,11 @@
 //! candle's CPU RNG cannot be seeded, so every random number in pfode comes from
 //! Xoshiro256++ seeded by a hash of (seed, purpose, stream, block), with an independent
 //! stream per use (step index, tree node…). A draw therefore never depends on which draws
-//! came before it, nor on thread count. (Xoshiro256++ with ziggurat normals measured 2× the
-//! throughput of ChaCha8 here; noise generation dominates stochastic samplers' cost beyond
-//! the model.) Noise drawn once per run (x_T, data) uses `rand_distr`'s ziggurat, ≈ 1.9 ns
-//! per normal; noise drawn at every step uses the vector ziggurat of [`wide`], ≈ 0.72 ns
-//! (f32-valued normals, as `torch.randn`'s).
+//! came before it, nor on thread count. (Xoshiro256++ rather than ChaCha: noise generation
+//! dominates stochastic samplers' cost beyond the model.) Noise drawn once per run (x_T,
+//! data) uses `rand_distr`'s ziggurat; noise drawn at every step uses the faster vector
+//! ziggurat of [`wide`] (f32-valued normals, as `torch.randn`'s; figures in
+//! docs/performance.md).
 
 pub mod wide;
 
@@ -37,8 +37,8 @@ pub enum Purpose {
 
 impl Purpose {
     /// Noise drawn at every solver step (not once per run) comes from the vector
-    /// ziggurat of [`wide`], ≈ 2.6× faster per normal: these draws are what stochastic
-    /// samplers add to each model call.
+    /// ziggurat of [`wide`], faster per normal: these draws are what stochastic samplers
+    /// add to each model call.
     fn per_step(self) -> bool {
         matches!(
             self,

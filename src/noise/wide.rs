@@ -12,17 +12,17 @@
 //! vector loop has no data-dependent branch.
 //!
 //! The normals are f32 values, as `torch.randn`'s are: f32 products of 21-bit uniforms, 8
-//! to a vector, measured 0.72 ns a normal on AVX2 (2.2 portable), where f64 products of
-//! 52-bit uniforms, two gathered loads a draw, took 1.05 ns. (An AVX-512 copy drew a normal
-//! in 0.47 ns alone, but lowered the core's clock for the model calls that follow: DDPM and
-//! SDE-DPM-Solver++(2M) runs took 1–3 % less time with this kernel; see `simd`.)
+//! to a vector, faster than f64 products of 52-bit uniforms with two gathered loads a draw.
+//! (An AVX-512 copy drew faster alone, but lowered the core's clock for the model calls that
+//! follow, and whole runs were slower; see `simd` and docs/performance.md.)
 //! The law is the ziggurat's up to that resolution: the uniform sits on a grid of 2⁻²⁰,
 //! and each layer's box is `X[i]` rounded up to the f32 grid (at most 6·10⁻⁸ wider, which
 //! only adds to the rejections the wedge test resolves). The hand-written AVX2 kernel,
 //! chosen at run time, does the same IEEE operations as the portable code in the same
 //! order, so the numbers are bit-identical on every instruction set (tested).
-//! Layers: the usual 256 reject 1.49 % of draws at ≈ 25 ns each (branch mispredictions,
-//! `exp`, a scalar draw); 2 048 reject 0.23 %, and the 16 KiB table stays in L1.
+//! Layers: with the usual 256, the rejected draws (1.49 %, each a branch misprediction, an
+//! `exp` and a scalar draw) cost a third of the time; 2 048 layers reject 0.23 %, and the
+//! 16 KiB table stays in L1.
 
 use rand::{Rng, RngCore};
 use rand_distr::{Distribution, Open01, StandardNormal};

@@ -1,7 +1,7 @@
 //! DDIM (Song, Meng & Ermon 2021, eq. 12), in its textbook discrete form on ᾱ.
 //!
-//! With η = 0 this is one Euler step of `dy/dσ = ε̂` (math.md §3) — a fact checked against
-//! the independent [`super::Euler`] code path, not assumed here.
+//! With η = 0 this is one Euler step of `dy/dσ = ε̂` (docs/math.md §3) — a fact checked
+//! against the independent [`super::euler::Euler`] code path, not assumed here.
 
 use super::options::{Kind, Opt, Resolved, Value};
 use super::{Ctx, Method, Sampler, SolverInfo};

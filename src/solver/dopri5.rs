@@ -59,7 +59,7 @@ const MAX_STEPS: usize = 100_000;
 const ROW_CHUNK: usize = 256;
 /// Rows per chunk at most: the threads finish an attempt within about one chunk's time of
 /// each other, and a row of a low-dimensional model costs as much as one of a high one
-/// (ring2d, 2-D: 128-row chunks left the threads 37 µs apart per attempt, 32-row ones 10 µs).
+/// (on ring2d, 128-row chunks left the threads several times further apart per attempt).
 const MAX_CHUNK_ROWS: usize = 32;
 
 /// dopri5's relative tolerance.
@@ -127,8 +127,7 @@ fn scaled_square(e: f64, a: f64, b: f64, rtol: f64, atol: f64) -> f64 {
 /// Partial sums of the error norm in interleaved lanes: element `i` of a chunk goes to lane
 /// `i mod LANES`, and a chunk's total adds the lanes in order. Chunk totals are added in
 /// chunk order, so chunk-wise and whole-batch attempts get the same bits at any thread
-/// count, and it vectorises (a sum in element order is a chain of dependent adds: 90 µs
-/// per 65 536 values).
+/// count, and it vectorises (a sum in element order is a chain of dependent adds).
 const LANES: usize = 16;
 
 #[derive(Clone, Copy, Default)]
@@ -643,7 +642,7 @@ impl Dopri5 {
     /// [`Dopri5::attempt`] a chunk of rows at a time, the chunks shared out over the
     /// threads in segments (`parallel::map_segments`): all seven stages of a chunk run while
     /// its stage values are in L1, and the threads finish an attempt within about one
-    /// chunk's time of each other (whole tiles per thread ended 0–140 µs apart). Each
+    /// chunk's time of each other (whole tiles per thread ended much further apart). Each
     /// element gets the same arithmetic, and the chunks' sums are added in order, so the
     /// result is bit-identical. `None` if a value is not finite: the caller reruns the
     /// attempt stage by stage, which reports a bad model output.
@@ -902,7 +901,7 @@ fn chunk_len(d: usize) -> usize {
 }
 
 thread_local! {
-    /// Each thread's chunk-sized stage arrays (allocating them per chunk cost 5 % of an attempt).
+    /// Each thread's chunk-sized stage arrays (allocating them per chunk was measurable).
     static SCRATCH: std::cell::RefCell<Vec<f64>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 

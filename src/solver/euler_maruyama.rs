@@ -1,4 +1,4 @@
-//! Euler–Maruyama on the reverse SDE (math.md §4).
+//! Euler–Maruyama on the reverse SDE (docs/math.md §4).
 //!
 //! The Brownian increments come from one of two paths ([`Brownian`]): fresh per-step
 //! normals (the default, as DDPM's noise and k-diffusion's ancestral samplers), which give

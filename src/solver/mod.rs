@@ -14,7 +14,7 @@ pub mod tiles;
 macro_rules! registry {
     ($($module:ident => $($info:ident),+;)+) => {
         $(pub mod $module;)+
-        /// Every registered solver. Adding one: its file, and its line in [`registry!`].
+        /// Every registered solver. Adding one: its file, and its line in `registry!` (docs/architecture.md).
         pub const SOLVERS: &[&SolverInfo] = &[$($(&$module::$info),+),+];
     };
 }
@@ -194,8 +194,8 @@ impl<'a> Ctx<'a> {
         let level = Level::at(self.schedule, t);
         // A row tile runs on one thread: its calls go straight to the model's row evaluator
         // and are checked in one vectorised pass (the batch call's nested parallel loop and
-        // per-row scan cost 6 % of a tiled run's time), the first non-finite output
-        // reported as the batch call reports it.
+        // per-row scan would cost more than the tile's own work), the first non-finite
+        // output reported as the batch call reports it.
         match self
             .tile_offset
             .and_then(|_| self.model.row_evaluator(&level))

@@ -3,7 +3,7 @@
 //! A sampler's arithmetic is a handful of sweeps per model call over state-sized arrays (the
 //! state, stage values, multistep history). On a 4096 × 16 batch each array is 512 KiB, so
 //! a step's arrays spill out of the per-core cache and every sweep runs at the speed of the
-//! shared cache: measured on mix16d, UniPC's three sweeps cost 38 % of a model call that way.
+//! shared cache (on mix16d, UniPC's three sweeps then cost a large fraction of a model call).
 //! When the model treats rows independently (exact models), nothing couples the rows of a
 //! deterministic run, so each tile of rows can be integrated on its own from x_T to the end,
 //! with all of its arrays in the core's cache; the tiles run in parallel. Every row gets the
@@ -24,8 +24,8 @@ use crate::noise::{self, Purpose, BLOCK};
 use rayon::prelude::*;
 
 /// Elements per tile: 64 KiB of f64 per array keeps a sampler's handful of arrays within
-/// a core's L2 cache (measured on mix16d, overhead of UniPC with 1 024 / 2 048 / 4 096 /
-/// 8 192 values per tile: +18 / +15 / +12 / +10 %). Smaller batches run whole.
+/// a core's L2 cache (smaller tiles measured slower on mix16d: more per-tile set-up).
+/// Smaller batches run whole.
 const TILE_ELEMENTS: usize = 8192;
 /// At least this many tiles when the batch allows, so that two or more threads balance.
 const MIN_TILES: usize = 8;
