@@ -4,7 +4,7 @@
 use pfode::error::Error;
 use pfode::flow::Coords;
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
-use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, ScoreModel};
+use pfode::model::{builtin, Counted, GaussianMixture, Level, RowEvaluator, RowModel, ScoreModel};
 use pfode::noise::draw as draw_noise;
 use pfode::schedule::Schedule;
 use pfode::solver::{tiles, Ctx, Given, Precision, Solver, SOLVERS};
@@ -207,9 +207,12 @@ impl ScoreModel for NanBelowHalf {
         }
         Ok(())
     }
-    fn rows_independent(&self) -> bool {
-        true
+    fn rows(&self) -> Option<&dyn RowModel> {
+        Some(self)
     }
+}
+
+impl RowModel for NanBelowHalf {
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         Some(Box::new(NanRows {
             inner: self.0.row_evaluator(level)?,
@@ -402,9 +405,12 @@ impl ScoreModel for NanAtOneTime {
         });
         result
     }
-    fn rows_independent(&self) -> bool {
-        true
+    fn rows(&self) -> Option<&dyn RowModel> {
+        Some(self)
     }
+}
+
+impl RowModel for NanAtOneTime {
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         self.times.lock().unwrap().push(level.t);
         Some(Box::new(NanAtOneTimeRows {

@@ -1,7 +1,7 @@
 //! The NFE-counting wrapper: the framework, not each solver, counts model evaluations
 //! (and checks that every output is finite).
 
-use super::{Level, RowEvaluator, ScoreModel};
+use super::{Level, RowEvaluator, RowModel, ScoreModel};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -38,6 +38,17 @@ impl<'a> Counted<'a> {
         self.round_to_f32
     }
 
+    /// True if the wrapped model's rows are independent (see [`ScoreModel::rows`]).
+    pub fn rows_independent(&self) -> bool {
+        self.inner.rows().is_some()
+    }
+
+    /// The wrapped model's row evaluator at `level`, if it has one (see
+    /// [`RowModel::row_evaluator`]); its calls are counted with [`Counted::add_calls`].
+    pub fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        RowModel::row_evaluator(self, level)
+    }
+
     /// Counts `n` evaluations made through another wrapper (one per row tile's run).
     pub fn add_calls(&self, n: usize) {
         self.calls.fetch_add(n, Ordering::Relaxed);
@@ -53,26 +64,12 @@ impl ScoreModel for Counted<'_> {
         self.inner.describe()
     }
 
-    fn checks_finite_output(&self) -> bool {
-        true
-    }
-
     fn defined_at_clean(&self) -> bool {
         self.inner.defined_at_clean()
     }
 
-    fn rows_independent(&self) -> bool {
-        self.inner.rows_independent()
-    }
-
-    /// The inner model's evaluator, rounding to single precision like `eps_into`. Its calls
-    /// are not counted: the caller counts them with [`Counted::add_calls`].
-    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
-        let inner = self.inner.row_evaluator(level)?;
-        if !self.round_to_f32 {
-            return Some(inner);
-        }
-        Some(Box::new(Rounded(inner)))
+    fn rows(&self) -> Option<&dyn RowModel> {
+        self.inner.rows().map(|_| self as &dyn RowModel)
     }
 
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
@@ -81,10 +78,27 @@ impl ScoreModel for Counted<'_> {
         if self.round_to_f32 {
             out.iter_mut().for_each(|v| *v = *v as f32 as f64);
         }
-        if self.inner.checks_finite_output() && !self.round_to_f32 {
+        let checked = self.inner.rows().is_some_and(|r| r.checks_finite_output());
+        if checked && !self.round_to_f32 {
             return Ok(());
         }
         check_finite(out, x.d, level.t)
+    }
+}
+
+impl RowModel for Counted<'_> {
+    /// The inner model's evaluator, rounding to single precision like `eps_into`. Its calls
+    /// are not counted: the caller counts them with [`Counted::add_calls`].
+    fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        let inner = self.inner.rows()?.row_evaluator(level)?;
+        if !self.round_to_f32 {
+            return Some(inner);
+        }
+        Some(Box::new(Rounded(inner)))
+    }
+
+    fn checks_finite_output(&self) -> bool {
+        true
     }
 }
 

@@ -4,7 +4,7 @@
 //! with means `a μ_k` and variances `a² c_k² + s²`, so the noise prediction is exact:
 //! `ε̂ = s Σ_k r_k(x) (x - a μ_k) / (a² c_k² + s²)` with softmax responsibilities `r_k`.
 
-use super::{Level, RowEvaluator, ScoreModel};
+use super::{Level, RowEvaluator, RowModel, ScoreModel};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::{self, Purpose};
@@ -410,6 +410,16 @@ impl ScoreModel for GaussianMixture {
         }
     }
 
+    fn defined_at_clean(&self) -> bool {
+        true
+    }
+
+    fn rows(&self) -> Option<&dyn RowModel> {
+        Some(self)
+    }
+}
+
+impl RowModel for GaussianMixture {
     fn checks_finite_output(&self) -> bool {
         true
     }
@@ -420,14 +430,6 @@ impl ScoreModel for GaussianMixture {
             tables: self.tables(level),
             sigma: level.sigma,
         }))
-    }
-
-    fn rows_independent(&self) -> bool {
-        true
-    }
-
-    fn defined_at_clean(&self) -> bool {
-        true
     }
 }
 

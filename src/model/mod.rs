@@ -42,17 +42,12 @@ pub trait ScoreModel: Send + Sync {
     fn dim(&self) -> usize;
 
     /// Short description for sidecars.
-    fn describe(&self) -> serde_json::Value;
+    fn describe(&self) -> serde_json::Value {
+        serde_json::json!({"kind": "custom", "dim": self.dim()})
+    }
 
     /// Writes `ε̂(x, level)` for the rows of `x` into `out` (both `[n, dim]`).
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()>;
-
-    /// True if [`ScoreModel::eps_into`] itself returns [`crate::Error::NonFinite`] for any
-    /// NaN/Inf it would output, so [`Counted`] need not scan the output again (the
-    /// mixture checks each row while it is still in registers).
-    fn checks_finite_output(&self) -> bool {
-        false
-    }
 
     /// True if the model can be evaluated on clean data (`s = 0`), where exact models give
     /// `ε̂ = 0`; learned models are not, and solvers then avoid a stage at `σ = 0`.
@@ -60,18 +55,11 @@ pub trait ScoreModel: Send + Sync {
         false
     }
 
-    /// True if each output row depends only on the same input row, bit for bit, whatever
-    /// the rest of the batch (exact models): samplers may then run the batch in row tiles
-    /// small enough to keep their state in cache (see `solver::tiles`).
-    fn rows_independent(&self) -> bool {
-        false
-    }
-
-    /// For models whose rows are independent, an evaluator of ε̂ at `level` that takes a
-    /// few rows at a time, bit for bit as [`ScoreModel::eps_into`] computes them, its
-    /// per-level set-up done once: a solver can then run its per-row arithmetic and the
-    /// model on the same rows while they are in L1 (dopri5's stages). `None` by default.
-    fn row_evaluator(&self, _level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+    /// The model's row-wise fast paths, if each output row depends only on the same input
+    /// row, bit for bit, whatever the rest of the batch (exact models): samplers may then run
+    /// the batch in row tiles small enough to keep their state in cache (`solver::tiles`).
+    /// `None` by default: a model needs only `dim`, `describe` and `eps_into`.
+    fn rows(&self) -> Option<&dyn RowModel> {
         None
     }
 
@@ -98,8 +86,26 @@ pub trait ScoreModel: Send + Sync {
     }
 }
 
+/// The optional fast paths of a model whose rows are independent (see [`ScoreModel::rows`]).
+pub trait RowModel: Sync {
+    /// An evaluator of ε̂ at `level` that takes a few rows at a time, bit for bit as
+    /// [`ScoreModel::eps_into`] computes them, its per-level set-up done once: a solver can
+    /// then run its per-row arithmetic and the model on the same rows while they are in L1
+    /// (dopri5's stages). `None` by default.
+    fn row_evaluator(&self, _level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        None
+    }
+
+    /// True if [`ScoreModel::eps_into`] itself returns [`crate::Error::NonFinite`] for any
+    /// NaN/Inf it would output, so [`Counted`] need not scan the output again (the mixture
+    /// checks each row while it is still in registers).
+    fn checks_finite_output(&self) -> bool {
+        false
+    }
+}
+
 /// ε̂ at one noise level, a slice of whole rows at a time (see
-/// [`ScoreModel::row_evaluator`]). Shared by the threads of a run.
+/// [`RowModel::row_evaluator`]). Shared by the threads of a run.
 pub trait RowEvaluator: Sync {
     /// Writes ε̂ for the rows of `x` (whole rows, row-major) into `out`, unchecked: the
     /// caller checks what it derives from the outputs (a NaN or infinity propagates into
@@ -134,13 +140,16 @@ impl ScoreModel for ZeroModel {
         out.fill(0.0);
         Ok(())
     }
-    fn checks_finite_output(&self) -> bool {
-        true
-    }
     fn defined_at_clean(&self) -> bool {
         self.defined_at_clean
     }
-    fn rows_independent(&self) -> bool {
+    fn rows(&self) -> Option<&dyn RowModel> {
+        Some(self)
+    }
+}
+
+impl RowModel for ZeroModel {
+    fn checks_finite_output(&self) -> bool {
         true
     }
 }

@@ -19,7 +19,7 @@
 use super::{Ctx, Precision, Solver};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
-use crate::model::{Counted, ScoreModel};
+use crate::model::Counted;
 use crate::noise::{self, Purpose, BLOCK};
 use rayon::prelude::*;
 
