@@ -39,7 +39,10 @@ fn every_solver_gives_the_same_bits_for_a_model_with_only_eps() {
         let (b, nfe_b) = sample(&solver, &plain, &s, &grid, x_t.clone(), 3).unwrap();
         assert_eq!(nfe_a, nfe_b, "{}", info.name);
         assert!(
-            a.data.iter().zip(&b.data).all(|(x, y)| x.to_bits() == y.to_bits()),
+            a.data
+                .iter()
+                .zip(&b.data)
+                .all(|(x, y)| x.to_bits() == y.to_bits()),
             "{}: the plain model's samples differ by {:e}",
             info.name,
             a.max_abs_diff(&b)

@@ -4,7 +4,7 @@
 //! against the independent [`super::euler::Euler`] code path, not assumed here.
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::Purpose;
@@ -61,7 +61,7 @@ impl Sampler for Ddim {
         self.eta > 0.0
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let (ab, ab_next) = (
             ctx.schedule.alpha_bar(ctx.t(i)),
             ctx.schedule.alpha_bar(ctx.t(i + 1)),
@@ -75,7 +75,6 @@ impl Sampler for Ddim {
         let c_x = (ab_next / ab).sqrt();
         let c_eps = dir - c_x * (1.0 - ab).sqrt();
         x.update_with(&eps, |x, e| c_x * x + c_eps * e);
-        ctx.recycle(eps);
         if sigma_eta > 0.0 {
             ctx.add_noise(Purpose::StepNoise, i as u64, sigma_eta, &mut x.data);
         }

@@ -2,7 +2,7 @@
 //! grid points by treating `ᾱ_t / ᾱ_{t'}` as the step's α.
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
@@ -54,7 +54,7 @@ impl Sampler for Ddpm {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let (ab, ab_next) = (
             ctx.schedule.alpha_bar(ctx.t(i)),
             ctx.schedule.alpha_bar(ctx.t(i + 1)),
@@ -64,7 +64,6 @@ impl Sampler for Ddpm {
         let eps = ctx.eps(&x, i)?;
         let (coef, inv_sqrt_alpha) = (beta / (1.0 - ab).sqrt(), 1.0 / alpha.sqrt());
         x.update_with(&eps, |x, e| (x - coef * e) * inv_sqrt_alpha);
-        ctx.recycle(eps);
         // No noise on the step onto clean data (as in Ho et al.: z = 0 at t = 1).
         if ctx.t(i + 1) > 0.0 {
             let var = match self.variance {

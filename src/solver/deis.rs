@@ -16,7 +16,7 @@
 use super::dpm_solver_pp::multistep_order;
 use super::options::{Resolved, WarmStart, LOWER_ORDER_FINAL, WARM_START};
 use super::rk::{rk_step_from, RK3};
-use super::{Ctx, History, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
@@ -161,15 +161,15 @@ impl Sampler for Deis {
         &self,
         ctx: &Ctx,
         i: usize,
-        mut x: Batch,
+        mut x: Scratch,
         mut hist: History,
-    ) -> Result<(Batch, History)> {
+    ) -> Result<(Scratch, History)> {
         let s = ctx.schedule;
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let (rho, rho_next) = (s.sigma_ratio(t), s.sigma_ratio(t_next));
         let eps = ctx.eps(&x, i)?;
         if self.runge_kutta_first(ctx, i) {
-            hist.push(ctx, rho.ln(), eps.clone(), self.order);
+            hist.push(rho.ln(), eps.clone(), self.order);
             let x = rk_step_from(ctx, Coords::Sigma, &RK3, t, t_next, x, Some(eps))?;
             return Ok((x, hist));
         }
@@ -180,7 +180,7 @@ impl Sampler for Deis {
             hist.0.len() + 1,
             self.lower_order_final,
         );
-        hist.push(ctx, rho.ln(), eps, self.order);
+        hist.push(rho.ln(), eps, self.order);
         let nodes: Vec<f64> = hist.0[..k].iter().map(|(u, _)| *u).collect();
         let w = weights(&nodes, rho, rho_next);
         // x' = a' (x/a + Σ w_j ε̂_j): one sweep.
@@ -188,7 +188,7 @@ impl Sampler for Deis {
         let terms: Vec<(f64, &Batch)> = hist.0[..k]
             .iter()
             .zip(&w)
-            .map(|((_, e), &wj)| (a_next * wj, e))
+            .map(|((_, e), &wj)| (a_next * wj, &**e))
             .collect();
         x.combine(a_next / a, &terms);
         Ok((x, hist))

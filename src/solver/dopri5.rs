@@ -8,7 +8,7 @@
 
 use super::options::{Kind, Opt, Resolved, Value, COORDS};
 use super::rk::step_coords;
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Ctx, Method, Sampler, Scratch, SolverInfo};
 use crate::batch::{combine_slices, set_combination_slices, Batch};
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
@@ -244,13 +244,12 @@ impl Field<'_> {
         }
     }
 
-    /// The slope at (τ, u), in a recycled buffer: ε̂ at x = scale·u, turned into the slope.
-    fn at(&self, ctx: &Ctx, tau: f64, u: &Batch) -> Result<Batch> {
+    /// The slope at (τ, u), in a pooled buffer: ε̂ at x = scale·u, turned into the slope.
+    fn at(&self, ctx: &Ctx, tau: f64, u: &Batch) -> Result<Scratch> {
         let t = self.time(tau);
         let scale = self.flow.scale(t);
         let x = ctx.combination(&[(scale, u)]);
         let mut k = ctx.eps_at(&x, t)?;
-        ctx.recycle(x);
         let (cu, ce) = self.flow.field_coefficients(t);
         k.combine(ce, &[(cu, u)]);
         Ok(k)
@@ -297,9 +296,9 @@ impl Stage<'_> {
 /// The rows being integrated: the state, its slope (FSAL), and the last attempted step's
 /// fifth-order point and slope there.
 struct State {
-    u: Batch,
-    k1: Batch,
-    proposal: Option<(Batch, Batch)>,
+    u: Scratch,
+    k1: Scratch,
+    proposal: Option<(Scratch, Scratch)>,
 }
 
 /// The controller's proposal for the next step, in the integration variable of `coords`.
@@ -340,7 +339,7 @@ impl Sampler for Dopri5 {
     /// span's own). The step proposal also carries into the next span when the coordinates
     /// agree. In f32 runs (the model's outputs rounded) every interval is a span, its end
     /// rounded to f32 by the integration loop, as for the other solvers.
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, p: Progress) -> Result<(Batch, Progress)> {
+    fn step(&self, ctx: &Ctx, i: usize, x: Scratch, p: Progress) -> Result<(Scratch, Progress)> {
         let steps = ctx.grid.steps();
         let t0 = ctx.t(i);
         // A model undefined on clean data is integrated to the first training step, then
@@ -349,9 +348,7 @@ impl Sampler for Dopri5 {
         if denoise_last && i + 1 == steps {
             let t_min = ctx.schedule.t_min().min(t0 * 0.5);
             let (xm, carry) = self.integrate(ctx, t0, t_min, x, p.carry)?;
-            let x = ctx.x0_at(&xm, t_min)?;
-            ctx.recycle(xm);
-            return Ok((x, Progress { span: None, carry }));
+            return Ok((ctx.x0_at(&xm, t_min)?, Progress { span: None, carry }));
         }
         // Point `end` joins the span of the step before it.
         let joins = |end: usize| {
@@ -362,10 +359,8 @@ impl Sampler for Dopri5 {
         };
         let stop = ctx.t(i + 1);
         let (mut span, fresh) = match p.span {
-            Some(span) => {
-                ctx.recycle(x);
-                (span, false)
-            }
+            // The span's own state continues; `x` was a copy of it.
+            Some(span) => (span, false),
             None => {
                 let coords = step_coords(self.coords, stop);
                 let flow = ProbabilityFlow {
@@ -378,7 +373,7 @@ impl Sampler for Dopri5 {
                 u.map_in_place(|v| v * inv_scale);
                 (
                     Span {
-                        state: State::new(u),
+                        state: State::new(ctx, u),
                         coords,
                     },
                     true,
@@ -409,7 +404,6 @@ impl Sampler for Dopri5 {
                 },
             ));
         }
-        ctx.recycle(span.state.k1);
         let mut x = span.state.u;
         x.map_in_place(|v| v * scale);
         Ok((x, Progress { span: None, carry }))
@@ -429,9 +423,9 @@ impl Dopri5 {
         ctx: &Ctx,
         t0: f64,
         stop: f64,
-        x: Batch,
+        x: Scratch,
         carry: Option<Carry>,
-    ) -> Result<(Batch, Option<Carry>)> {
+    ) -> Result<(Scratch, Option<Carry>)> {
         let coords = step_coords(self.coords, stop);
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
@@ -441,7 +435,7 @@ impl Dopri5 {
         let inv_scale = 1.0 / flow.scale(t0);
         let mut u = x;
         u.map_in_place(|v| v * inv_scale);
-        let mut state = State::new(u);
+        let mut state = State::new(ctx, u);
         let carried = carry.filter(|c| c.coords == coords).map(|c| c.h);
         let field = Field {
             flow,
@@ -449,7 +443,6 @@ impl Dopri5 {
             t1: stop,
         };
         let h = self.solve(ctx, &mut state, &field, t0, carried, true)?;
-        ctx.recycle(state.k1);
         let scale = flow.scale(stop);
         let mut x = state.u;
         x.map_in_place(|v| v * scale);
@@ -483,7 +476,7 @@ impl Dopri5 {
         // The state's slope; the first step is the carried proposal, else Hairer's initial
         // step, which costs one more evaluation.
         let first = stage_at(tau0);
-        let slope_at_start = |u: &Batch| -> Result<Batch> {
+        let slope_at_start = |u: &Batch| -> Result<Scratch> {
             match first.as_ref().and_then(|st| st.slope_of_batch(ctx, u)) {
                 Some(k1) => Ok(k1),
                 None => field.at(ctx, tau0, u),
@@ -492,11 +485,11 @@ impl Dopri5 {
         let mut h = match carried.filter(|h| h * dir > 0.0) {
             Some(h) if !fresh => h,
             Some(h) => {
-                state.set_slope(ctx, slope_at_start(&state.u)?);
+                state.set_slope(slope_at_start(&state.u)?);
                 h
             }
             None => {
-                state.set_slope(ctx, slope_at_start(&state.u)?);
+                state.set_slope(slope_at_start(&state.u)?);
                 self.initial_step(ctx, state, field, tau0, span, &stage_at)?
             }
         };
@@ -529,7 +522,7 @@ impl Dopri5 {
                 ));
             }
             let accept = norm <= 1.0;
-            state.settle(ctx, accept);
+            state.settle(accept);
             if accept {
                 tau = tau_end;
             }
@@ -586,9 +579,6 @@ impl Dopri5 {
         };
         let diff = ctx.combination(&[(1.0, &k_probe), (-1.0, k1)]);
         let d2 = norm(&diff) / h0;
-        for b in [probe, k_probe, diff] {
-            ctx.recycle(b);
-        }
         let h1 = if d1.max(d2) <= 1e-15 {
             (h0 * 1e-3).max(1e-6)
         } else {
@@ -612,29 +602,24 @@ impl Dopri5 {
         state: &mut State,
     ) -> Result<f64> {
         let (u, k1) = (&state.u, &state.k1);
-        let mut ks: Vec<Batch> = Vec::with_capacity(7);
+        let mut ks: Vec<Scratch> = Vec::with_capacity(7);
         for j in 1..6 {
             let mut terms: Vec<(f64, &Batch)> = vec![(1.0, u), (h * A[j][0], k1)];
-            terms.extend(ks.iter().zip(&A[j][1..]).map(|(k, &a)| (h * a, k)));
+            terms.extend(ks.iter().zip(&A[j][1..]).map(|(k, &a)| (h * a, &**k)));
             let uj = ctx.combination(&terms);
             let tau_j = if j == 5 { tau_end } else { tau + C[j] * h };
             ks.push(field.at(ctx, tau_j, &uj)?);
-            ctx.recycle(uj);
         }
         // The fifth-order solution; its slope is the seventh stage (FSAL).
         let mut terms: Vec<(f64, &Batch)> = vec![(1.0, u), (h * A[6][0], k1)];
-        terms.extend(ks.iter().zip(&A[6][1..]).map(|(k, &a)| (h * a, k)));
+        terms.extend(ks.iter().zip(&A[6][1..]).map(|(k, &a)| (h * a, &**k)));
         let u_new = ctx.combination(&terms);
         let k7 = field.at(ctx, tau_end, &u_new)?;
         let mut terms: Vec<(f64, &Batch)> = vec![(h * E[0], k1)];
-        terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, k)));
+        terms.extend(ks.iter().zip(&E[1..6]).map(|(k, &e)| (h * e, &**k)));
         terms.push((h * E[6], &k7));
         let err = ctx.combination(&terms);
         let sum = chunked_squares(&err.data, &u.data, &u_new.data, chunk, self.tol());
-        ctx.recycle(err);
-        for k in ks {
-            ctx.recycle(k);
-        }
         state.proposal = Some((u_new, k7));
         Ok(sum)
     }
@@ -670,15 +655,9 @@ impl Dopri5 {
             })
         });
         let sum = sums.into_iter().try_fold(0.0, |s, t| Some(s + t?));
-        match sum {
-            Some(_) => {
-                ctx.model.add_calls(6);
-                state.proposal = Some((u_new, k7));
-            }
-            None => {
-                ctx.recycle(u_new);
-                ctx.recycle(k7);
-            }
+        if sum.is_some() {
+            ctx.model.add_calls(6);
+            state.proposal = Some((u_new, k7));
         }
         sum
     }
@@ -923,7 +902,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
 impl Stage<'_> {
     /// The slope at every row of `u`, a chunk at a time in parallel; `None` if the model
     /// gave a non-finite output (then nothing was counted).
-    fn slope_of_batch(&self, ctx: &Ctx, u: &Batch) -> Option<Batch> {
+    fn slope_of_batch(&self, ctx: &Ctx, u: &Batch) -> Option<Scratch> {
         let chunk = chunk_len(u.d);
         let mut k = ctx.batch_like(u);
         u.data
@@ -931,7 +910,6 @@ impl Stage<'_> {
             .zip(k.data.par_chunks_mut(chunk))
             .for_each(|(u, k)| with_scratch(u.len(), |x| self.slope(u, x, k)));
         if !all_finite(&k.data) {
-            ctx.recycle(k);
             return None;
         }
         ctx.model.add_calls(1);
@@ -940,36 +918,30 @@ impl Stage<'_> {
 }
 
 impl State {
-    fn new(u: Batch) -> Self {
+    /// A fresh state, its slope still to be evaluated.
+    fn new(ctx: &Ctx, u: Scratch) -> Self {
+        let no_slope = Batch {
+            n: 0,
+            d: u.d,
+            data: Vec::new(),
+        };
         State {
-            k1: Batch {
-                n: 0,
-                d: u.d,
-                data: Vec::new(),
-            },
+            k1: ctx.adopt(no_slope),
             u,
             proposal: None,
         }
     }
 
     /// Sets the slope at the state (a fresh start).
-    fn set_slope(&mut self, ctx: &Ctx, k1: Batch) {
-        let old = std::mem::replace(&mut self.k1, k1);
-        if !old.data.is_empty() {
-            ctx.recycle(old);
-        }
+    fn set_slope(&mut self, k1: Scratch) {
+        self.k1 = k1;
     }
 
     /// Takes the proposal as the new state if the step was accepted, else drops it.
-    fn settle(&mut self, ctx: &Ctx, accept: bool) {
-        if let Some((u_new, k7)) = self.proposal.take() {
-            if accept {
-                ctx.recycle(std::mem::replace(&mut self.u, u_new));
-                ctx.recycle(std::mem::replace(&mut self.k1, k7));
-            } else {
-                ctx.recycle(u_new);
-                ctx.recycle(k7);
-            }
+    fn settle(&mut self, accept: bool) {
+        if let Some((u_new, k7)) = self.proposal.take().filter(|_| accept) {
+            self.u = u_new;
+            self.k1 = k7;
         }
     }
 }

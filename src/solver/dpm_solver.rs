@@ -6,7 +6,7 @@
 //! reference code, whose grids end at t = ε instead).
 
 use super::exponential::Point;
-use super::{Ctx, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 
@@ -62,7 +62,7 @@ impl Sampler for DpmSolver {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         if t.t == 0.0 {
@@ -79,30 +79,23 @@ impl Sampler for DpmSolver {
             let (ru, cu) = first_order(ctx, &s, &s1);
             let u = ctx.combination(&[(ru, &x), (cu, &eps0)]);
             let eps1 = ctx.eps_at(&u, s1.t)?;
-            ctx.recycle(u);
             // x_t = base - s_t/(2 r1) (e^h - 1) (ε̂1 - ε̂0).
             let c = t.sigma / (2.0 * r1) * h.exp_m1();
             x.combine(ratio, &[(c_eps + c, &eps0), (-c, &eps1)]);
-            ctx.recycle(eps1);
         } else {
             let (r1, r2) = (1.0 / 3.0, 2.0 / 3.0);
             let (s1, s2) = (at(r1), at(r2));
             let (ru1, cu1) = first_order(ctx, &s, &s1);
             let u1 = ctx.combination(&[(ru1, &x), (cu1, &eps0)]);
             let eps1 = ctx.eps_at(&u1, s1.t)?;
-            ctx.recycle(u1);
             let (ru2, cu2) = first_order(ctx, &s, &s2);
             let c2 = s2.sigma * r2 / r1 * ((r2 * h).exp_m1() / (r2 * h) - 1.0);
             // u2 = first order to s2 - c2 (ε̂1 - ε̂0).
             let u2 = ctx.combination(&[(ru2, &x), (cu2 + c2, &eps0), (-c2, &eps1)]);
-            ctx.recycle(eps1);
             let eps2 = ctx.eps_at(&u2, s2.t)?;
-            ctx.recycle(u2);
             let c = t.sigma / r2 * (h.exp_m1() / h - 1.0);
             x.combine(ratio, &[(c_eps + c, &eps0), (-c, &eps2)]);
-            ctx.recycle(eps2);
         }
-        ctx.recycle(eps0);
         Ok((x, ()))
     }
 }

@@ -2,7 +2,7 @@
 //! integrator of the semi-linear PF-ODE in λ, `x' = (a'/a) x - s' (e^h - 1) ε̂`.
 
 use super::options::Resolved;
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 
@@ -31,7 +31,7 @@ impl Sampler for DpmSolver1 {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let s = ctx.schedule;
         let eps = ctx.eps(&x, i)?;
@@ -43,7 +43,6 @@ impl Sampler for DpmSolver1 {
             s.sigma(t_next) * (s.lambda(t_next) - s.lambda(t)).exp_m1()
         };
         x.update_with(&eps, |x, e| ratio * x - phi * e);
-        ctx.recycle(eps);
         Ok((x, ()))
     }
 }

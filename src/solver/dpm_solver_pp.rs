@@ -9,7 +9,7 @@
 
 use super::exponential::Point;
 use super::options::{Resolved, LOWER_ORDER_FINAL};
-use super::{in_l1_chunks, Ctx, History, Sampler, SolverInfo};
+use super::{Scratch, in_l1_chunks, Ctx, History, Sampler, SolverInfo};
 use crate::batch::{combine_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 
@@ -91,9 +91,9 @@ impl Sampler for DpmSolverPp {
         &self,
         ctx: &Ctx,
         i: usize,
-        mut x: Batch,
+        mut x: Scratch,
         mut hist: History,
-    ) -> Result<(Batch, History)> {
+    ) -> Result<(Scratch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         // ε̂ now, turned into x̂₀ = (x - s ε̂)/a in the same sweep as the update below.
@@ -106,7 +106,7 @@ impl Sampler for DpmSolverPp {
         if self.order == 3 && i == 0 && k == 1 && ctx.grid.steps() > 1 {
             // DPM-Solver++(2S), r = 1/2: x_t = (s_t/s_s) x - a_t (e^{-h} - 1) x̂₀(u, s₁).
             m0.update_with(&x, to_x0);
-            hist.push(ctx, s.lambda, m0, self.order);
+            hist.push(s.lambda, m0, self.order);
             let s1 = Point::at(sch, sch.t_of_lambda(s.lambda + 0.5 * h));
             let m = &hist.0[0].1;
             let u = ctx.combination(&[
@@ -114,9 +114,7 @@ impl Sampler for DpmSolverPp {
                 (-s1.alpha * (-0.5 * h).exp_m1(), m),
             ]);
             let m1 = ctx.x0_at(&u, s1.t)?;
-            ctx.recycle(u);
             x.combine(t.sigma / s.sigma, &[(-t.alpha * (-h).exp_m1(), &m1)]);
-            ctx.recycle(m1);
             return Ok((x, hist));
         }
         // x_t = (s_t/s_s) x - a_t (e^{-h} - 1) D, where D is x̂₀ plus the multistep
@@ -152,7 +150,7 @@ impl Sampler for DpmSolverPp {
             history: &hist.newest(k - 1),
         };
         update.apply(&mut x.data, &mut m0.data);
-        hist.push(ctx, s.lambda, m0, self.order);
+        hist.push(s.lambda, m0, self.order);
         Ok((x, hist))
     }
 }

@@ -5,7 +5,7 @@
 use super::dpm_solver_pp::{multistep_order, MultistepUpdate};
 use super::exponential::Point;
 use super::options::{Resolved, LOWER_ORDER_FINAL};
-use super::{Ctx, History, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
@@ -43,9 +43,9 @@ impl Sampler for DpmSolverPpSde {
         &self,
         ctx: &Ctx,
         i: usize,
-        mut x: Batch,
+        mut x: Scratch,
         mut hist: History,
-    ) -> Result<(Batch, History)> {
+    ) -> Result<(Scratch, History)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         // ε̂ now, turned into x̂₀ = (x - s ε̂)/a in the same sweep as the update below.
@@ -69,7 +69,7 @@ impl Sampler for DpmSolverPpSde {
             history: &hist.newest(k - 1),
         };
         update.apply(&mut x.data, &mut m0.data);
-        hist.push(ctx, s.lambda, m0, 2);
+        hist.push(s.lambda, m0, 2);
         let sd = t.sigma * (1.0 - decay).max(0.0).sqrt();
         if sd > 0.0 {
             ctx.add_noise(Purpose::StepNoise, i as u64, sd, &mut x.data);

@@ -1,7 +1,7 @@
 //! Explicit Euler on the probability-flow ODE, in t, σ or λ coordinates (see [`crate::flow`]).
 
 use super::options::{Resolved, COORDS};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::{Coords, ProbabilityFlow};
@@ -35,7 +35,7 @@ impl Sampler for Euler {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         // λ = +∞ at clean data: the λ-step there has infinite length, so the last step is
         // taken in σ instead (the denoising step x̂_0, as k-diffusion does).
@@ -56,7 +56,6 @@ impl Sampler for Euler {
         // into x' = A x + B ε̂.
         let (a, b) = (to_x * to_u * (1.0 + h * cu), to_x * h * ce);
         x.update_with(&eps, |x, e| a * x + b * e);
-        ctx.recycle(eps);
         Ok((x, ()))
     }
 }

@@ -9,7 +9,7 @@
 //! Milstein and has strong order 1 (Kloeden & Platen 1992, §10.3), not the generic 0.5.
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
@@ -133,15 +133,14 @@ impl Sampler for EulerMaruyama {
         &self,
         ctx: &Ctx,
         i: usize,
-        mut x: Batch,
+        mut x: Scratch,
         mut st: PathState,
-    ) -> Result<(Batch, PathState)> {
+    ) -> Result<(Scratch, PathState)> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let h = t - t_next;
         let eps = ctx.eps(&x, i)?;
         let (cx, ce) = reverse_sde_coefficients(ctx.schedule, t);
         x.update_with(&eps, |x, e| x - h * (cx * x + ce * e));
-        ctx.recycle(eps);
         let g_sq = ctx.schedule.diffusion_sq(t);
         let Some(path) = st.0.as_mut() else {
             // g · ΔW with ΔW ~ N(0, h).

@@ -6,7 +6,7 @@
 
 use super::rk::{rk_step, HEUN};
 use super::options::{Kind, Opt, Resolved, Value, COORDS};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -134,7 +134,7 @@ impl Sampler for Heun {
         self.churn.s_churn > 0.0
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, _: ()) -> Result<(Scratch, ())> {
         let (mut t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let s = ctx.schedule;
         let sigma = s.sigma_ratio(t);

@@ -13,7 +13,7 @@
 
 use super::rk::{rk_step_from, RK3};
 use super::options::{Resolved, WarmStart, WARM_START};
-use super::{Ctx, History, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -104,19 +104,19 @@ impl Sampler for Ipndm {
         &self,
         ctx: &Ctx,
         i: usize,
-        mut x: Batch,
+        mut x: Scratch,
         mut hist: History,
-    ) -> Result<(Batch, History)> {
+    ) -> Result<(Scratch, History)> {
         let s = ctx.schedule;
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let (sigma, sigma_next) = (s.sigma_ratio(t), s.sigma_ratio(t_next));
         let eps = ctx.eps(&x, i)?;
         if self.warm_start == WarmStart::Rk3 && i < 2 && self.order > 2 {
-            hist.push(ctx, sigma, eps.clone(), self.order);
+            hist.push(sigma, eps.clone(), self.order);
             let x = rk_step_from(ctx, Coords::Sigma, &RK3, t, t_next, x, Some(eps))?;
             return Ok((x, hist));
         }
-        hist.push(ctx, sigma, eps, self.order);
+        hist.push(sigma, eps, self.order);
         let nodes: Vec<f64> = hist.0.iter().map(|(sg, _)| sg - sigma).collect();
         let w = adams_weights(&nodes, sigma_next - sigma);
         // y' = y + Σ w_j ε̂_j, with y = x/a and x' = a' y': one sweep.
@@ -125,7 +125,7 @@ impl Sampler for Ipndm {
             .0
             .iter()
             .zip(&w)
-            .map(|((_, e), &wj)| (a_next * wj, e))
+            .map(|((_, e), &wj)| (a_next * wj, &**e))
             .collect();
         x.combine(a_next / a, &terms);
         Ok((x, hist))

@@ -3,7 +3,7 @@
 
 use super::rk::{rk_step, MIDPOINT};
 use super::options::{Resolved, COORDS};
-use super::{Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
@@ -37,7 +37,7 @@ impl Sampler for Midpoint {
         Ok(())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, _: ()) -> Result<(Batch, ())> {
+    fn step(&self, ctx: &Ctx, i: usize, x: Scratch, _: ()) -> Result<(Scratch, ())> {
         Ok((
             rk_step(ctx, self.coords, &MIDPOINT, ctx.t(i), ctx.t(i + 1), x)?,
             (),

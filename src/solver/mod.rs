@@ -6,6 +6,7 @@
 
 mod exponential;
 pub mod options;
+pub mod pool;
 mod rk;
 pub mod tiles;
 
@@ -41,6 +42,7 @@ registry! {
 pub use ddpm::Variance;
 pub use euler_maruyama::{Brownian, TreeClock};
 pub use options::{Given, Opt, Resolved, WarmStart};
+pub use pool::Scratch;
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
@@ -48,7 +50,7 @@ use crate::grid::TimeGrid;
 use crate::model::{check_finite, Counted, Level, ScoreModel};
 use crate::noise::{self, Purpose};
 use crate::schedule::Schedule;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// Everything a step needs besides the state.
 pub struct Ctx<'a> {
@@ -62,9 +64,8 @@ pub struct Ctx<'a> {
     /// For a row tile that splits noise blocks: every step's noise for the whole batch,
     /// drawn ahead (stream `i` of [`Purpose::StepNoise`] at index `i`).
     step_noise: Option<&'a [Vec<f64>]>,
-    /// Spent model-output buffers, reused so that a step allocates (and page-faults) nothing.
-    /// (A mutex, so that a run can move onto a pool thread: see [`Solver::integrate`].)
-    scratch: Mutex<Vec<Vec<f64>>>,
+    /// The run's buffers ([`Scratch`] batches return there when dropped).
+    pool: Arc<pool::Pool>,
 }
 
 impl<'a> Ctx<'a> {
@@ -82,7 +83,7 @@ impl<'a> Ctx<'a> {
             seed,
             tile_offset: None,
             step_noise: None,
-            scratch: Mutex::new(Vec::new()),
+            pool: Arc::default(),
         }
     }
 
@@ -131,44 +132,19 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    /// Hands a spent batch back for reuse by [`Ctx::eps`] and [`Ctx::combination`].
-    pub fn recycle(&self, b: Batch) {
-        self.pool().push(b.data);
+    /// `batch` as one of this run's buffers: it goes to the pool when dropped.
+    pub fn adopt(&self, batch: Batch) -> Scratch {
+        Scratch::adopt(&self.pool, batch)
     }
 
-    fn pool(&self) -> std::sync::MutexGuard<'_, Vec<Vec<f64>>> {
-        self.scratch.lock().unwrap_or_else(|e| e.into_inner())
+    /// A batch shaped like `like`, from the pool (its values are stale: overwrite).
+    pub fn batch_like(&self, like: &Batch) -> Scratch {
+        Scratch::new(&self.pool, like.n, like.d)
     }
 
-    /// A pooled buffer of `len` values (the newest such), else a new one.
-    fn buffer(&self, len: usize) -> Vec<f64> {
-        self.pooled(len).unwrap_or_else(|| vec![0.0; len])
-    }
-
-    /// The newest pooled buffer of `len` values, taken out of the pool.
-    fn pooled(&self, len: usize) -> Option<Vec<f64>> {
-        let mut pool = self.pool();
-        let i = pool.iter().rposition(|b| b.len() == len)?;
-        Some(pool.swap_remove(i))
-    }
-
-    /// A batch shaped like `like`, from a recycled buffer (its values are stale: overwrite).
-    pub fn batch_like(&self, like: &Batch) -> Batch {
-        Batch {
-            n: like.n,
-            d: like.d,
-            data: self.buffer(like.data.len()),
-        }
-    }
-
-    /// A new batch `Σ_j c_j·terms_j` (at least one term), from a recycled buffer.
-    pub fn combination(&self, terms: &[(f64, &Batch)]) -> Batch {
-        let first = terms[0].1;
-        let mut out = Batch {
-            n: first.n,
-            d: first.d,
-            data: self.buffer(first.data.len()),
-        };
+    /// A new batch `Σ_j c_j·terms_j` (at least one term), from the pool.
+    pub fn combination(&self, terms: &[(f64, &Batch)]) -> Scratch {
+        let mut out = self.batch_like(terms[0].1);
         out.set_combination(terms);
         out
     }
@@ -184,13 +160,13 @@ impl<'a> Ctx<'a> {
     }
 
     /// `ε̂` at grid point `i` (one NFE).
-    pub fn eps(&self, x: &Batch, i: usize) -> Result<Batch> {
+    pub fn eps(&self, x: &Batch, i: usize) -> Result<Scratch> {
         self.eps_at(x, self.t(i))
     }
 
     /// `ε̂` at any time `t` (one NFE).
-    pub fn eps_at(&self, x: &Batch, t: f64) -> Result<Batch> {
-        let mut buf = self.buffer(x.data.len());
+    pub fn eps_at(&self, x: &Batch, t: f64) -> Result<Scratch> {
+        let mut out = self.batch_like(x);
         let level = Level::at(self.schedule, t);
         // A row tile runs on one thread: its calls go straight to the model's row evaluator
         // and are checked in one vectorised pass (the batch call's nested parallel loop and
@@ -202,16 +178,16 @@ impl<'a> Ctx<'a> {
         {
             Some(rows) => {
                 self.model.add_calls(1);
-                rows.eps_rows(&x.data, &mut buf);
-                check_finite(&buf, x.d, level.t)?;
+                rows.eps_rows(&x.data, &mut out.data);
+                check_finite(&out.data, x.d, level.t)?;
             }
-            None => self.model.eps_into(x, &level, &mut buf)?,
+            None => self.model.eps_into(x, &level, &mut out.data)?,
         }
-        Batch::new(x.n, x.d, buf)
+        Ok(out)
     }
 
     /// Data prediction `x̂_0 = (x - s ε̂)/a` at time `t > 0` (one NFE).
-    pub fn x0_at(&self, x: &Batch, t: f64) -> Result<Batch> {
+    pub fn x0_at(&self, x: &Batch, t: f64) -> Result<Scratch> {
         let mut out = self.eps_at(x, t)?;
         let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
         // Multiplying by 1/a, not dividing: a divide per element costs more than the rest.
@@ -240,16 +216,13 @@ pub fn in_l1_chunks(len: usize, mut f: impl FnMut(std::ops::Range<usize>)) {
 /// Past model outputs of a multistep method, newest first, keyed by their time variable
 /// (σ or λ); the per-run state that multistep samplers hand back and forth.
 #[derive(Default)]
-pub struct History(pub Vec<(f64, Batch)>);
+pub struct History(pub Vec<(f64, Scratch)>);
 
 impl History {
     /// Adds the newest output, keeping at most `keep` (older buffers go back to the pool).
-    pub fn push(&mut self, ctx: &Ctx, key: f64, value: Batch, keep: usize) {
+    pub fn push(&mut self, key: f64, value: Scratch, keep: usize) {
         self.0.insert(0, (key, value));
-        while self.0.len() > keep {
-            let (_, old) = self.0.pop().unwrap();
-            ctx.recycle(old);
-        }
+        self.0.truncate(keep);
     }
 
     /// The `n` newest outputs' values, newest first.
@@ -265,14 +238,15 @@ pub trait Sampler: Send + Sync + std::fmt::Debug {
     type State;
     /// State before the first step.
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<Self::State>;
-    /// Advances `x` from grid point `i` to `i + 1`.
+    /// Advances `x` from grid point `i` to `i + 1` (a buffer it replaces goes back to the
+    /// run's pool when dropped).
     fn step(
         &self,
         ctx: &Ctx,
         i: usize,
-        x: Batch,
+        x: Scratch,
         state: Self::State,
-    ) -> Result<(Batch, Self::State)>;
+    ) -> Result<(Scratch, Self::State)>;
 
     /// This configuration's theoretical order, where options change the `declared` one.
     fn order(&self, declared: f64) -> f64 {
@@ -346,7 +320,7 @@ pub fn integrate<S: Sampler>(
     precision: Precision,
 ) -> Result<Batch> {
     let mut state = sampler.init(ctx, &x)?;
-    let mut x = x;
+    let mut x = ctx.adopt(x);
     for i in 0..ctx.grid.steps() {
         let (next, st) = sampler.step(ctx, i, x, state)?;
         x = next;
@@ -355,7 +329,7 @@ pub fn integrate<S: Sampler>(
             x.round_to_f32();
         }
     }
-    Ok(x)
+    Ok(x.into_batch())
 }
 
 /// A solver's registration: what it is, what it takes, and how to build it. Each solver

@@ -17,7 +17,7 @@
 //! variable-step weights, is the fourth-order method.)
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Ctx, History, Method, Sampler, SolverInfo};
+use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::model::ScoreModel;
@@ -66,7 +66,7 @@ fn transfer(out: &mut Batch, x: &Batch, eps: &Batch, ab: f64, ab_next: f64) {
 impl Pndm {
     /// The pseudo-Runge–Kutta step (eq. 13): stages through φ at the midpoint and the end,
     /// combined with weights 1/6, 1/3, 1/3, 1/6.
-    fn prk_step(&self, ctx: &Ctx, i: usize, x: &Batch, e1: &Batch) -> Result<Batch> {
+    fn prk_step(&self, ctx: &Ctx, i: usize, x: &Batch, e1: &Batch) -> Result<Scratch> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let t_mid = 0.5 * (t + t_next);
         let ab = |t| ctx.schedule.alpha_bar(t);
@@ -84,9 +84,6 @@ impl Pndm {
             (1.0 / 6.0, &e4),
         ]);
         transfer(&mut stage, x, &e, ab(t), ab(t_next));
-        for b in [e2, e3, e4, e] {
-            ctx.recycle(b);
-        }
         Ok(stage)
     }
 }
@@ -98,7 +95,7 @@ impl Sampler for Pndm {
         Ok(History::default())
     }
 
-    fn step(&self, ctx: &Ctx, i: usize, x: Batch, mut hist: History) -> Result<(Batch, History)> {
+    fn step(&self, ctx: &Ctx, i: usize, x: Scratch, mut hist: History) -> Result<(Scratch, History)> {
         let (t, t_next) = (ctx.t(i), ctx.t(i + 1));
         let (ab, ab_next) = (ctx.schedule.alpha_bar(t), ctx.schedule.alpha_bar(t_next));
         let eps = ctx.eps(&x, i)?;
@@ -112,8 +109,6 @@ impl Sampler for Pndm {
             let e_next = ctx.eps_at(&next, t_next)?;
             let e = ctx.combination(&[(0.5, &eps), (0.5, &e_next)]);
             transfer(&mut next, &x, &e, ab, ab_next);
-            ctx.recycle(e_next);
-            ctx.recycle(e);
             next
         } else {
             // PLMS: Adams–Bashforth with constant-step weights on the newest values.
@@ -123,16 +118,14 @@ impl Sampler for Pndm {
                 3 => &[23.0 / 12.0, -16.0 / 12.0, 5.0 / 12.0],
                 _ => &[55.0 / 24.0, -59.0 / 24.0, 37.0 / 24.0, -9.0 / 24.0],
             };
-            let mut terms = vec![(weights[0], &eps)];
-            terms.extend(weights[1..].iter().zip(&hist.0).map(|(w, (_, e))| (*w, e)));
+            let mut terms: Vec<(f64, &Batch)> = vec![(weights[0], &eps)];
+            terms.extend(weights[1..].iter().zip(&hist.0).map(|(w, (_, e))| (*w, &**e)));
             let e = ctx.combination(&terms);
             let mut next = ctx.batch_like(&x);
             transfer(&mut next, &x, &e, ab, ab_next);
-            ctx.recycle(e);
             next
         };
-        hist.push(ctx, t, eps, 3);
-        ctx.recycle(x);
+        hist.push(t, eps, 3);
         Ok((out, hist))
     }
 }

@@ -5,7 +5,7 @@
 //! is formed directly from x and the stored slopes, and the slope `k_j = c_u u_j + c_ε ε̂_j`
 //! overwrites the model output in place, so a step allocates nothing after the first.
 
-use super::Ctx;
+use super::{Ctx, Scratch};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::{Coords, ProbabilityFlow};
@@ -41,8 +41,8 @@ pub fn rk_step(
     tab: &Tableau,
     t: f64,
     t_next: f64,
-    x: Batch,
-) -> Result<Batch> {
+    x: Scratch,
+) -> Result<Scratch> {
     rk_step_from(ctx, coords, tab, t, t_next, x, None)
 }
 
@@ -53,9 +53,9 @@ pub fn rk_step_from(
     tab: &Tableau,
     t: f64,
     t_next: f64,
-    mut x: Batch,
-    mut eps_start: Option<Batch>,
-) -> Result<Batch> {
+    mut x: Scratch,
+    mut eps_start: Option<Scratch>,
+) -> Result<Scratch> {
     if needs_clean_stage(ctx, tab, t_next) {
         return rk_step_from(ctx, coords, &EULER, t, t_next, x, eps_start);
     }
@@ -68,7 +68,7 @@ pub fn rk_step_from(
     let h = tau_next - tau;
     // u = x / scale(t): folded into the coefficient of x in every sweep.
     let to_u = 1.0 / flow.scale(t);
-    let mut ks: Vec<Batch> = Vec::with_capacity(tab.b.len());
+    let mut ks: Vec<Scratch> = Vec::with_capacity(tab.b.len());
     for (j, &c) in tab.c.iter().enumerate() {
         let tj = match c {
             0.0 => t,
@@ -82,7 +82,7 @@ pub fn rk_step_from(
             None if j == 0 => ctx.eps_at(&x, tj)?,
             None => {
                 let mut terms: Vec<(f64, &Batch)> = vec![(scale * to_u, &x)];
-                terms.extend(ks.iter().zip(tab.a[j]).map(|(k, &a)| (scale * h * a, k)));
+                terms.extend(ks.iter().zip(tab.a[j]).map(|(k, &a)| (scale * h * a, &**k)));
                 let xj = ctx.combination(&terms);
                 let mut eps = ctx.eps_at(&xj, tj)?;
                 if cu != 0.0 {
@@ -91,7 +91,6 @@ pub fn rk_step_from(
                 } else if ce != 1.0 {
                     eps.map_in_place(|e| ce * e);
                 }
-                ctx.recycle(xj);
                 ks.push(eps);
                 continue;
             }
@@ -108,12 +107,9 @@ pub fn rk_step_from(
     let terms: Vec<(f64, &Batch)> = ks
         .iter()
         .zip(tab.b)
-        .map(|(k, &b)| (scale * h * b, k))
+        .map(|(k, &b)| (scale * h * b, &**k))
         .collect();
     x.combine(scale * to_u, &terms);
-    for k in ks {
-        ctx.recycle(k);
-    }
     Ok(x)
 }
 

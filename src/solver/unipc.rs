@@ -5,7 +5,7 @@
 use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
 use super::options::{Kind, Opt, Resolved, Value, LOWER_ORDER_FINAL};
-use super::{in_l1_chunks, Ctx, Method, Sampler, SolverInfo};
+use super::{Scratch, in_l1_chunks, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::{set_combination_slices, zip_update, Batch};
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -68,8 +68,8 @@ impl UniPc {
 
 /// Per-run state: past (λ, x̂₀) newest first, and the last predictor's start.
 pub struct State {
-    hist: Vec<(f64, Batch)>,
-    last: Option<(Batch, f64, usize)>,
+    hist: Vec<(f64, Scratch)>,
+    last: Option<(Scratch, f64, usize)>,
 }
 
 /// The coefficients `rhos` of UniP (`predictor = true`, system without its last row and
@@ -272,7 +272,7 @@ impl Sampler for UniPc {
     /// One model call, then one sweep (in L1-sized chunks) that turns ε̂ into x̂₀, corrects
     /// the point it was evaluated at (UniC, from the previous step's start) and predicts the
     /// next point (UniP) from the corrected one.
-    fn step(&self, ctx: &Ctx, i: usize, mut x: Batch, mut st: State) -> Result<(Batch, State)> {
+    fn step(&self, ctx: &Ctx, i: usize, mut x: Scratch, mut st: State) -> Result<(Scratch, State)> {
         let sch = ctx.schedule;
         let (s, t) = (Point::at(sch, ctx.t(i)), Point::at(sch, ctx.t(i + 1)));
         let mut m = ctx.eps_at(&x, s.t)?;
@@ -317,14 +317,8 @@ impl Sampler for UniPc {
             predictor: &predictor[..k - 1],
         };
         update.apply(&mut x.data, &mut m.data, &mut out.data);
-        if let Some((x_prev, _, _)) = st.last.take() {
-            ctx.recycle(x_prev);
-        }
         st.hist.insert(0, (s.lambda, m));
-        if st.hist.len() > self.order {
-            let (_, old) = st.hist.pop().unwrap();
-            ctx.recycle(old);
-        }
+        st.hist.truncate(self.order);
         st.last = Some((x, s.t, k));
         Ok((out, st))
     }
