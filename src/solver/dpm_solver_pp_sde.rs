@@ -2,7 +2,8 @@
 //! k-diffusion): the multistep data-prediction solver of the reverse SDE, with fresh noise
 //! of variance `s_t² (1 - e^{-2h})` per step.
 
-use super::dpm_solver_pp::{multistep_order, MultistepUpdate};
+use super::dpm_solver_pp::multistep_order;
+use super::kernels::multistep::MultistepUpdate;
 use super::exponential::Point;
 use super::options::{Resolved, LOWER_ORDER_FINAL};
 use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};

@@ -5,6 +5,7 @@
 //! owns the grid walk; the [`Counted`] model, not the solver, counts NFE.
 
 mod exponential;
+mod kernels;
 pub mod options;
 pub mod pool;
 mod rk;
