@@ -43,10 +43,13 @@ impl<'a> Counted<'a> {
         self.inner.rows().is_some()
     }
 
-    /// The wrapped model's row evaluator at `level`, if it has one (see
-    /// [`RowModel::row_evaluator`]); its calls are counted with [`Counted::add_calls`].
-    pub fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
-        RowModel::row_evaluator(self, level)
+    /// An evaluator for one pass over the batch's rows at `level` (a few rows at a time,
+    /// see [`RowModel::row_evaluator`]), counted as one model evaluation; `None`, and
+    /// nothing counted, if the wrapped model has none.
+    pub fn row_pass(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
+        let rows = RowModel::row_evaluator(self, level)?;
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        Some(rows)
     }
 
     /// Counts `n` evaluations made through another wrapper (one per row tile's run).
@@ -87,8 +90,8 @@ impl ScoreModel for Counted<'_> {
 }
 
 impl RowModel for Counted<'_> {
-    /// The inner model's evaluator, rounding to single precision like `eps_into`. Its calls
-    /// are not counted: the caller counts them with [`Counted::add_calls`].
+    /// The inner model's evaluator, rounding to single precision like `eps_into`, not
+    /// counted ([`Counted::row_pass`] counts a pass).
     fn row_evaluator(&self, level: &Level) -> Option<Box<dyn RowEvaluator + '_>> {
         let inner = self.inner.rows()?.row_evaluator(level)?;
         if !self.round_to_f32 {

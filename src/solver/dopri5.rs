@@ -151,7 +151,7 @@ impl<'a> Field<'_> {
             scale: self.flow.scale(t),
             cu,
             ce,
-            model: ctx.model.row_evaluator(&Level::at(ctx.schedule, t))?,
+            model: ctx.model.row_pass(&Level::at(ctx.schedule, t))?,
         })
     }
 }
@@ -337,10 +337,10 @@ impl Dopri5 {
         let stage_at =
             |tau: f64| -> Option<Stage> { in_chunks.then(|| field.stage(ctx, tau)).flatten() };
         // The state's slope; the first step is the carried proposal, else Hairer's initial
-        // step, which costs one more evaluation.
-        let first = stage_at(tau0);
+        // step, which costs one more evaluation. (A stage is made only to be used: making
+        // one counts a model evaluation.)
         let slope_at_start = |u: &Batch| -> Result<Scratch> {
-            match first.as_ref().and_then(|st| st.slope_of_batch(ctx, u)) {
+            match stage_at(tau0).and_then(|st| st.slope_of_batch(ctx, u)) {
                 Some(k1) => Ok(k1),
                 None => field.at(ctx, tau0, u),
             }
@@ -367,20 +367,20 @@ impl Dopri5 {
                 h = tau1 - tau;
             }
             let tau_end = if last { tau1 } else { tau + h };
-            let stages: Option<Vec<Stage>> = (1..6)
-                .map(|j| stage_at(if j == 5 { tau_end } else { tau + C[j] * h }))
-                .collect();
-            let sum = match stages
-                .as_ref()
-                .and_then(|st| {
-                    let (u, k1) = (&state.u, &state.k1);
-                    let (sum, u_new, k7) =
-                        attempt_in_chunks(ctx, TABLEAU, st, h, self.tol(), (u, k1))?;
-                    state.proposal = Some((u_new, k7));
-                    Some(sum)
+            // The six evaluations' τ: stages 2 … 6, then the new point's slope (FSAL).
+            let taus: [f64; 6] =
+                std::array::from_fn(|j| if j >= 4 { tau_end } else { tau + C[j + 1] * h });
+            let chunked = in_chunks
+                .then(|| {
+                    let rows: (&Batch, &Batch) = (&state.u, &state.k1);
+                    attempt_in_chunks(ctx, TABLEAU, &stage_at, taus, h, self.tol(), rows)
                 })
-            {
-                Some(sum) => sum,
+                .flatten();
+            let sum = match chunked {
+                Some((sum, u_new, k7)) => {
+                    state.proposal = Some((u_new, k7));
+                    sum
+                }
                 None => self.attempt(ctx, field, tau, h, tau_end, chunk, state)?,
             };
             let norm = rms(sum, len);

@@ -173,12 +173,8 @@ impl<'a> Ctx<'a> {
         // and are checked in one vectorised pass (the batch call's nested parallel loop and
         // per-row scan would cost more than the tile's own work), the first non-finite
         // output reported as the batch call reports it.
-        match self
-            .tile_offset
-            .and_then(|_| self.model.row_evaluator(&level))
-        {
+        match self.tile_offset.and_then(|_| self.model.row_pass(&level)) {
             Some(rows) => {
-                self.model.add_calls(1);
                 rows.eps_rows(&x.data, &mut out.data);
                 check_finite(&out.data, x.d, level.t)?;
             }

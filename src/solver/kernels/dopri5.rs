@@ -167,15 +167,24 @@ impl Stage<'_> {
 /// element gets the same arithmetic, and the chunks' sums are added in order, so the
 /// result is bit-identical. `None` if a value is not finite: the caller reruns the
 /// attempt stage by stage, which reports a bad model output.
-pub fn attempt_in_chunks(
+///
+/// `stage_at(τ)` makes the stage evaluator at τ (each counts one model evaluation, so they are
+/// made only once the attempt can run chunked): one for each of the six evaluations at `taus`.
+pub fn attempt_in_chunks<'a>(
     ctx: &Ctx,
     tableau: Tableau,
-    stages: &[Stage],
+    stage_at: &impl Fn(f64) -> Option<Stage<'a>>,
+    taus: [f64; 6],
     h: f64,
     tol: (f64, f64),
     (u, k1): (&Batch, &Batch),
 ) -> Option<(f64, Scratch, Scratch)> {
     let step = StepSums::new(tableau, h)?;
+    let stages: Vec<Stage> = taus
+        .iter()
+        .map(|&tau| stage_at(tau))
+        .collect::<Option<_>>()?;
+    let stages = &stages[..];
     let chunk = chunk_len(u.d);
     let (mut u_new, mut k7) = (ctx.batch_like(u), ctx.batch_like(u));
     let chunks: Vec<ChunkRows> = u
@@ -191,7 +200,6 @@ pub fn attempt_in_chunks(
         })
     });
     let sum = sums.into_iter().try_fold(0.0, |s, t| Some(s + t?))?;
-    ctx.model.add_calls(6);
     Some((sum, u_new, k7))
 }
 
@@ -234,9 +242,10 @@ fn attempt_chunk(
     }
     let k = |m: usize| &ks[m * n..(m + 1) * n];
     let terms = [u, k1, k(1), k(2), k(3), k(4)];
-    let last = &stages[4];
-    step_end(sums, terms, last.scale, u_new, x, err);
-    last.slope_at(x, u_new, k7);
+    // The new point's slope (FSAL) has its own evaluator, at the step's end.
+    let fsal = &stages[5];
+    step_end(sums, terms, fsal.scale, u_new, x, err);
+    fsal.slope_at(x, u_new, k7);
     let mut squares = Squares::default();
     squares.add_error(err, sums.err_last, k7, u, u_new, tol);
     let sum = squares.total();
@@ -433,7 +442,7 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f64]) -> R) -> R {
 
 impl Stage<'_> {
     /// The slope at every row of `u`, a chunk at a time in parallel; `None` if the model
-    /// gave a non-finite output (then nothing was counted).
+    /// gave a non-finite output.
     pub fn slope_of_batch(&self, ctx: &Ctx, u: &Batch) -> Option<Scratch> {
         let chunk = chunk_len(u.d);
         let mut k = ctx.batch_like(u);
@@ -441,10 +450,6 @@ impl Stage<'_> {
             .par_chunks(chunk)
             .zip(k.data.par_chunks_mut(chunk))
             .for_each(|(u, k)| with_scratch(u.len(), |x| self.slope(u, x, k)));
-        if !all_finite(&k.data) {
-            return None;
-        }
-        ctx.model.add_calls(1);
-        Some(k)
+        all_finite(&k.data).then_some(k)
     }
 }
