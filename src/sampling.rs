@@ -54,6 +54,13 @@ impl Request {
         if self.steps.is_some() && self.nfe.is_some() {
             return Err(Error::invalid("nfe", "give `steps` or `nfe`, not both"));
         }
+        if self.steps.is_none()
+            && self.nfe.is_none()
+            && !self.solver.is_adaptive()
+            && !matches!(self.spacing, Spacing::File(_))
+        {
+            return Err(Error::invalid("steps", "give `steps` or `nfe`"));
+        }
         let steps = match (self.nfe, self.solver.is_adaptive()) {
             (Some(_), true) => {
                 return Err(Error::invalid(

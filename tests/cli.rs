@@ -740,7 +740,8 @@ fn train_rejects_bad_arguments_without_writing_anything() {
         &[
             "train", "--data", "ring2d", "--out", ck, "--steps", "5", "--resume",
         ],
-        &["m.json"],
+        // The missing checkpoint itself, not its .json.
+        &["m.safetensors", "no such checkpoint"],
     );
     // A short run writes the checkpoint, its config, loss CSV and plot.
     let o = pfode(&[

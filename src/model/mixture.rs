@@ -509,7 +509,7 @@ pub fn resolve(spec: &str) -> Result<GaussianMixture> {
     Err(Error::invalid(
         "model",
         format!(
-            "'{spec}' is neither a built-in model ({}) nor a mixture .json file",
+            "'{spec}' is not a built-in model ({}), a mixture .json file or a .safetensors checkpoint",
             BUILTINS.join(", ")
         ),
     ))

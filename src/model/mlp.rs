@@ -143,6 +143,13 @@ impl Mlp {
 
     /// Loads a checkpoint, checking every tensor's presence, dtype and shape.
     pub fn load(path: &Path) -> Result<Self> {
+        // The weights first: a missing checkpoint is reported as itself, not as its .json.
+        if !path.is_file() {
+            return Err(Error::io(
+                path,
+                std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
+            ));
+        }
         let config: MlpConfig = crate::io::read_json(&path.with_extension("json"))?;
         let mut mlp = Mlp::new(config, 0)
             .map_err(|e| Error::file(&path.with_extension("json"), e.to_string()))?;
@@ -150,6 +157,11 @@ impl Mlp {
         let tensors = load_tensors(path, &layer_names(&shapes))?;
         mlp.set_layers(layers_from_named(tensors, shapes.len()));
         Ok(mlp)
+    }
+
+    /// The data set the network was trained on (its `.json`'s `training.data`), if recorded.
+    pub fn trained_on(&self) -> Option<&str> {
+        self.config.training["data"].as_str()
     }
 
     /// The model time of the training schedule at the noise level of `level`.

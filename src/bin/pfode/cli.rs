@@ -215,7 +215,8 @@ fn capitalise(s: &str) -> String {
 /// Arguments of `pfode sample`.
 #[derive(Args, Debug, Clone)]
 pub struct SampleArgs {
-    /// Model: a built-in name (ring2d, gauss2d, gauss1d, mix16d) or a mixture JSON file.
+    /// Model: a built-in name (ring2d, gauss2d, gauss1d, mix16d), a mixture JSON file or a
+    /// learned checkpoint (NAME.safetensors with its NAME.json).
     #[arg(long)]
     pub model: String,
     /// Solver name (see `pfode solvers`).
@@ -279,7 +280,7 @@ impl SampleArgs {
 /// Arguments of `pfode reference`.
 #[derive(Args, Debug, Clone)]
 pub struct ReferenceArgs {
-    /// Model (built-in name or mixture JSON).
+    /// Model: a built-in name, a mixture JSON file or a .safetensors checkpoint.
     #[arg(long)]
     pub model: String,
     /// Initial noise x_T ([N, D] .npy, f64 or f32).
@@ -430,9 +431,10 @@ pub struct DecomposeArgs {
     /// Learned checkpoint (.safetensors).
     #[arg(long)]
     pub model: String,
-    /// The exact model of the same data (built-in name or mixture JSON).
-    #[arg(long, default_value = "ring2d")]
-    pub exact: String,
+    /// The exact model of the same data (built-in name or mixture JSON) [default: the data the
+    /// checkpoint's .json says it learned].
+    #[arg(long)]
+    pub exact: Option<String>,
     /// Solver.
     #[arg(long, default_value = "ddim")]
     pub solver: String,

@@ -318,19 +318,33 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
 
 /// `pfode decompose`: where a learned model's sampling error comes from.
 pub fn decompose(args: &crate::cli::DecomposeArgs) -> Result<Vec<pfode::decompose::Decomposition>> {
-    let learned = model::load(&args.model)?;
-    let exact = model::resolve(&args.exact)?;
+    let learned = pfode::model::mlp::Mlp::load(Path::new(&args.model))?;
+    // The exact model is the data the network learned, unless given; never a silent default.
+    let exact_name = match (&args.exact, learned.trained_on()) {
+        (Some(name), _) => name.clone(),
+        (None, Some(data)) => data.to_string(),
+        (None, None) => {
+            return Err(Error::invalid(
+                "exact",
+                format!(
+                    "{} does not record the data it learned: give `exact`",
+                    args.model
+                ),
+            ))
+        }
+    };
+    let exact = model::resolve(&exact_name).map_err(|e| {
+        Error::invalid(
+            "exact",
+            format!("the network learned '{exact_name}', which has no exact model: {e}"),
+        )
+    })?;
+    println!("exact model: {exact_name}; reference: DOP853 at rtol = atol = 1e-6");
     let solver = Solver::named(&args.solver)?;
     let spacing: pfode::grid::Spacing = args.spacing.parse()?;
     let x_t = pfode::noise::draw(args.n, exact.dim(), args.seed);
     pfode::decompose::decompose(
-        learned.as_ref(),
-        &exact,
-        &solver,
-        &spacing,
-        &args.nfe,
-        &x_t,
-        args.seed,
+        &learned, &exact, &solver, &spacing, &args.nfe, &x_t, args.seed,
     )
 }
 

@@ -1,0 +1,103 @@
+//! Messages and defaults a new user meets first: each names what is wrong or what was used.
+
+use std::process::{Command, Output};
+
+fn pfode(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pfode"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap()
+}
+
+fn failure(args: &[&str]) -> String {
+    let o = pfode(args);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(!o.status.success(), "{args:?} should fail");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    err
+}
+
+#[test]
+fn a_missing_checkpoint_is_named_itself_not_its_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("none.safetensors");
+    let out = dir.path().join("x.npy");
+    let err = failure(&[
+        "sample",
+        "--model",
+        model.to_str().unwrap(),
+        "--solver",
+        "ddim",
+        "--steps",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("none.safetensors") && !err.contains("none.json"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(dir.path()).unwrap().count() == 0);
+}
+
+#[test]
+fn an_unknown_model_lists_every_kind_of_model() {
+    let err = failure(&[
+        "sample",
+        "--model",
+        "nosuch",
+        "--solver",
+        "ddim",
+        "--steps",
+        "5",
+        "--out",
+        "/tmp/pfode-x.npy",
+    ]);
+    assert!(
+        err.contains("--model")
+            && err.contains("ring2d")
+            && err.contains(".json")
+            && err.contains(".safetensors"),
+        "{err}"
+    );
+    let o = pfode(&["sample", "--help"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains(".safetensors"));
+}
+
+#[test]
+fn neither_steps_nor_nfe_asks_for_one_of_them() {
+    let err = failure(&[
+        "sample",
+        "--model",
+        "ring2d",
+        "--solver",
+        "ddim",
+        "--out",
+        "/tmp/pfode-y.npy",
+    ]);
+    assert!(err.contains("give --steps or --nfe"), "{err}");
+}
+
+#[test]
+fn decompose_takes_the_exact_model_from_the_checkpoint_and_says_so() {
+    // swissroll has no exact density: refused, naming what the network learned.
+    let err = failure(&["decompose", "--model", "models/swissroll.safetensors"]);
+    assert!(
+        err.contains("swissroll") && err.contains("--exact"),
+        "{err}"
+    );
+    // ring2d's checkpoint learned ring2d: used, and printed.
+    let o = pfode(&[
+        "decompose",
+        "--model",
+        "models/ring2d.safetensors",
+        "--nfe",
+        "10",
+        "--n",
+        "40",
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(text.contains("exact model: ring2d"), "{text}");
+}
