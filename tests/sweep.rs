@@ -226,6 +226,35 @@ fn bad_specs_name_the_file_and_the_key() {
     );
 }
 
+/// A run that cannot run is an error before anything is written, naming the spec, the entry
+/// and what would work — not a row of NaN with steps = 0 and nfe = 0 (a dopri5 entry in an
+/// NFE sweep, or heun at a budget of 1, used to give "2 runs (2 done)" and NaN rows).
+#[test]
+fn runs_that_cannot_run_are_errors_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("{SPEC}[[solvers]]\nname = \"dopri5\"\n"),
+            vec!["solvers[3]", "'dopri5'", "chooses its own steps"],
+        ),
+        (
+            SPEC.replace("nfe = [4, 8, 16]", "nfe = [1, 4]"),
+            vec!["solvers[1]", "'heun'", "nfe = 1", "at least 2"],
+        ),
+    ];
+    for (text, expect) in cases {
+        let spec = write_spec(dir.path(), &text);
+        let out = dir.path().join("out");
+        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains("spec.toml"), "{err}");
+        for e in expect {
+            assert!(err.contains(e), "'{err}' should mention '{e}'");
+        }
+        assert!(!out.exists(), "the failed sweep left {} behind", out.display());
+    }
+}
+
 /// A sweep over a learned checkpoint: `error` is measured against the learned model's own
 /// ODE solution (so it falls with NFE), the density metrics against the data it learned.
 #[test]
