@@ -27,10 +27,12 @@ pub struct NpyArray {
 /// Reads a `.npy` file holding f64 or f32 values.
 pub fn read(path: &Path) -> Result<NpyArray> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes).map_err(|msg| Error::file(path, msg))
+    decode(&bytes).map_err(|msg| Error::file(path, msg))
 }
 
-fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
+/// Decodes the bytes of a `.npy` file, or says what is wrong with them. Nothing is allocated
+/// for the values before the header's shape is checked against the data actually present.
+pub fn decode(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (missing the \\x93NUMPY magic)".into());
     }
@@ -78,13 +80,15 @@ fn parse(bytes: &[u8]) -> std::result::Result<NpyArray, String> {
                 .map_err(|_| format!("bad shape {shape_text}"))
         })
         .collect::<std::result::Result<Vec<_>, _>>()?;
-    let count: usize = shape.iter().product();
     let width = if dtype == Dtype::F64 { 8 } else { 4 };
     let body = &bytes[end..];
-    if body.len() != count * width {
+    let needed = shape
+        .iter()
+        .try_fold(width, |n: usize, &d| n.checked_mul(d))
+        .ok_or_else(|| format!("shape {shape:?} is too large to address"))?;
+    if body.len() != needed {
         return Err(format!(
-            "shape {shape:?} needs {} bytes of data, file has {}",
-            count * width,
+            "shape {shape:?} needs {needed} bytes of data, file has {}",
             body.len()
         ));
     }
@@ -188,10 +192,10 @@ mod tests {
     #[test]
     fn encode_then_parse_round_trips_both_dtypes() {
         let data = vec![1.5, -2.25, 3.0e-7, 4.0, 5.0, 6.0];
-        let a = parse(&encode(&[2, 3], &data, Dtype::F64)).unwrap();
+        let a = decode(&encode(&[2, 3], &data, Dtype::F64)).unwrap();
         assert_eq!(a.shape, vec![2, 3]);
         assert_eq!(a.data, data);
-        let b = parse(&encode(&[6], &data, Dtype::F32)).unwrap();
+        let b = decode(&encode(&[6], &data, Dtype::F32)).unwrap();
         assert_eq!(b.shape, vec![6]);
         assert_eq!(b.data[2], 3.0e-7f32 as f64);
         assert_eq!(encode(&[2, 3], &data, Dtype::F64).len() % 16, 0);
@@ -199,15 +203,15 @@ mod tests {
 
     #[test]
     fn rejects_non_npy_and_wrong_dtype_and_truncation() {
-        assert!(parse(b"{\"not\": \"npy\"}")
+        assert!(decode(b"{\"not\": \"npy\"}")
             .unwrap_err()
             .contains("not a .npy"));
         let mut bytes = encode(&[2], &[1.0, 2.0], Dtype::F64);
         let at = bytes.windows(3).position(|w| w == b"<f8").unwrap();
         bytes[at + 1] = b'i';
-        assert!(parse(&bytes).unwrap_err().contains("<i8"));
+        assert!(decode(&bytes).unwrap_err().contains("<i8"));
         let good = encode(&[2], &[1.0, 2.0], Dtype::F64);
-        assert!(parse(&good[..good.len() - 3])
+        assert!(decode(&good[..good.len() - 3])
             .unwrap_err()
             .contains("bytes"));
     }

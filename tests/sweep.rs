@@ -251,7 +251,11 @@ fn runs_that_cannot_run_are_errors_before_anything_is_written() {
         for e in expect {
             assert!(err.contains(e), "'{err}' should mention '{e}'");
         }
-        assert!(!out.exists(), "the failed sweep left {} behind", out.display());
+        assert!(
+            !out.exists(),
+            "the failed sweep left {} behind",
+            out.display()
+        );
     }
 }
 

@@ -150,13 +150,41 @@ impl Mlp {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no such checkpoint"),
             ));
         }
-        let config: MlpConfig = crate::io::read_json(&path.with_extension("json"))?;
-        let mut mlp = Mlp::new(config, 0)
-            .map_err(|e| Error::file(&path.with_extension("json"), e.to_string()))?;
-        let shapes = Self::shapes(&mlp.config);
-        let tensors = load_tensors(path, &layer_names(&shapes))?;
-        mlp.set_layers(layers_from_named(tensors, shapes.len()));
-        Ok(mlp)
+        let json = path.with_extension("json");
+        let config: MlpConfig = crate::io::read_json(&json)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        // The config's sizes are checked against the file before anything is sized by them:
+        // a config claiming enormous layers must not allocate them.
+        let in_file = layers_in_header(&bytes, path)?;
+        if config.depth.checked_add(1) != Some(in_file) {
+            return Err(Error::file(
+                &json,
+                format!(
+                    "depth {} disagrees with the {} layers in {}",
+                    config.depth,
+                    in_file,
+                    path.display()
+                ),
+            ));
+        }
+        let shapes = Self::shapes(&config);
+        let tensors = tensors_from_bytes(&bytes, &layer_names(&shapes), path)?;
+        Self::with_layers(config, layers_from_named(tensors, shapes.len()))
+            .map_err(|e| Error::file(&json, e.to_string()))
+    }
+
+    /// The network of `config` with the given layers (already checked against its shapes).
+    fn with_layers(config: MlpConfig, layers: Vec<(Tensor, Tensor)>) -> Result<Self> {
+        if config.dim == 0 || config.width == 0 || config.depth == 0 {
+            return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
+        }
+        let schedule = Schedule::named(&config.schedule)?;
+        Ok(Mlp {
+            config,
+            schedule,
+            layers,
+            device: Device::Cpu,
+        })
     }
 
     /// The data set the network was trained on (its `.json`'s `training.data`), if recorded.
@@ -326,17 +354,30 @@ pub(crate) fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-/// Reads a `.safetensors` file, checking that every expected tensor is there, f32 and of
-/// the expected shape.
-pub(crate) fn load_tensors(
-    path: &Path,
-    expected: &[(String, Vec<usize>)],
-) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    tensors_from_bytes(&bytes, expected, path)
+
+/// The number of layers (`l{i}.weight` tensors) a safetensors file declares in its header,
+/// read without loading any tensor.
+fn layers_in_header(bytes: &[u8], path: &Path) -> Result<usize> {
+    let bad = |msg: &str| Error::file(path, format!("not a readable safetensors file: {msg}"));
+    let len = bytes
+        .get(..8)
+        .map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes")))
+        .ok_or_else(|| bad("shorter than its header length"))?;
+    let end = usize::try_from(len)
+        .ok()
+        .and_then(|n| n.checked_add(8))
+        .filter(|&end| end <= bytes.len())
+        .ok_or_else(|| bad("header length beyond the end of the file"))?;
+    let header: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_slice(&bytes[8..end]).map_err(|e| bad(&e.to_string()))?;
+    Ok(header
+        .keys()
+        .filter(|k| k.starts_with('l') && k.ends_with(".weight"))
+        .count())
 }
 
-/// [`load_tensors`] on the bytes of a safetensors file (`path` names it in errors).
+/// The tensors of a safetensors file's bytes, each checked against its expected name, dtype
+/// (f32) and shape (`path` names the file in errors).
 pub(crate) fn tensors_from_bytes(
     bytes: &[u8],
     expected: &[(String, Vec<usize>)],
