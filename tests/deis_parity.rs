@@ -15,10 +15,7 @@ use pfode::{grid::TimeGrid, Batch};
 use serde_json::Value;
 
 fn model(f: &Value) -> GaussianMixture {
-    let m = &f["model"];
-    let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(m[k].clone()).unwrap() };
-    let weights = serde_json::from_value(m["weights"].clone()).unwrap();
-    GaussianMixture::new("mixture3d", weights, rows("means"), rows("stds")).unwrap()
+    common::mixture(f, "mixture3d")
 }
 
 /// diffusers' grid: its timesteps, then training index 0.

@@ -17,10 +17,7 @@ use pfode::solver::{sample, Solver};
 use serde_json::Value;
 
 fn model(f: &Value) -> GaussianMixture {
-    let m = &f["model"];
-    let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(m[k].clone()).unwrap() };
-    let weights = serde_json::from_value(m["weights"].clone()).unwrap();
-    GaussianMixture::new("mixture3d", weights, rows("means"), rows("stds")).unwrap()
+    common::mixture(f, "mixture3d")
 }
 
 #[test]

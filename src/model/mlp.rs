@@ -354,7 +354,6 @@ pub(crate) fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Re
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }
 
-
 /// The number of layers (`l{i}.weight` tensors) a safetensors file declares in its header,
 /// read without loading any tensor.
 fn layers_in_header(bytes: &[u8], path: &Path) -> Result<usize> {

@@ -178,6 +178,25 @@ pub struct Span {
     coords: Coords,
 }
 
+impl Span {
+    /// A span from `x` at `t0` toward `stop`, in the coordinates a step toward `stop` takes:
+    /// the state in the integration variable, u = x / scale, its slope still to be evaluated.
+    fn open(ctx: &Ctx, coords: Coords, x: Scratch, t0: f64, stop: f64) -> Span {
+        let coords = step_coords(coords, stop);
+        let flow = ProbabilityFlow {
+            schedule: ctx.schedule,
+            coords,
+        };
+        let inv_scale = 1.0 / flow.scale(t0);
+        let mut u = x;
+        u.map_in_place(|v| v * inv_scale);
+        Span {
+            state: State::new(ctx, u),
+            coords,
+        }
+    }
+}
+
 /// dopri5's per-run state: the span under way, and the step-size controller's proposal.
 #[derive(Default)]
 pub struct Progress {
@@ -224,24 +243,7 @@ impl Sampler for Dopri5 {
         let (mut span, fresh) = match p.span {
             // The span's own state continues; `x` was a copy of it.
             Some(span) => (span, false),
-            None => {
-                let coords = step_coords(self.coords, stop);
-                let flow = ProbabilityFlow {
-                    schedule: ctx.schedule,
-                    coords,
-                };
-                // The state in the integration variable, u = x / scale.
-                let inv_scale = 1.0 / flow.scale(t0);
-                let mut u = x;
-                u.map_in_place(|v| v * inv_scale);
-                (
-                    Span {
-                        state: State::new(ctx, u),
-                        coords,
-                    },
-                    true,
-                )
-            }
+            None => (Span::open(ctx, self.coords, x, t0, stop), true),
         };
         let coords = span.coords;
         let flow = ProbabilityFlow {
@@ -289,16 +291,11 @@ impl Dopri5 {
         x: Scratch,
         carry: Option<Carry>,
     ) -> Result<(Scratch, Option<Carry>)> {
-        let coords = step_coords(self.coords, stop);
+        let Span { mut state, coords } = Span::open(ctx, self.coords, x, t0, stop);
         let flow = ProbabilityFlow {
             schedule: ctx.schedule,
             coords,
         };
-        // The state in the integration variable, u = x / scale.
-        let inv_scale = 1.0 / flow.scale(t0);
-        let mut u = x;
-        u.map_in_place(|v| v * inv_scale);
-        let mut state = State::new(ctx, u);
         let carried = carry.filter(|c| c.coords == coords).map(|c| c.h);
         let field = Field {
             flow,

@@ -14,3 +14,12 @@ pub fn matrix(v: &Value) -> Batch {
     let rows: Vec<Vec<f64>> = serde_json::from_value(v.clone()).unwrap();
     Batch::new(rows.len(), rows[0].len(), rows.concat()).unwrap()
 }
+
+/// The `model` mixture of a fixture (`{"weights", "means", "stds"}`).
+#[allow(dead_code)]
+pub fn mixture(f: &Value, name: &str) -> pfode::model::GaussianMixture {
+    let m = &f["model"];
+    let rows = |k: &str| -> Vec<Vec<f64>> { serde_json::from_value(m[k].clone()).unwrap() };
+    let weights = serde_json::from_value(m["weights"].clone()).unwrap();
+    pfode::model::GaussianMixture::new(name, weights, rows("means"), rows("stds")).unwrap()
+}
