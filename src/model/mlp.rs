@@ -102,10 +102,19 @@ impl Mlp {
 
     /// `(fan_in, fan_out)` of each layer.
     fn shapes(c: &MlpConfig) -> Vec<(usize, usize)> {
-        let mut v = vec![(c.dim + TIME_EMBEDDING, c.width)];
-        v.extend((1..c.depth).map(|_| (c.width, c.width)));
-        v.push((c.width, c.dim));
-        v
+        Self::shapes_upto(c, c.depth.saturating_add(1))
+    }
+
+    /// The first `n` of [`Mlp::shapes`].
+    fn shapes_upto(c: &MlpConfig, n: usize) -> Vec<(usize, usize)> {
+        let layers = c.depth.saturating_add(1);
+        (0..n.min(layers))
+            .map(|i| match i {
+                0 => (c.dim.saturating_add(TIME_EMBEDDING), c.width),
+                i if i + 1 == layers => (c.width, c.dim),
+                _ => (c.width, c.width),
+            })
+            .collect()
     }
 
     /// The same network on `device`.
@@ -156,7 +165,13 @@ impl Mlp {
         // The config's sizes are checked against the file before anything is sized by them:
         // a config claiming enormous layers must not allocate them.
         let in_file = layers_in_header(&bytes, path)?;
-        if config.depth.checked_add(1) != Some(in_file) {
+        if config.depth >= in_file {
+            // More layers than the file has: the first missing one is named (and no more
+            // than one past the file's layers is sized).
+            let shapes = Self::shapes_upto(&config, in_file + 1);
+            tensors_from_bytes(&bytes, &layer_names(&shapes), path)?;
+        }
+        if config.depth + 1 != in_file {
             return Err(Error::file(
                 &json,
                 format!(
