@@ -97,3 +97,39 @@ fn the_solver_count_in_the_readme_is_the_registry_s() {
         "README does not say {n} samplers"
     );
 }
+
+#[test]
+fn the_spec_reference_parses_its_example_and_documents_every_solver_option() {
+    let text = read(&root().join("docs/spec.md"));
+    let example = text
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("docs/spec.md has a TOML example");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("example.toml");
+    std::fs::write(&path, example).unwrap();
+    let (spec, _) = pfode::experiment::Spec::from_file(&path).unwrap();
+    assert_eq!(spec.solvers.len(), 3);
+    for opt in pfode::solver::options::all() {
+        let row = text
+            .split(&format!("\n| `{}` |", opt.name))
+            .nth(1)
+            .unwrap_or_else(|| panic!("docs/spec.md does not document option `{}`", opt.name));
+        // The row's third cell is the default, as the schema has it.
+        let default = row
+            .split('|')
+            .nth(1)
+            .unwrap()
+            .trim()
+            .trim_matches(|c| c == '`' || c == '"');
+        let documented = opt
+            .parse(default)
+            .unwrap_or_else(|e| panic!("docs/spec.md: default '{default}' of `{}`: {e}", opt.name));
+        assert_eq!(
+            documented, opt.default,
+            "docs/spec.md: default of `{}`",
+            opt.name
+        );
+    }
+}
