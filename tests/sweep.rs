@@ -259,6 +259,70 @@ fn runs_that_cannot_run_are_errors_before_anything_is_written() {
     }
 }
 
+/// `steps = [...]` sweeps step counts instead of NFE budgets: every run takes exactly those
+/// steps and records the NFE they used, adaptive solvers included (their grid's points);
+/// giving both or neither is an error.
+#[test]
+fn a_spec_can_sweep_step_counts_instead_of_budgets() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SPEC
+        .replace("nfe = [4, 8, 16]", "steps = [3, 6]")
+        .replace("seeds = [0, 1]", "seeds = [0]")
+        .replace(
+            "models = [\"ring2d\", \"gauss2d\"]",
+            "models = [\"ring2d\"]",
+        )
+        + "[[solvers]]\nname = \"dopri5\"\n";
+    let spec = write_spec(dir.path(), &text);
+    let out = dir.path().join("out");
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let rows = table_without_wall(&out);
+    let used = |solver: &str, steps: usize| {
+        let r = rows
+            .iter()
+            .find(|r| r.solver == solver && r.steps == steps && r.metric == "error_rms")
+            .unwrap_or_else(|| panic!("{solver} at {steps} steps"));
+        assert!(r.value.is_finite() && r.value > 0.0, "{r:?}");
+        r.nfe
+    };
+    for steps in [3, 6] {
+        assert_eq!(used("ddim", steps), steps);
+        // Heun's last step onto clean data is a full Heun step for an exact model.
+        assert_eq!(used("heun", steps), 2 * steps);
+        assert!(
+            used("dopri5", steps) > 2 * steps,
+            "dopri5 reports the NFE it used"
+        );
+    }
+    for (text, key) in [
+        (
+            SPEC.replace("nfe = [4, 8, 16]", "nfe = [4]\nsteps = [3]"),
+            "not both",
+        ),
+        (SPEC.replace("nfe = [4, 8, 16]", ""), "steps"),
+        (
+            SPEC.replace("nfe = [4, 8, 16]", "steps = [2000]"),
+            "steps = 2000",
+        ),
+    ] {
+        let spec = write_spec(dir.path(), &text);
+        let out = dir.path().join("bad");
+        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains("spec.toml") && err.contains(key),
+            "{key}: {err}"
+        );
+        assert!(!out.exists());
+    }
+}
+
 /// A sweep over a learned checkpoint: `error` is measured against the learned model's own
 /// ODE solution (so it falls with NFE), the density metrics against the data it learned.
 #[test]

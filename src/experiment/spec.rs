@@ -23,7 +23,11 @@ pub struct Spec {
     /// Step spacings.
     pub spacings: Vec<String>,
     /// NFE budgets: steps are derived per solver so runs compare at equal NFE.
+    #[serde(default)]
     pub nfe: Vec<usize>,
+    /// Step counts instead of NFE budgets (each solver then uses the NFE its steps take).
+    #[serde(default)]
+    pub steps: Vec<usize>,
     /// Seeds of x_T (and of injected noise).
     #[serde(default = "default_seeds")]
     pub seeds: Vec<u64>,
@@ -182,7 +186,6 @@ impl Spec {
             ("models", self.models.is_empty()),
             ("solvers", self.solvers.is_empty()),
             ("spacings", self.spacings.is_empty()),
-            ("nfe", self.nfe.is_empty()),
             ("seeds", self.seeds.is_empty()),
         ];
         if let Some((key, _)) = nonempty.iter().find(|(_, empty)| *empty) {
@@ -213,14 +216,41 @@ impl Spec {
         for name in self.schedule.values() {
             crate::schedule::Schedule::named(&name)?;
         }
-        if let Some(&n) = self.nfe.iter().find(|&&n| n == 0) {
-            return Err(Error::invalid(
-                "nfe",
-                format!("budgets must be ≥ 1, got {n}"),
-            ));
+        match (self.nfe.is_empty(), self.steps.is_empty()) {
+            (true, true) => {
+                return Err(Error::invalid(
+                    "nfe",
+                    "give NFE budgets (`nfe = [...]`) or step counts (`steps = [...]`)",
+                ))
+            }
+            (false, false) => {
+                return Err(Error::invalid("steps", "give `nfe` or `steps`, not both"))
+            }
+            _ => {}
+        }
+        for (key, list) in [("nfe", &self.nfe), ("steps", &self.steps)] {
+            if let Some(&n) = list.iter().find(|&&n| n == 0) {
+                return Err(Error::invalid(key, format!("expected values ≥ 1, got {n}")));
+            }
         }
         Ok(())
     }
+
+    /// The budgets runs are swept over: NFE budgets, or step counts.
+    pub fn budgets(&self) -> Vec<Budget> {
+        if self.steps.is_empty() {
+            self.nfe.iter().map(|&n| Budget::Nfe(n)).collect()
+        } else {
+            self.steps.iter().map(|&n| Budget::Steps(n)).collect()
+        }
+    }
+}
+
+/// What a run is given: a model-evaluation budget, or a number of steps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Budget {
+    Nfe(usize),
+    Steps(usize),
 }
 
 impl SolverEntry {

@@ -7,7 +7,7 @@
 //! * Determinism: every run depends only on the spec and its own seed; the final table is
 //!   sorted by run index, so thread count and completion order leave no trace.
 
-use super::spec::{SolverEntry, Spec};
+use super::spec::{Budget, SolverEntry, Spec};
 use super::table::{self, Row};
 use crate::batch::Batch;
 use crate::digits::Classifier;
@@ -48,7 +48,7 @@ pub struct RunKey {
     pub model: String,
     pub solver: SolverEntry,
     pub spacing: String,
-    pub nfe: usize,
+    pub budget: Budget,
     pub seed: u64,
 }
 
@@ -60,7 +60,7 @@ pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
             for &seed in &spec.seeds {
                 for solver in &spec.solvers {
                     for spacing in &spec.spacings {
-                        for &nfe in &spec.nfe {
+                        for budget in spec.budgets() {
                             let (schedule, model, solver, spacing) = (
                                 schedule.clone(),
                                 model.clone(),
@@ -73,7 +73,7 @@ pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
                                 model,
                                 solver,
                                 spacing,
-                                nfe,
+                                budget,
                                 seed,
                             });
                         }
@@ -350,8 +350,9 @@ fn first(b: &Batch, n: usize) -> Batch {
 pub enum Outcome {
     /// Samples and the NFE used.
     Done(Batch, usize),
-    /// The model or the state went non-finite: recorded as `diverged = 1`, metrics NaN.
-    Diverged,
+    /// The model or the state went non-finite: recorded as `diverged = 1`, metrics NaN,
+    /// with this NFE.
+    Diverged(usize),
 }
 
 /// Runs one combination and returns its rows.
@@ -363,29 +364,26 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
         rho: 7.0,
     };
     let start = Instant::now();
-    let (steps, outcome) = match solver.steps_for_nfe(
+    let defined_at_clean = p.model.defined_at_clean();
+    let steps = match key.budget {
+        Budget::Nfe(n) => solver.steps_for_nfe(schedule, &spacing, opts, n, defined_at_clean)?,
+        Budget::Steps(n) => n,
+    };
+    let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
+    let outcome = match sample(
+        &solver,
+        p.model.as_ref(),
         schedule,
-        &spacing,
-        opts,
-        key.nfe,
-        p.model.defined_at_clean(),
+        &grid,
+        p.x_t.clone(),
+        key.seed,
     ) {
-        Ok(steps) => {
-            let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
-            let outcome = match sample(
-                &solver,
-                p.model.as_ref(),
-                schedule,
-                &grid,
-                p.x_t.clone(),
-                key.seed,
-            ) {
-                Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => Outcome::Done(out, nfe),
-                Ok(_) | Err(Error::NonFinite { .. }) => Outcome::Diverged,
-                Err(e) => return Err(e),
-            };
-            (steps, outcome)
-        }
+        Ok((out, nfe)) if out.data.iter().all(|v| v.is_finite()) => Outcome::Done(out, nfe),
+        // A run that diverged records the NFE it was given (a budget), or its steps' NFE.
+        Ok(_) | Err(Error::NonFinite { .. }) => Outcome::Diverged(match key.budget {
+            Budget::Nfe(n) => n,
+            Budget::Steps(_) => solver.nfe_on(schedule, &grid, defined_at_clean)?,
+        }),
         Err(e) => return Err(e),
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
@@ -403,7 +401,7 @@ fn rows(
 ) -> Result<Vec<Row>> {
     let (out, nfe, diverged) = match outcome {
         Outcome::Done(out, nfe) => (Some(out), nfe, 0.0),
-        Outcome::Diverged => (None, key.nfe, 1.0),
+        Outcome::Diverged(nfe) => (None, nfe, 1.0),
     };
     let names = metric_names(spec);
     let mut values = vec![f64::NAN; names.len()];
@@ -500,12 +498,12 @@ fn check_runs(
     for (i, entry) in spec.solvers.iter().enumerate() {
         let solver = Solver::build(&entry.name, &entry.options)
             .map_err(|e| in_spec(format!("solvers[{i}]: {e}")))?;
-        if solver.is_adaptive() {
+        if solver.is_adaptive() && !spec.nfe.is_empty() {
             return Err(in_spec(format!(
                 "solvers[{i}] ('{}') chooses its own steps from its tolerances, so the spec's nfe \
-                 budgets cannot apply to it; specs have no tolerance axis yet: leave it out of \
-                 this sweep and run it with `pfode sample --solver {} --rtol … --atol …`",
-                entry.name, entry.name
+                 budgets cannot apply to it: sweep it over `steps` (its grid's points) or leave \
+                 it out of this sweep",
+                entry.name
             )));
         }
         let mut clean: Vec<bool> = models.iter().map(|m| m.1).collect();
@@ -514,6 +512,14 @@ fn check_runs(
         for (schedule_name, schedule) in schedules {
             for spacing_name in &spec.spacings {
                 let spacing: Spacing = spacing_name.parse()?;
+                for &n in &spec.steps {
+                    TimeGrid::build(schedule, &spacing, Some(n), opts).map_err(|e| {
+                        in_spec(format!(
+                            "steps = {n} on the '{spacing_name}' grid of schedule \
+                             '{schedule_name}': {e}"
+                        ))
+                    })?;
+                }
                 for &defined in &clean {
                     let one = TimeGrid::build(schedule, &spacing, Some(1), opts)?;
                     let least = solver.nfe_on(schedule, &one, defined)?;
@@ -847,7 +853,7 @@ mod tests {
         let key = enumerate(&spec).remove(0);
         let p = prepared();
         let names = metric_names(&spec);
-        let bad = rows(&spec, &p, &key, 4, Outcome::Diverged, 1.0).unwrap();
+        let bad = rows(&spec, &p, &key, 4, Outcome::Diverged(4), 1.0).unwrap();
         assert_eq!(bad.len(), names.len());
         assert_eq!((bad[0].metric.as_str(), bad[0].value), ("diverged", 1.0));
         assert!(bad[1..].iter().all(|r| r.value.is_nan()));
