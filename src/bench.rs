@@ -63,7 +63,7 @@ fn sample_path_per_nfe(
     let (mut path, mut forward) = (Vec::new(), Vec::new());
     for rep in 0..=reps {
         let t = Instant::now();
-        let samples = request.sample(mlp, schedule, x.clone())?;
+        let samples = request.sample_on(mlp, schedule, grid.clone(), x.clone())?;
         let p = t.elapsed().as_secs_f64() / samples.nfe as f64;
         let t = Instant::now();
         rayon::scope(|_| -> Result<()> {

@@ -91,6 +91,19 @@ impl Request {
         schedule: &Schedule,
         x_t: Batch,
     ) -> Result<Samples> {
+        let grid = self.time_grid(schedule, model.defined_at_clean())?;
+        self.sample_on(model, schedule, grid, x_t)
+    }
+
+    /// [`Request::sample`] on `grid`, the request's [`Request::time_grid`] for this model,
+    /// for a caller that built it already (to check it before reading x_T).
+    pub fn sample_on(
+        &self,
+        model: &dyn ScoreModel,
+        schedule: &Schedule,
+        grid: TimeGrid,
+        x_t: Batch,
+    ) -> Result<Samples> {
         if x_t.d != model.dim() {
             return Err(Error::invalid(
                 "x_t",
@@ -101,7 +114,6 @@ impl Request {
                 ),
             ));
         }
-        let grid = self.time_grid(schedule, model.defined_at_clean())?;
         let (n, d) = (x_t.n, x_t.d);
         let mut x_t = x_t;
         let f32 = self.precision == Precision::F32;

@@ -276,7 +276,7 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         seed: args.seed,
     };
     // The grid is checked before x_T is read, as the user wrote them.
-    request.time_grid(&schedule, model.defined_at_clean())?;
+    let grid = request.time_grid(&schedule, model.defined_at_clean())?;
     let x_t = match &args.noise {
         Some(path) => read_noise(path, model.dim())?,
         None => {
@@ -288,7 +288,7 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         }
     };
     let (n, d) = (x_t.n, x_t.d);
-    let samples = request.sample(model, &schedule, x_t)?;
+    let samples = request.sample_on(model, &schedule, grid, x_t)?;
     let mut sidecar = samples.info;
     sidecar["command"] = json!("sample");
     sidecar["model"]["spec"] = json!(args.model);
