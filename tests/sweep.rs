@@ -46,6 +46,28 @@ fn write_spec(dir: &Path, text: &str) -> String {
     p.to_str().unwrap().to_string()
 }
 
+/// Runs a sweep of spec `text` that must be refused: a non-zero exit, no panic, an error
+/// naming the spec and each of `expect`, and no output folder left behind.
+fn assert_refused(dir: &Path, text: &str, expect: &[&str]) {
+    let spec = write_spec(dir, text);
+    let out = dir.join("refused");
+    let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("spec.toml"),
+        "{expect:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    for e in expect {
+        assert!(err.contains(e), "'{err}' should mention '{e}'");
+    }
+    assert!(
+        !out.exists(),
+        "the failed sweep left {} behind",
+        out.display()
+    );
+}
+
 #[test]
 fn two_runs_of_a_spec_give_identical_tables_and_shards_merge_to_the_same_table() {
     let dir = tempfile::tempdir().unwrap();
@@ -208,16 +230,7 @@ fn bad_specs_name_the_file_and_the_key() {
         ("name = 3".to_string(), "name"),
     ];
     for (text, key) in cases {
-        let spec = write_spec(dir.path(), &text);
-        let out = dir.path().join("out");
-        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            !o.status.success() && err.contains("spec.toml") && err.contains(key),
-            "{key}: {err}"
-        );
-        assert!(!err.contains("panicked"));
-        let _ = std::fs::remove_dir_all(&out);
+        assert_refused(dir.path(), &text, &[key]);
     }
     let o = pfode(&["sweep", "/nonexistent/spec.toml", "--quiet"]);
     assert!(
@@ -243,19 +256,7 @@ fn runs_that_cannot_run_are_errors_before_anything_is_written() {
         ),
     ];
     for (text, expect) in cases {
-        let spec = write_spec(dir.path(), &text);
-        let out = dir.path().join("out");
-        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(!o.status.success() && err.contains("spec.toml"), "{err}");
-        for e in expect {
-            assert!(err.contains(e), "'{err}' should mention '{e}'");
-        }
-        assert!(
-            !out.exists(),
-            "the failed sweep left {} behind",
-            out.display()
-        );
+        assert_refused(dir.path(), &text, &expect);
     }
 }
 
@@ -311,15 +312,7 @@ fn a_spec_can_sweep_step_counts_instead_of_budgets() {
             "steps = 2000",
         ),
     ] {
-        let spec = write_spec(dir.path(), &text);
-        let out = dir.path().join("bad");
-        let o = pfode(&["sweep", &spec, "--out", out.to_str().unwrap(), "--quiet"]);
-        let err = String::from_utf8_lossy(&o.stderr);
-        assert!(
-            !o.status.success() && err.contains("spec.toml") && err.contains(key),
-            "{key}: {err}"
-        );
-        assert!(!out.exists());
+        assert_refused(dir.path(), &text, &[key]);
     }
 }
 
