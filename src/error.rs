@@ -32,6 +32,10 @@ pub enum Error {
     /// The tensor backend (candle) failed.
     #[error("{context}: candle: {msg}")]
     Backend { context: String, msg: String },
+    /// A model supplied by the caller (a Python callback) failed or returned something
+    /// unusable; the message says where in the run.
+    #[error("{0}")]
+    Model(String),
     /// A numerical check failed (e.g. `check ddim-euler`).
     #[error("{0}")]
     Check(String),

@@ -221,17 +221,20 @@ pub fn solve(
     match s.mode {
         Mode::Batch => solve_block(model, schedule, x, t_from, t_to, s),
         Mode::PerSample => {
-            let rows: Vec<Result<(Batch, Stats)>> = (0..x.n)
-                .into_par_iter()
-                .map(|i| {
-                    let row = Batch {
-                        n: 1,
-                        d: x.d,
-                        data: x.row(i).to_vec(),
-                    };
-                    solve_block(model, schedule, &row, t_from, t_to, s)
-                })
-                .collect();
+            let one = |i: usize| {
+                let row = Batch {
+                    n: 1,
+                    d: x.d,
+                    data: x.row(i).to_vec(),
+                };
+                solve_block(model, schedule, &row, t_from, t_to, s)
+            };
+            // A thread-bound model (Python) is called on this thread only.
+            let rows: Vec<Result<(Batch, Stats)>> = if model.thread_bound() {
+                (0..x.n).map(one).collect()
+            } else {
+                (0..x.n).into_par_iter().map(one).collect()
+            };
             let mut data = Vec::with_capacity(x.data.len());
             let mut total = Stats::default();
             for r in rows {

@@ -19,6 +19,7 @@ fn regenerates(name: &str) {
         resume: false,
         jobs: 2,
         quiet: true,
+        models: Vec::new(),
     };
     sweep(
         &root.join("experiments").join(format!("{name}.toml")),

@@ -27,12 +27,16 @@ pub struct Order {
 
 /// Fits the order of `error_rms` against NFE on the three largest NFE above the round-off
 /// floor, per (model, solver, options, spacing), averaging seeds. Writes `orders.csv`.
+///
+/// Runs that clamp x̂₀ (`clip_sample`, `thresholding`) are left out: they integrate another
+/// field than the probability-flow ODE, so no convergence order is declared for them
+/// ([`clamped_configurations`] lists them).
 pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     let (rows, _) = table::read(&dir.join("results.csv"))?;
     let mut groups: BTreeMap<Group, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
     for r in rows
         .iter()
-        .filter(|r| r.metric == "error_rms" && r.value.is_finite())
+        .filter(|r| r.metric == "error_rms" && r.value.is_finite() && !clamps(r))
     {
         groups
             .entry((
@@ -90,6 +94,27 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
         w.serialize(o).expect("serialise");
     }
     crate::io::write_atomic(&dir.join("orders.csv"), &w.into_inner().expect("buffer"))?;
+    Ok(out)
+}
+
+/// True if the row's solver configuration clamps x̂₀.
+fn clamps(r: &table::Row) -> bool {
+    given_options(&r.options)
+        .and_then(|given| Solver::build(&r.solver, &given))
+        .is_ok_and(|s| s.clamps_data())
+}
+
+/// The (model, solver, options, spacing) groups of a results folder that clamp x̂₀, which
+/// [`orders`] leaves out.
+pub fn clamped_configurations(dir: &Path) -> Result<Vec<String>> {
+    let (rows, _) = table::read(&dir.join("results.csv"))?;
+    let mut out: Vec<String> = rows
+        .iter()
+        .filter(|r| r.metric == "error_rms" && clamps(r))
+        .map(|r| format!("{} {} {} {}", r.model, r.solver, r.options, r.spacing))
+        .collect();
+    out.sort();
+    out.dedup();
     Ok(out)
 }
 

@@ -161,7 +161,15 @@ impl Spec {
     /// Reads and validates a spec file.
     pub fn from_file(path: &Path) -> Result<(Spec, String)> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let spec: Spec = toml::from_str(&text).map_err(|e| {
+        let spec = Spec::from_text(path, &text)?;
+        Ok((spec, text))
+    }
+
+    /// Parses and validates spec `text`; errors name `origin` (its file, or what stands
+    /// for one, such as Python's `spec` argument).
+    pub fn from_text(origin: &Path, text: &str) -> Result<Spec> {
+        let path = origin;
+        let spec: Spec = toml::from_str(text).map_err(|e| {
             // One line: where, the offending line itself (it names the key), and why.
             let at = match e.span() {
                 Some(span) => {
@@ -178,7 +186,7 @@ impl Spec {
         })?;
         spec.validate()
             .map_err(|e| Error::file(path, e.to_string()))?;
-        Ok((spec, text))
+        Ok(spec)
     }
 
     fn validate(&self) -> Result<()> {

@@ -23,7 +23,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 /// Samples used by the O(N²) kernel metrics (MMD, KID): the first ones of each run.
@@ -38,6 +38,28 @@ pub struct SweepOptions {
     pub resume: bool,
     pub jobs: usize,
     pub quiet: bool,
+    /// Models the caller supplies by name (Python's `models={...}`); a spec's model name
+    /// looks here before the built-in names and files.
+    pub models: Vec<NamedModel>,
+}
+
+/// A model supplied by the caller under a name, with the data it learned where known (a
+/// mixture name or file, or a procedural data set: what the metrics compare against).
+#[derive(Clone)]
+pub struct NamedModel {
+    pub name: String,
+    pub model: Arc<dyn ScoreModel>,
+    pub data: Option<String>,
+}
+
+impl std::fmt::Debug for NamedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NamedModel")
+            .field("name", &self.name)
+            .field("model", &self.model.describe())
+            .field("data", &self.data)
+            .finish()
+    }
 }
 
 /// One run of the sweep.
@@ -122,7 +144,7 @@ pub fn parse_shard(s: &str) -> Result<(usize, usize)> {
 
 /// Everything shared by the runs of one (model, seed): x_T, the reference, data samples.
 struct Prepared {
-    model: Box<dyn ScoreModel>,
+    model: Arc<dyn ScoreModel>,
     /// The data's exact density, where known (mixtures, and networks trained on one).
     density: Option<GaussianMixture>,
     x_t: Batch,
@@ -137,16 +159,29 @@ struct Prepared {
 
 /// What a sweep's model name stands for: the model, and where its data came from.
 struct ModelData {
-    model: Box<dyn ScoreModel>,
+    model: Arc<dyn ScoreModel>,
     /// The data set: the mixture itself, or the `data` a checkpoint was trained on.
     data: String,
     /// The data's exact density, where it is a mixture.
     density: Option<GaussianMixture>,
     /// Extra reference cache key: a checkpoint's content hash.
     fingerprint: String,
+    /// False for a caller's model, whose content pfode cannot hash: its reference is
+    /// always solved afresh, never read from the cache.
+    cacheable: bool,
 }
 
-fn model_data(name: &str) -> Result<ModelData> {
+fn model_data(name: &str, supplied: &[NamedModel]) -> Result<ModelData> {
+    if let Some(m) = supplied.iter().find(|m| m.name == name) {
+        let data = m.data.clone().unwrap_or_default();
+        return Ok(ModelData {
+            model: m.model.clone(),
+            density: model::resolve(&data).ok(),
+            data,
+            fingerprint: String::new(),
+            cacheable: false,
+        });
+    }
     if name.ends_with(".safetensors") {
         let mlp = crate::model::mlp::Mlp::load(Path::new(name))?;
         let data = mlp.config.training["data"]
@@ -160,18 +195,20 @@ fn model_data(name: &str) -> Result<ModelData> {
             .to_string();
         let bytes = std::fs::read(name).map_err(|e| Error::io(Path::new(name), e))?;
         return Ok(ModelData {
-            model: Box::new(mlp),
+            model: Arc::new(mlp),
             density: model::resolve(&data).ok(),
             data,
             fingerprint: format!("{:016x}", fnv1a(&bytes)),
+            cacheable: true,
         });
     }
     let mixture = model::resolve(name)?;
     Ok(ModelData {
-        model: Box::new(mixture.clone()),
+        model: Arc::new(mixture.clone()),
         data: name.to_string(),
         density: Some(mixture),
         fingerprint: String::new(),
+        cacheable: true,
     })
 }
 
@@ -180,9 +217,14 @@ const NEEDS_DENSITY: &[&str] = &["frechet", "nll", "mode_coverage"];
 const NEEDS_DIGITS: &[&str] = super::spec::DIGITS_METRICS;
 
 /// Resolves a model of the spec and checks that every metric can be computed for it.
-fn checked_model(spec_path: &Path, spec: &Spec, name: &str) -> Result<ModelData> {
+fn checked_model(
+    spec_path: &Path,
+    spec: &Spec,
+    name: &str,
+    supplied: &[NamedModel],
+) -> Result<ModelData> {
     let in_spec = |e: Error| Error::file(spec_path, format!("model '{name}': {e}"));
-    let m = model_data(name).map_err(in_spec)?;
+    let m = model_data(name, supplied).map_err(in_spec)?;
     let has_density = m.density.is_some();
     let is_digits = m.data == crate::digits::NAME;
     let has_data =
@@ -206,6 +248,7 @@ fn checked_model(spec_path: &Path, spec: &Spec, name: &str) -> Result<ModelData>
 }
 
 /// Prepares one (schedule, model, seed): noise, cached reference, data samples.
+#[allow(clippy::too_many_arguments)]
 fn prepare(
     spec_path: &Path,
     spec: &Spec,
@@ -214,8 +257,9 @@ fn prepare(
     name: &str,
     seed: u64,
     save_2d_paths: bool,
+    supplied: &[NamedModel],
 ) -> Result<Prepared> {
-    let mut m = checked_model(spec_path, spec, name)?;
+    let mut m = checked_model(spec_path, spec, name, supplied)?;
     let x_t = draw_noise(spec.samples, m.model.dim(), seed);
     let reference = cached_reference(out, spec, schedule, &m, &x_t, seed)?;
     let density = m.density.take();
@@ -297,7 +341,7 @@ fn cached_reference(
     let path = dir
         .join("cache")
         .join(format!("ref-{:016x}.npy", fnv1a(key.as_bytes())));
-    if path.exists() {
+    if m.cacheable && path.exists() {
         let a = crate::npy::read(&path)?;
         if a.shape == [x_t.n, x_t.d] {
             return Batch::new(x_t.n, x_t.d, a.data);
@@ -316,6 +360,9 @@ fn cached_reference(
         t_end,
         &settings,
     )?;
+    if !m.cacheable {
+        return Ok(r);
+    }
     std::fs::create_dir_all(path.parent().unwrap()).map_err(|e| Error::io(&path, e))?;
     crate::npy::write(&path, &[r.n, r.d], &r.data, crate::npy::Dtype::F64)?;
     Ok(r)
@@ -549,7 +596,13 @@ pub struct SweepReport {
 
 /// Runs a spec (or one shard of it) into `opts.out`.
 pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
-    let (spec, text) = Spec::from_file(spec_path)?;
+    let text = std::fs::read_to_string(spec_path).map_err(|e| Error::io(spec_path, e))?;
+    sweep_text(spec_path, &text, opts)
+}
+
+/// [`sweep`] of a spec given as TOML `text`; errors name `spec_path` as its origin.
+pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<SweepReport> {
+    let spec = Spec::from_text(spec_path, text)?;
     let schedules: Vec<(String, Schedule)> = spec
         .schedule
         .values()
@@ -564,7 +617,7 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     names.dedup();
     let mut defined_at_clean = Vec::new();
     for name in names {
-        let m = checked_model(spec_path, &spec, name)?;
+        let m = checked_model(spec_path, &spec, name, &opts.models)?;
         defined_at_clean.push((name.clone(), m.model.defined_at_clean()));
     }
     check_runs(spec_path, &spec, &schedules, &defined_at_clean)?;
@@ -606,7 +659,7 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
     } else {
         crate::io::write_atomic(&csv_path, &table::header())?;
     }
-    write_meta(out, &spec, &text)?;
+    write_meta(out, &spec, text)?;
 
     let todo: Vec<&RunKey> = mine.iter().filter(|r| !done.contains(&r.index)).collect();
     let bar = if opts.quiet {
@@ -628,7 +681,9 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
         .num_threads(opts.jobs.max(1))
         .build()
         .map_err(|e| Error::invalid("jobs", e.to_string()))?;
-    pool.install(|| -> Result<()> {
+    // A thread-bound model (Python) runs every run on this thread, one at a time.
+    let thread_bound = opts.models.iter().any(|m| m.model.thread_bound());
+    let run_all = || -> Result<()> {
         // Prepare each (schedule, model, seed) once: noise, cached reference, exact samples.
         let mut groups: Vec<(String, String, u64)> = todo
             .iter()
@@ -655,11 +710,12 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
                     &name,
                     seed,
                     first_group,
+                    &opts.models,
                 )?;
                 Ok(((sched, name, seed), p))
             })
             .collect::<Result<_>>()?;
-        todo.par_iter().try_for_each(|key| -> Result<()> {
+        let run = |key: &&RunKey| -> Result<()> {
             let p = &prepared
                 .iter()
                 .find(|(k, _)| k.0 == key.schedule && k.1 == key.model && k.2 == key.seed)
@@ -673,8 +729,18 @@ pub fn sweep(spec_path: &Path, opts: &SweepOptions) -> Result<SweepReport> {
                 .map_err(|e| Error::io(&csv_path, e))?;
             bar.inc(1);
             Ok(())
-        })
-    })?;
+        };
+        if thread_bound {
+            todo.iter().try_for_each(run)
+        } else {
+            todo.par_iter().try_for_each(run)
+        }
+    };
+    if thread_bound {
+        run_all()?;
+    } else {
+        pool.install(run_all)?;
+    }
     bar.finish_and_clear();
     // Final table in run order, whatever the completion order was.
     let (mut rows, _) = table::read(&csv_path)?;
@@ -839,7 +905,7 @@ mod tests {
         Prepared {
             reference: exact.clone(),
             bandwidth: median_bandwidth(&exact),
-            model: Box::new(model.clone()),
+            model: Arc::new(model.clone()),
             density: Some(model),
             x_t,
             real: Some(exact),

@@ -67,6 +67,10 @@ impl ScoreModel for Counted<'_> {
         self.inner.describe()
     }
 
+    fn thread_bound(&self) -> bool {
+        self.inner.thread_bound()
+    }
+
     fn defined_at_clean(&self) -> bool {
         self.inner.defined_at_clean()
     }

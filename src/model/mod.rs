@@ -55,6 +55,14 @@ pub trait ScoreModel: Send + Sync {
         false
     }
 
+    /// True if the model must be called on the thread that started the run, never on a
+    /// worker of the thread pool: a Python callable (signals such as Ctrl-C reach only the
+    /// main thread, and a pool worker must not attach to the interpreter). Runs then stay
+    /// on the calling thread; pfode's own parallel loops still use the pool.
+    fn thread_bound(&self) -> bool {
+        false
+    }
+
     /// The model's row-wise fast paths, if each output row depends only on the same input
     /// row, bit for bit, whatever the rest of the batch (exact models): samplers may then run
     /// the batch in row tiles small enough to keep their state in cache (`solver::tiles`).

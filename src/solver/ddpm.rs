@@ -1,6 +1,7 @@
 //! DDPM ancestral sampling (Ho, Jain & Abbeel 2020, Algorithm 2), generalised to any pair of
 //! grid points by treating `ᾱ_t / ᾱ_{t'}` as the step's α.
 
+use super::clamp;
 use super::options::{Kind, Opt, Resolved, Value};
 use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
@@ -30,7 +31,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "ddpm",
     order: 1.0,
     stochastic: true,
-    options: &[&VARIANCE],
+    options: &[&VARIANCE, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1",
     build,
 };

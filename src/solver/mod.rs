@@ -4,6 +4,7 @@
 //! streams) is handed in and back, never hidden in the sampler. The loop, not the solver,
 //! owns the grid walk; the [`Counted`] model, not the solver, counts NFE.
 
+pub mod clamp;
 mod exponential;
 mod kernels;
 pub mod options;
@@ -40,6 +41,7 @@ registry! {
     pndm => INFO;
 }
 
+pub use clamp::DataClamp;
 pub use ddpm::Variance;
 pub use euler_maruyama::{Brownian, TreeClock};
 pub use options::{Given, Opt, Resolved, WarmStart};
@@ -67,6 +69,9 @@ pub struct Ctx<'a> {
     step_noise: Option<&'a [Vec<f64>]>,
     /// The run's buffers ([`Scratch`] batches return there when dropped).
     pool: Arc<pool::Pool>,
+    /// Clamping of x̂₀ the solver was asked for (diffusers' clip_sample / thresholding):
+    /// every ε̂ is then re-derived from the clamped x̂₀ ([`clamp`]).
+    data_clamp: Option<DataClamp>,
 }
 
 impl<'a> Ctx<'a> {
@@ -85,7 +90,22 @@ impl<'a> Ctx<'a> {
             tile_offset: None,
             step_noise: None,
             pool: Arc::default(),
+            data_clamp: None,
         }
+    }
+
+    /// This context with x̂₀ clamped at every evaluation.
+    fn with_clamp(&self, clamp: DataClamp) -> Ctx<'a> {
+        Ctx {
+            pool: self.pool.clone(),
+            data_clamp: Some(clamp),
+            ..*self
+        }
+    }
+
+    /// The clamping of x̂₀ this run applies, if any.
+    pub fn data_clamp(&self) -> Option<DataClamp> {
+        self.data_clamp
     }
 
     /// A context for the row tile whose first element is element `offset` of the whole
@@ -165,8 +185,23 @@ impl<'a> Ctx<'a> {
         self.eps_at(x, self.t(i))
     }
 
-    /// `ε̂` at any time `t` (one NFE).
+    /// `ε̂` at any time `t` (one NFE), re-derived from the clamped x̂₀ where the run
+    /// clamps it.
     pub fn eps_at(&self, x: &Batch, t: f64) -> Result<Scratch> {
+        let mut out = self.eps_unclamped_at(x, t)?;
+        if let Some(c) = self.data_clamp {
+            let (a, s) = (self.schedule.alpha(t), self.schedule.sigma(t));
+            c.rederive_eps(&x.data, &mut out.data, x.d, a, s);
+        }
+        Ok(out)
+    }
+
+    /// The model's own `ε̂` at grid point `i`, whatever the run's clamping (one NFE).
+    pub fn eps_unclamped(&self, x: &Batch, i: usize) -> Result<Scratch> {
+        self.eps_unclamped_at(x, self.t(i))
+    }
+
+    fn eps_unclamped_at(&self, x: &Batch, t: f64) -> Result<Scratch> {
         let mut out = self.batch_like(x);
         let level = Level::at(self.schedule, t);
         // A row tile runs on one thread: its calls go straight to the model's row evaluator
@@ -368,6 +403,7 @@ pub struct Solver {
     given: Given,
     resolved: Resolved,
     method: Arc<dyn Method>,
+    clamp: Option<DataClamp>,
 }
 
 impl std::fmt::Debug for Solver {
@@ -385,6 +421,7 @@ impl Solver {
         Ok(Solver {
             info,
             given: given.clone(),
+            clamp: DataClamp::from_options(&resolved)?,
             resolved,
             method: Arc::from(method),
         })
@@ -446,20 +483,32 @@ impl Solver {
     ///
     /// A run started outside the thread pool moves onto a pool thread first: each parallel
     /// loop it then starts finds the other threads awake, where from outside the pool the
-    /// caller sleeps until the loop ends and is woken late.
+    /// caller sleeps until the loop ends and is woken late. A thread-bound model (Python)
+    /// keeps the run on the calling thread.
     pub fn integrate(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
-        if rayon::current_thread_index().is_none() {
+        if rayon::current_thread_index().is_none() && !ctx.model.thread_bound() {
             return rayon::scope(|_| self.integrate(ctx, x, precision));
         }
-        if let Some(plan) = tiles::plan(self, ctx, &x) {
-            return tiles::integrate(self, ctx, x, precision, plan);
+        if self.clamp.is_none() {
+            if let Some(plan) = tiles::plan(self, ctx, &x) {
+                return tiles::integrate(self, ctx, x, precision, plan);
+            }
         }
         self.integrate_whole(ctx, x, precision)
     }
 
     /// Runs the solver over the context's grid on the whole batch at once.
     pub fn integrate_whole(&self, ctx: &Ctx, x: Batch, precision: Precision) -> Result<Batch> {
-        self.method.integrate(ctx, x, precision)
+        match self.clamp {
+            Some(c) => self.method.integrate(&ctx.with_clamp(c), x, precision),
+            None => self.method.integrate(ctx, x, precision),
+        }
+    }
+
+    /// True if the run clamps x̂₀ (`clip_sample`, `thresholding`): it then integrates
+    /// another field than the model's probability-flow ODE.
+    pub fn clamps_data(&self) -> bool {
+        self.clamp.is_some()
     }
 
     /// NFE this solver uses on `grid`, counted by a dry run on a free model.

@@ -263,6 +263,14 @@ impl Resolved {
         ))
     }
 
+    /// The value of `opt`, if this solver takes it.
+    pub fn get(&self, opt: &Opt) -> Option<Value> {
+        self.0
+            .iter()
+            .find(|(o, _)| o.name == opt.name)
+            .map(|(_, v)| *v)
+    }
+
     fn value(&self, opt: &Opt) -> Value {
         self.0
             .iter()

@@ -4,6 +4,7 @@
 
 use super::dpm_solver_pp::multistep_order;
 use super::exponential::Point;
+use super::clamp;
 use super::options::{Kind, Opt, Resolved, Value, LOWER_ORDER_FINAL};
 use super::kernels::unipc::{Update, MAX_ORDER};
 use super::{Ctx, Method, Sampler, Scratch, SolverInfo};
@@ -24,7 +25,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "unipc",
     order: 3.0,
     stochastic: false,
-    options: &[&LOWER_ORDER_FINAL, &NO_CORRECTOR],
+    options: &[&LOWER_ORDER_FINAL, &NO_CORRECTOR, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with `no_corrector`",
     build,
 };

@@ -68,6 +68,7 @@ pub fn main(cli: Cli) -> Result<()> {
                         .unwrap_or(1)
                 }),
                 quiet: args.quiet,
+                models: Vec::new(),
             };
             let r = sweep(&args.spec, &opts)?;
             println!(
@@ -184,6 +185,9 @@ pub fn main(cli: Cli) -> Result<()> {
                     "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9.2}  {}",
                     o.model, o.solver, o.options, o.spacing, o.declared, o.observed, o.nfe_used
                 );
+            }
+            for c in pfode::experiment::orders::clamped_configurations(&args.dir)? {
+                println!("left out (clamps x̂₀, so not an ODE solve): {c}");
             }
             Ok(())
         }
@@ -532,6 +536,7 @@ pub fn demo(args: &DemoArgs) -> Result<()> {
             .map(|n| n.get())
             .unwrap_or(1),
         quiet: true,
+        models: Vec::new(),
     };
     let r = pfode::experiment::sweep(&spec_path, &opts)?;
     let (rows, _) = pfode::experiment::table::read(&sweep_dir.join("results.csv"))?;
