@@ -13,7 +13,8 @@ See docs/python.md in the repository for the conventions (time inputs, predictio
 """
 
 from . import _pfode
-from ._pfode import Model, ModelError, Schedule, grid, noise, plot, sample, solvers
+from ._pfode import (Model, ModelError, Schedule, digits, digits_scores, grid, noise, plot,
+                     sample, solvers)
 from ._pfode import __version__
 
 __all__ = [
@@ -21,6 +22,8 @@ __all__ = [
     "ModelError",
     "Schedule",
     "check_ddim_euler",
+    "digits",
+    "digits_scores",
     "grid",
     "noise",
     "orders",

@@ -18,6 +18,13 @@ def model(module, prediction="eps", time="index", device=None, dtype=None, shape
     time: "index" (diffusers' timestep, `t*T - 1`), "t" or "sigma" (see pfode.Model).
     time_array: pass time as a tensor of shape [N] (diffusers' UNets take either).
     """
+    call, np_dtype = as_callable(module, device, dtype)
+    return Model(call, prediction=prediction, time=time, dtype=np_dtype, shape=shape,
+                 data=data, time_array=time_array)
+
+
+def as_callable(module, device=None, dtype=None):
+    """The NumPy callable `fn(x, time) -> array` that `model` wraps, and its dtype name."""
     import torch
 
     params = list(module.parameters())
@@ -45,5 +52,4 @@ def model(module, prediction="eps", time="index", device=None, dtype=None, shape
             return out.to(device="cpu").numpy()
 
     call.__qualname__ = f"torch:{type(module).__name__}"
-    return Model(call, prediction=prediction, time=time, dtype=np_dtype, shape=shape,
-                 data=data, time_array=time_array)
+    return call, np_dtype

@@ -690,6 +690,54 @@ fn orders(py: Python<'_>, results_dir: PathBuf) -> PyResult<Py<PyAny>> {
     json_to_py(py, &cols)
 }
 
+/// The 8×8 digits pfode's digits benchmark uses, in [−1, 1]: `(images [n, 1, 8, 8],
+/// labels [n])` of the `"train"` (1 438) or `"held-out"` (359) split.
+#[pyfunction]
+#[pyo3(signature = (split="train"))]
+fn digits<'py>(py: Python<'py>, split: &str) -> PyResult<(Bound<'py, PyAny>, Bound<'py, PyAny>)> {
+    use pfode::digits::{load, Split, SIDE};
+    let split = match split {
+        "train" => Split::Train,
+        "held-out" | "held_out" => Split::HeldOut,
+        _ => {
+            return Err(PyValueError::new_err(format!(
+                "split: expected 'train' or 'held-out', got '{split}'"
+            )))
+        }
+    };
+    let d = load(split).map_err(to_py)?;
+    let labels = PyArray1::from_vec(py, d.labels).into_any();
+    Ok((array_from(py, d.images, &[1, SIDE, SIDE])?, labels))
+}
+
+/// Digits feature FD and KID of `images` (`[n, 64]` or `[n, 1, 8, 8]`, in [−1, 1]) against
+/// the held-out digits, with the real-data floor (held-out vs training) beside them, as
+/// `pfode digits score` prints.
+#[pyfunction]
+fn digits_scores(py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<Py<PyAny>> {
+    let (x, shape) = batch_from(py, "images", images)?;
+    if x.d != pfode::digits::PIXELS {
+        return Err(PyValueError::new_err(format!(
+            "images: expected 64 pixels per image ((N, 64) or (N, 1, 8, 8)), got shape {shape:?}"
+        )));
+    }
+    let r = py
+        .detach(|| {
+            let c = pfode::digits::Classifier::load_or_committed(None)?;
+            pfode::digits::score_report(&c, &x)
+        })
+        .map_err(to_py)?;
+    let info = serde_json::json!({
+        "fd": r.samples.fd,
+        "kid": r.samples.kid,
+        "floor_fd": r.floor.fd,
+        "floor_kid": r.floor.kid,
+        "nearest_sample": r.nearest_sample,
+        "nearest_held_out": r.nearest_held_out,
+    });
+    json_to_py(py, &info)
+}
+
 #[pymodule]
 fn _pfode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
@@ -706,5 +754,7 @@ fn _pfode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(results, m)?)?;
     m.add_function(wrap_pyfunction!(plot, m)?)?;
     m.add_function(wrap_pyfunction!(orders, m)?)?;
+    m.add_function(wrap_pyfunction!(digits, m)?)?;
+    m.add_function(wrap_pyfunction!(digits_scores, m)?)?;
     Ok(())
 }

@@ -116,3 +116,21 @@ def test_a_sweep_whose_model_raises_chains_the_exception(tmp_path):
         pfode.sweep(spec, models={"mine": pfode.Model(fn, shape=(2,))}, out=tmp_path / "f")
     assert "out of memory, say" in str(e.value)
     assert isinstance(e.value.__cause__, RuntimeError)
+
+
+def test_loaded_models_sample_as_the_cli_does(tmp_path):
+    """Model.load of a checkpoint and of a mixture file: the CLI's samples, bit for bit."""
+    x_T = pfode.noise(32, 2, seed=4)
+    np.save(tmp_path / "xT.npy", x_T)
+    for spec in [ROOT / "models" / "ring2d.safetensors", ROOT / "tests" / "fixtures" / "mix8d.json"]:
+        model = pfode.Model.load(str(spec))
+        dim = model.shape[0]
+        x = pfode.noise(32, dim, seed=4)
+        np.save(tmp_path / "xT.npy", x)
+        out = tmp_path / "cli.npy"
+        subprocess.run([cli(), "sample", "--model", str(spec), "--solver", "dpm-solver++2m",
+                        "--nfe", "10", "--noise", str(tmp_path / "xT.npy"), "--out", str(out)],
+                       check=True, capture_output=True)
+        ours, info = pfode.sample(model, x, solver="dpm-solver++2m", nfe=10)
+        assert np.array_equal(ours, np.load(out)), spec
+        assert info["nfe"] == 10
