@@ -317,6 +317,7 @@ fn reference_summary() {
             rtol: 1e-10,
             atol: 1e-10,
             mode,
+            progress: false,
         };
         let wall = median_secs(3, || {
             std::hint::black_box(

@@ -39,17 +39,76 @@ pub struct Settings {
     pub rtol: f64,
     pub atol: f64,
     pub mode: Mode,
+    /// Draw a progress bar with an ETA on stderr (when it is a terminal).
+    pub progress: bool,
 }
 
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            rtol: 1e-10,
-            atol: 1e-10,
+            rtol: EXACT_TOLERANCE,
+            atol: EXACT_TOLERANCE,
             mode: Mode::Batch,
+            progress: false,
         }
     }
 }
+
+/// Progress of a solve from σ_from down to σ_to, in log(σ + c) (steps crowd at small σ,
+/// so the log keeps the bar's pace, and its ETA, roughly even), as per mille on a bar.
+struct Progress {
+    bar: indicatif::ProgressBar,
+    u_from: f64,
+    u_to: f64,
+    c: f64,
+}
+
+impl Progress {
+    fn new(sig_from: f64, sig_to: f64, show: bool) -> Self {
+        let bar = if show {
+            indicatif::ProgressBar::new(1000)
+        } else {
+            indicatif::ProgressBar::hidden()
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "reference (DOP853) {bar:40} {percent:>3}%  ETA {eta}",
+            )
+            .expect("template"),
+        );
+        let c = (1e-3 * sig_from).max(sig_to.abs()).max(1e-12);
+        Progress {
+            bar,
+            u_from: (sig_from + c).ln(),
+            u_to: (sig_to + c).ln(),
+            c,
+        }
+    }
+
+    fn at(&self, sigma: f64) {
+        let f = (self.u_from - (sigma.max(0.0) + self.c).ln()) / (self.u_from - self.u_to);
+        self.bar.set_position((f.clamp(0.0, 1.0) * 1000.0) as u64);
+    }
+}
+
+/// The default tolerance of a reference solve for `model`: [`EXACT_TOLERANCE`] for a model
+/// defined on clean data (the exact mixtures, computed in f64), [`LEARNED_TOLERANCE`]
+/// otherwise (networks, whose f32 outputs make tighter solves change nothing but the cost).
+pub fn default_tolerance(model: &dyn ScoreModel) -> f64 {
+    if model.defined_at_clean() {
+        EXACT_TOLERANCE
+    } else {
+        LEARNED_TOLERANCE
+    }
+}
+
+/// rtol = atol of references of exact models.
+pub const EXACT_TOLERANCE: f64 = 1e-10;
+
+/// rtol = atol of references of learned models: below it the solution of the committed
+/// f32 networks stops changing beyond their own round-off (docs/guide.md, "References of
+/// learned models", has the measurement).
+pub const LEARNED_TOLERANCE: f64 = 1e-7;
 
 impl Settings {
     /// Checks the tolerances.
@@ -91,6 +150,7 @@ struct Flow<'a> {
     schedule: &'a Schedule,
     d: usize,
     error: &'a RefCell<Option<Error>>,
+    progress: &'a Progress,
 }
 
 impl System<f64, DVector<f64>> for Flow<'_> {
@@ -114,7 +174,8 @@ impl System<f64, DVector<f64>> for Flow<'_> {
         d_state[len] = 1.0;
     }
 
-    fn solout(&mut self, _: f64, _: &DVector<f64>, _: &DVector<f64>) -> bool {
+    fn solout(&mut self, sigma: f64, _: &DVector<f64>, _: &DVector<f64>) -> bool {
+        self.progress.at(sigma);
         self.error.borrow().is_some()
     }
 }
@@ -135,11 +196,14 @@ fn solve_block(
         x.data.iter().map(|v| v / a_from).chain([sig_from]),
     );
     let error = RefCell::new(None);
+    // One bar for a batch solve; per-sample solves run many at once and draw none.
+    let progress = Progress::new(sig_from, sig_to, s.progress && s.mode == Mode::Batch);
     let flow = Flow {
         model,
         schedule,
         d: x.d,
         error: &error,
+        progress: &progress,
     };
     let mut stepper = Dop853::new(
         flow,
@@ -155,6 +219,7 @@ fn solve_block(
     let y_end = stepper.y_out().last().cloned();
     let x_end = stepper.x_out().last().cloned();
     drop(stepper);
+    progress.bar.finish_and_clear();
     if let Some(e) = error.into_inner() {
         return Err(e);
     }

@@ -131,7 +131,8 @@ clip_sample_range = 3.0
         "{}",
         fitted[0].observed
     );
-    let left_out = orders::clamped_configurations(&opts.out).unwrap();
+    let left_out = orders::left_out(&opts.out).unwrap();
     assert_eq!(left_out.len(), 1);
-    assert!(left_out[0].contains("clip_sample"), "{left_out:?}");
+    assert!(left_out[0].0.contains("clip_sample"), "{left_out:?}");
+    assert!(left_out[0].1.contains("not an ODE solve"), "{left_out:?}");
 }

@@ -135,3 +135,60 @@ fn swissroll_samples_are_close_to_held_out_data() {
     println!("swissroll: sliced W2 {sw:.4} (standard normal {sw_noise:.4}), MMD² {mmd:.5} (standard normal {mmd_noise:.5})");
     assert!(sw < 0.3 * sw_noise && mmd < 0.1 * mmd_noise);
 }
+
+/// References of learned models default to 1e-7, of exact ones to 1e-10; a learned-model
+/// sweep without a `[reference]` section uses the former and records it.
+#[test]
+fn learned_model_references_default_to_the_f32_tolerance_and_sweeps_record_it() {
+    use pfode::reference::{default_tolerance, EXACT_TOLERANCE, LEARNED_TOLERANCE};
+    assert_eq!(default_tolerance(&checkpoint()), LEARNED_TOLERANCE);
+    assert_eq!(
+        default_tolerance(&builtin("ring2d").unwrap()),
+        EXACT_TOLERANCE
+    );
+    assert_eq!((LEARNED_TOLERANCE, EXACT_TOLERANCE), (1e-7, 1e-10));
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tempfile::tempdir().unwrap();
+    let spec = format!(
+        "name = \"no_reference\"\nmodels = [\"{}\", \"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10]\nsamples = 500\nmetrics = [\"error\"]\n[[solvers]]\nname = \"dpm-solver++2m\"\n",
+        root.join("models/swissroll.safetensors").display()
+    );
+    let opts = pfode::experiment::SweepOptions {
+        out: dir.path().join("out"),
+        shard: None,
+        resume: false,
+        jobs: 2,
+        quiet: true,
+        models: Vec::new(),
+    };
+    let spec_path = dir.path().join("spec.toml");
+    let r = pfode::experiment::sweep_text(&spec_path, &spec, &opts).unwrap();
+    assert_eq!(r.runs_done_now, 2);
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(opts.out.join("meta.json")).unwrap())
+            .unwrap();
+    let tol = &meta["reference_tolerances"];
+    let swiss = tol
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.contains("swissroll"));
+    let swiss = &swiss.unwrap().1;
+    assert_eq!(
+        (swiss["rtol"].as_f64(), swiss["atol"].as_f64()),
+        (Some(1e-7), Some(1e-7))
+    );
+    assert_eq!(swiss["from"], "the default for learned models");
+    assert_eq!(tol["ring2d"]["rtol"].as_f64(), Some(1e-10));
+    // Both runs measured a real error against their references.
+    let (rows, _) = pfode::experiment::table::read(&opts.out.join("results.csv")).unwrap();
+    let errors: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.metric == "error_rms")
+        .map(|r| r.value)
+        .collect();
+    assert!(
+        errors.len() == 2 && errors.iter().all(|&e| e > 1e-4 && e < 1.0),
+        "{errors:?}"
+    );
+}

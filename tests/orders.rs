@@ -232,3 +232,46 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
         "variance: weak order {ov:.3}, errors {ev:?}"
     );
 }
+
+/// `pfode orders` fits no order to stochastic samplers, whose distance to the ODE reference
+/// is not a convergence error (it was reported as "declared 1, observed -0.03"), and says
+/// which it left out and why.
+#[test]
+fn orders_leave_out_stochastic_samplers_and_say_so() {
+    use pfode::experiment::{orders, sweep_text, SweepOptions};
+    let dir = tempfile::tempdir().unwrap();
+    let spec = "name = \"sde\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10, 20, 40]\nsamples = 64\nmetrics = [\"error\"]\n[[solvers]]\nname = \"ddpm\"\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddim\"\neta = 0.5\n";
+    let opts = SweepOptions {
+        out: dir.path().join("out"),
+        shard: None,
+        resume: false,
+        jobs: 2,
+        quiet: true,
+        models: Vec::new(),
+    };
+    sweep_text(&dir.path().join("spec.toml"), spec, &opts).unwrap();
+    let fitted = orders::orders(&opts.out).unwrap();
+    let fitted: Vec<(&str, &str)> = fitted
+        .iter()
+        .map(|o| (o.solver.as_str(), o.options.as_str()))
+        .collect();
+    assert_eq!(fitted, [("ddim", "{}")]);
+    let left: Vec<String> = orders::left_out(&opts.out)
+        .unwrap()
+        .into_iter()
+        .map(|(c, why)| format!("{c}: {why}"))
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+    assert!(left.iter().any(|l| l.contains("ddpm")) && left.iter().any(|l| l.contains("0.5")));
+    assert!(left.iter().all(|l| l.contains("stochastic")), "{left:?}");
+    // The CLI prints them.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pfode"))
+        .args(["orders", opts.out.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.matches("left out:").count() == 2,
+        "{text}"
+    );
+}

@@ -17,6 +17,7 @@ fn tol(t: f64, mode: Mode) -> Settings {
         rtol: t,
         atol: t,
         mode,
+        progress: false,
     }
 }
 
@@ -147,6 +148,23 @@ fn reference_command_writes_solution_trajectory_and_sidecar() {
             .unwrap();
     assert_eq!(side["rtol"], 1e-10);
     assert!(side["nfe"].as_u64().unwrap() > 10);
+    // A learned model's reference defaults to 1e-7, and the sidecar says so.
+    let learned = dir.path().join("learned.npy");
+    let checkpoint = concat!(env!("CARGO_MANIFEST_DIR"), "/models/swissroll.safetensors");
+    let o = Command::new(bin)
+        .args(["reference", "--model", checkpoint, "--noise"])
+        .args([noise.to_str().unwrap(), "--out", learned.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("rtol 1e-7, atol 1e-7"));
+    let side: Value =
+        serde_json::from_str(&std::fs::read_to_string(learned.with_extension("json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (side["rtol"].as_f64(), side["atol"].as_f64()),
+        (Some(1e-7), Some(1e-7))
+    );
     // Bad tolerance and bad trajectory: clean failures, nothing written.
     for (flag, value, expect) in [
         ("--rtol", "2", "--rtol"),

@@ -27,6 +27,7 @@ __all__ = [
     "grid",
     "noise",
     "orders",
+    "orders_left_out",
     "plot",
     "reference",
     "results",
@@ -55,8 +56,12 @@ def check_ddim_euler(model, x_T, steps=(10, 20, 50), schedule=None):
     return _table(_pfode.check_ddim_euler(model, x_T, list(steps), schedule))
 
 
-def reference(model, x_T, rtol=1e-10, atol=1e-10, schedule=None, mode="batch", t_start=None):
-    """The model's probability-flow ODE solved by DOP853 from x_T to clean data: (x0, info)."""
+def reference(model, x_T, rtol=None, atol=None, schedule=None, mode="batch", t_start=None):
+    """The model's probability-flow ODE solved by DOP853 from x_T to clean data: (x0, info).
+
+    rtol/atol default to 1e-10 for models defined on clean data (exact ones), else 1e-7
+    (networks: tighter changes nothing but the cost; info records what was used).
+    """
     return _pfode.reference(model, x_T, rtol, atol, schedule, mode, t_start)
 
 
@@ -78,5 +83,14 @@ def results(results_dir):
 
 
 def orders(results_dir):
-    """Fitted vs declared convergence orders of a results folder, as `pfode orders`."""
+    """Fitted vs declared convergence orders of a results folder, as `pfode orders`.
+
+    Stochastic samplers and runs that clamp x0 are left out (their distance to the ODE
+    reference is no convergence error): `orders_left_out(results_dir)` lists them.
+    """
     return _table(_pfode.orders(str(results_dir)))
+
+
+def orders_left_out(results_dir):
+    """[(configuration, reason)] of the runs `orders` does not fit."""
+    return _pfode.orders_left_out(str(results_dir))

@@ -461,16 +461,17 @@ fn check_ddim_euler<'py>(
 }
 
 /// DOP853 solution of the model's probability-flow ODE from `x_T` (at `t_start`, default
-/// the schedule's t_max) to clean data: `(x0, info)`.
+/// the schedule's t_max) to clean data: `(x0, info)`. Tolerances default to 1e-10 for a
+/// model defined on clean data (exact ones), 1e-7 otherwise (networks).
 #[pyfunction]
 #[allow(non_snake_case, clippy::too_many_arguments)]
-#[pyo3(signature = (model, x_T, rtol=1e-10, atol=1e-10, schedule=None, mode="batch", t_start=None))]
+#[pyo3(signature = (model, x_T, rtol=None, atol=None, schedule=None, mode="batch", t_start=None))]
 fn reference<'py>(
     py: Python<'py>,
     model: &Bound<'py, PyModel>,
     x_T: &Bound<'py, PyAny>,
-    rtol: f64,
-    atol: f64,
+    rtol: Option<f64>,
+    atol: Option<f64>,
     schedule: Option<&Bound<'py, PyAny>>,
     mode: &str,
     t_start: Option<f64>,
@@ -478,15 +479,17 @@ fn reference<'py>(
     use pfode::reference::{solve, Settings};
     let model = model.get();
     let schedule = schedule_arg(schedule)?;
-    let settings = Settings {
-        rtol,
-        atol,
-        mode: mode.parse().map_err(to_py)?,
-    };
-    settings.validate().map_err(to_py)?;
     let (x_t, sample_shape) = batch_from(py, "x_T", x_T)?;
     let run = model.for_run(py, &sample_shape, num_train_timesteps(&schedule), None)?;
     let m = run.model();
+    let tolerance = pfode::reference::default_tolerance(m.as_ref());
+    let settings = Settings {
+        rtol: rtol.unwrap_or(tolerance),
+        atol: atol.unwrap_or(tolerance),
+        mode: mode.parse().map_err(to_py)?,
+        progress: false,
+    };
+    settings.validate().map_err(to_py)?;
     let t_start = t_start.unwrap_or(schedule.t_max());
     let start = std::time::Instant::now();
     let (x0, stats) = py
@@ -497,8 +500,8 @@ fn reference<'py>(
         "method": "DOP853 (ode_solvers), sigma-coordinates, f64",
         "model": {"description": model.description()},
         "schedule": schedule.describe(),
-        "rtol": rtol,
-        "atol": atol,
+        "rtol": settings.rtol,
+        "atol": settings.atol,
         "mode": settings.mode,
         "t_start": t_start,
         "nfe": stats.model_calls,
@@ -738,6 +741,18 @@ fn digits_scores(py: Python<'_>, images: &Bound<'_, PyAny>) -> PyResult<Py<PyAny
     json_to_py(py, &info)
 }
 
+/// The configurations `orders` leaves out (stochastic samplers, clamped runs) with why.
+#[pyfunction]
+fn orders_left_out(py: Python<'_>, results_dir: PathBuf) -> PyResult<Vec<(String, String)>> {
+    let left = py
+        .detach(|| pfode::experiment::orders::left_out(&results_dir))
+        .map_err(to_py)?;
+    Ok(left
+        .into_iter()
+        .map(|(c, why)| (c, why.to_string()))
+        .collect())
+}
+
 #[pymodule]
 fn _pfode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyModel>()?;
@@ -754,6 +769,7 @@ fn _pfode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(results, m)?)?;
     m.add_function(wrap_pyfunction!(plot, m)?)?;
     m.add_function(wrap_pyfunction!(orders, m)?)?;
+    m.add_function(wrap_pyfunction!(orders_left_out, m)?)?;
     m.add_function(wrap_pyfunction!(digits, m)?)?;
     m.add_function(wrap_pyfunction!(digits_scores, m)?)?;
     Ok(())

@@ -96,6 +96,7 @@ def test_orders_and_plots_of_a_python_sweep(tmp_path):
     assert 0.7 < observed["ddim"] < 1.4
     assert 1.6 < observed["dpm-solver++2m"] < 2.8
     assert 1.6 < observed["heun"] < 2.8
+    assert pfode.orders_left_out(tmp_path / "o") == []
     files = pfode.plot(tmp_path / "o")
     assert files and all(Path(f).stat().st_size > 1000 for f in files)
     n = len(table["run"]) if isinstance(table, dict) else len(table)

@@ -28,15 +28,17 @@ pub struct Order {
 /// Fits the order of `error_rms` against NFE on the three largest NFE above the round-off
 /// floor, per (model, solver, options, spacing), averaging seeds. Writes `orders.csv`.
 ///
-/// Runs that clamp x̂₀ (`clip_sample`, `thresholding`) are left out: they integrate another
-/// field than the probability-flow ODE, so no convergence order is declared for them
-/// ([`clamped_configurations`] lists them).
+/// Two kinds of runs are left out ([`left_out`] lists them with the reason): stochastic
+/// samplers, whose distance to the ODE reference is no convergence error (their samples
+/// follow the SDE, and each seed's Brownian path differs from the ODE's flow at every NFE),
+/// and runs that clamp x̂₀ (`clip_sample`, `thresholding`), which integrate another field
+/// than the probability-flow ODE.
 pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     let (rows, _) = table::read(&dir.join("results.csv"))?;
     let mut groups: BTreeMap<Group, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
     for r in rows
         .iter()
-        .filter(|r| r.metric == "error_rms" && r.value.is_finite() && !clamps(r))
+        .filter(|r| r.metric == "error_rms" && r.value.is_finite() && why_left_out(r).is_none())
     {
         groups
             .entry((
@@ -51,10 +53,18 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
             .push(r.value);
     }
     if groups.is_empty() {
-        return Err(Error::file(
-            &dir.join("results.csv"),
-            "no finite error_rms rows to fit",
-        ));
+        let left = rows
+            .iter()
+            .filter(|r| r.metric == "error_rms")
+            .find_map(why_left_out);
+        let msg = match left {
+            Some(why) => format!(
+                "nothing to fit: every configuration is left out (e.g. {why}); orders are \
+                 fitted to deterministic ODE solvers only"
+            ),
+            None => "no finite error_rms rows to fit".to_string(),
+        };
+        return Err(Error::file(&dir.join("results.csv"), msg));
     }
     let mut out = Vec::new();
     for ((model, solver, options, spacing), by_nfe) in groups {
@@ -97,21 +107,35 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     Ok(out)
 }
 
-/// True if the row's solver configuration clamps x̂₀.
-fn clamps(r: &table::Row) -> bool {
-    given_options(&r.options)
+/// Why [`orders`] does not fit the row's configuration, if it does not.
+fn why_left_out(r: &table::Row) -> Option<&'static str> {
+    let solver = given_options(&r.options)
         .and_then(|given| Solver::build(&r.solver, &given))
-        .is_ok_and(|s| s.clamps_data())
+        .ok()?;
+    if solver.clamps_data() {
+        Some("clamps x̂₀, so it is not an ODE solve")
+    } else if solver.is_stochastic() {
+        Some("stochastic: its distance to the ODE reference is not a convergence error")
+    } else {
+        None
+    }
 }
 
-/// The (model, solver, options, spacing) groups of a results folder that clamp x̂₀, which
-/// [`orders`] leaves out.
-pub fn clamped_configurations(dir: &Path) -> Result<Vec<String>> {
+/// The (model, solver, options, spacing) groups of a results folder that [`orders`] leaves
+/// out, each with the reason.
+pub fn left_out(dir: &Path) -> Result<Vec<(String, &'static str)>> {
     let (rows, _) = table::read(&dir.join("results.csv"))?;
-    let mut out: Vec<String> = rows
+    let mut out: Vec<(String, &'static str)> = rows
         .iter()
-        .filter(|r| r.metric == "error_rms" && clamps(r))
-        .map(|r| format!("{} {} {} {}", r.model, r.solver, r.options, r.spacing))
+        .filter(|r| r.metric == "error_rms")
+        .filter_map(|r| {
+            why_left_out(r).map(|why| {
+                (
+                    format!("{} {} {} {}", r.model, r.solver, r.options, r.spacing),
+                    why,
+                )
+            })
+        })
         .collect();
     out.sort();
     out.dedup();

@@ -36,9 +36,9 @@ pub struct Spec {
     /// End of every grid.
     #[serde(default = "default_final_sigma")]
     pub final_sigma: FinalSigma,
-    /// Reference tolerances.
+    /// Reference tolerances [default: per model, `reference::default_tolerance`].
     #[serde(default)]
-    pub reference: ReferenceSpec,
+    pub reference: Option<ReferenceSpec>,
     /// Metrics to record (default: those of mixtures: error, frechet, sliced_wasserstein,
     /// mmd, kid, nll, mode_coverage).
     #[serde(default = "default_metrics")]
@@ -97,12 +97,14 @@ pub struct ReferenceSpec {
     pub atol: f64,
 }
 
-impl Default for ReferenceSpec {
-    fn default() -> Self {
-        ReferenceSpec {
-            rtol: 1e-10,
-            atol: 1e-10,
-        }
+impl ReferenceSpec {
+    /// The tolerances for `model`: the spec's, or the model's default (exact models 1e-10,
+    /// learned ones 1e-7).
+    pub fn for_model(given: Option<ReferenceSpec>, model: &dyn crate::model::ScoreModel) -> Self {
+        given.unwrap_or_else(|| {
+            let t = crate::reference::default_tolerance(model);
+            ReferenceSpec { rtol: t, atol: t }
+        })
     }
 }
 

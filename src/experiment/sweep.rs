@@ -7,7 +7,7 @@
 //! * Determinism: every run depends only on the spec and its own seed; the final table is
 //!   sorted by run index, so thread count and completion order leave no trace.
 
-use super::spec::{Budget, SolverEntry, Spec};
+use super::spec::{Budget, ReferenceSpec, SolverEntry, Spec};
 use super::table::{self, Row};
 use crate::batch::Batch;
 use crate::digits::Classifier;
@@ -257,11 +257,11 @@ fn prepare(
     name: &str,
     seed: u64,
     save_2d_paths: bool,
-    supplied: &[NamedModel],
+    opts: &SweepOptions,
 ) -> Result<Prepared> {
-    let mut m = checked_model(spec_path, spec, name, supplied)?;
+    let mut m = checked_model(spec_path, spec, name, &opts.models)?;
     let x_t = draw_noise(spec.samples, m.model.dim(), seed);
-    let reference = cached_reference(out, spec, schedule, &m, &x_t, seed)?;
+    let reference = cached_reference(out, spec, schedule, &m, &x_t, seed, !opts.quiet)?;
     let density = m.density.take();
     if save_2d_paths && density.is_some() && m.model.dim() == 2 {
         save_paths(
@@ -321,7 +321,9 @@ fn cached_reference(
     m: &ModelData,
     x_t: &Batch,
     seed: u64,
+    progress: bool,
 ) -> Result<Batch> {
+    let tol = ReferenceSpec::for_model(spec.reference, m.model.as_ref());
     // The reference ends where the grids end: clean data, or the first training step.
     let t_end = match spec.final_sigma {
         crate::grid::FinalSigma::Zero => 0.0,
@@ -335,8 +337,8 @@ fn cached_reference(
         spec.samples,
         seed,
         schedule.t_max(),
-        spec.reference.rtol,
-        spec.reference.atol
+        tol.rtol,
+        tol.atol
     );
     let path = dir
         .join("cache")
@@ -348,9 +350,10 @@ fn cached_reference(
         }
     }
     let settings = Settings {
-        rtol: spec.reference.rtol,
-        atol: spec.reference.atol,
+        rtol: tol.rtol,
+        atol: tol.atol,
         mode: Mode::Batch,
+        progress,
     };
     let (r, _) = reference::solve(
         m.model.as_ref(),
@@ -616,9 +619,26 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
     names.sort();
     names.dedup();
     let mut defined_at_clean = Vec::new();
+    let mut tolerances = serde_json::Map::new();
     for name in names {
         let m = checked_model(spec_path, &spec, name, &opts.models)?;
         defined_at_clean.push((name.clone(), m.model.defined_at_clean()));
+        let tol = ReferenceSpec::for_model(spec.reference, m.model.as_ref());
+        let origin = match (spec.reference, m.model.defined_at_clean()) {
+            (Some(_), _) => "the spec's [reference]",
+            (None, true) => "the default for exact models",
+            (None, false) => "the default for learned models",
+        };
+        if !opts.quiet {
+            eprintln!(
+                "model '{name}': reference DOP853 at rtol {:e}, atol {:e} ({origin})",
+                tol.rtol, tol.atol
+            );
+        }
+        tolerances.insert(
+            name.clone(),
+            serde_json::json!({"rtol": tol.rtol, "atol": tol.atol, "from": origin}),
+        );
     }
     check_runs(spec_path, &spec, &schedules, &defined_at_clean)?;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
@@ -659,17 +679,11 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
     } else {
         crate::io::write_atomic(&csv_path, &table::header())?;
     }
-    write_meta(out, &spec, text)?;
+    write_meta(out, &spec, text, tolerances)?;
 
     let todo: Vec<&RunKey> = mine.iter().filter(|r| !done.contains(&r.index)).collect();
-    let bar = if opts.quiet {
-        ProgressBar::hidden()
-    } else {
-        ProgressBar::new(todo.len() as u64)
-    };
-    bar.set_style(
-        ProgressStyle::with_template("{bar:40} {pos}/{len} runs, ETA {eta}").expect("template"),
-    );
+    // Drawn once the references are solved (they draw their own bars).
+    let bar = ProgressBar::hidden();
     let file = Mutex::new(
         std::fs::OpenOptions::new()
             .append(true)
@@ -710,11 +724,18 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
                     &name,
                     seed,
                     first_group,
-                    &opts.models,
+                    opts,
                 )?;
                 Ok(((sched, name, seed), p))
             })
             .collect::<Result<_>>()?;
+        if !opts.quiet {
+            bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+        }
+        bar.set_length(todo.len() as u64);
+        bar.set_style(
+            ProgressStyle::with_template("{bar:40} {pos}/{len} runs, ETA {eta}").expect("template"),
+        );
         let run = |key: &&RunKey| -> Result<()> {
             let p = &prepared
                 .iter()
@@ -782,10 +803,12 @@ fn save_paths(
         crate::npy::Dtype::F64,
     )?;
     let grid = TimeGrid::build(schedule, &Spacing::LogSnr, Some(40), GridOptions::default())?;
+    let tol = ReferenceSpec::for_model(spec.reference, m);
     let settings = Settings {
-        rtol: spec.reference.rtol,
-        atol: spec.reference.atol,
+        rtol: tol.rtol,
+        atol: tol.atol,
         mode: Mode::Batch,
+        progress: false,
     };
     let (states, _) = reference::trajectory(
         m,
@@ -804,7 +827,12 @@ fn save_paths(
     )
 }
 
-fn write_meta(out: &Path, spec: &Spec, text: &str) -> Result<()> {
+fn write_meta(
+    out: &Path,
+    spec: &Spec,
+    text: &str,
+    references: serde_json::Map<String, serde_json::Value>,
+) -> Result<()> {
     let git = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
         .output()
@@ -825,6 +853,7 @@ fn write_meta(out: &Path, spec: &Spec, text: &str) -> Result<()> {
         "spec_hash": format!("{:016x}", fnv1a(text.as_bytes())),
         "machine": {"hostname": host, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
         "date_utc": utc_date(secs),
+        "reference_tolerances": references,
     });
     crate::io::write_atomic(
         &out.join("meta.json"),

@@ -292,12 +292,15 @@ pub struct ReferenceArgs {
     /// Start time of x_T [default: the schedule's t_max, i.e. training index T - 1].
     #[arg(long)]
     pub t_start: Option<f64>,
-    /// Relative tolerance of DOP853.
-    #[arg(long, default_value_t = 1e-10)]
-    pub rtol: f64,
-    /// Absolute tolerance of DOP853.
-    #[arg(long, default_value_t = 1e-10)]
-    pub atol: f64,
+    /// Relative tolerance of DOP853 [default: 1e-10 for exact models, 1e-7 for learned ones].
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of DOP853 [default: as --rtol].
+    #[arg(long)]
+    pub atol: Option<f64>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
     /// Also write OUT.trajectory.npy ([M, N, D]) at these decreasing times: a comma-separated
     /// list or a JSON file.
     #[arg(long, value_name = "TIMES")]

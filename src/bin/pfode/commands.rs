@@ -186,18 +186,18 @@ pub fn main(cli: Cli) -> Result<()> {
                     o.model, o.solver, o.options, o.spacing, o.declared, o.observed, o.nfe_used
                 );
             }
-            for c in pfode::experiment::orders::clamped_configurations(&args.dir)? {
-                println!("left out (clamps x̂₀, so not an ODE solve): {c}");
+            for (config, why) in pfode::experiment::orders::left_out(&args.dir)? {
+                println!("left out: {config}: {why}");
             }
             Ok(())
         }
         Command::Reference(args) => {
-            let (wall, stats) = reference(&args)?;
+            let (wall, stats, settings) = reference(&args)?;
             println!(
                 "wrote {}: DOP853 at rtol {:e}, atol {:e}, {} model calls, {:.3} s",
                 args.out.display(),
-                args.rtol,
-                args.atol,
+                settings.rtol,
+                settings.atol,
                 stats.model_calls,
                 wall
             );
@@ -373,7 +373,9 @@ fn parse_times(spec: &str) -> Result<Vec<f64>> {
 }
 
 /// `pfode reference`: returns wall time and solver statistics.
-pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, pfode::reference::Stats)> {
+pub fn reference(
+    args: &crate::cli::ReferenceArgs,
+) -> Result<(f64, pfode::reference::Stats, pfode::reference::Settings)> {
     use pfode::reference::{self as rf, Settings};
     if args.out.extension().is_none_or(|e| e != "npy") {
         return Err(Error::invalid(
@@ -384,10 +386,12 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, pfode::refere
     let schedule = args.schedule.build()?;
     let model = model::load(&args.model)?;
     let model = model.as_ref();
+    let tolerance = pfode::reference::default_tolerance(model);
     let settings = Settings {
-        rtol: args.rtol,
-        atol: args.atol,
+        rtol: args.rtol.unwrap_or(tolerance),
+        atol: args.atol.unwrap_or(tolerance),
         mode: args.mode,
+        progress: !args.quiet,
     };
     settings.validate()?;
     let x_t = read_noise(&args.noise, model.dim())?;
@@ -427,8 +431,8 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, pfode::refere
         "model": {"spec": args.model, "description": model.describe()},
         "schedule": schedule.describe(),
         "method": "DOP853 (ode_solvers), sigma-coordinates, f64",
-        "rtol": args.rtol,
-        "atol": args.atol,
+        "rtol": settings.rtol,
+        "atol": settings.atol,
         "mode": args.mode,
         "t_start": t_start,
         "nfe": stats.model_calls,
@@ -458,7 +462,7 @@ pub fn reference(args: &crate::cli::ReferenceArgs) -> Result<(f64, pfode::refere
         let _ = std::fs::remove_file(&traj_path);
         return Err(e);
     }
-    Ok((wall, stats))
+    Ok((wall, stats, settings))
 }
 
 /// The small sweep `pfode demo` runs: ring2d, four solvers, NFE 5 to 100.
