@@ -4,6 +4,7 @@
 
 use crate::batch::Batch;
 use crate::error::{Error, Result};
+use crate::experiment::orders::why_left_out;
 use crate::experiment::table::{self, Row};
 use crate::model::{self, GaussianMixture};
 use plotters::coord::types::RangedCoordf64;
@@ -334,6 +335,10 @@ fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str
             && r.spacing == spacing
             && r.metric == metric
             && r.value.is_finite()
+            // A stochastic sampler's (or a clamped run's) distance to the ODE reference is
+            // no discretisation error: its error curve would sit among the ODE solvers' as
+            // if it were one. Its distribution metrics are plotted.
+            && !(metric.starts_with("error") && why_left_out(r).is_some())
     });
     let label = |r: &Row| {
         if r.options == "{}" {
@@ -491,7 +496,13 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
                 (String::new(), String::new())
             };
             for (metric, label, file, slopes, log_y) in [
-                ("error_rms", "RMS error to reference", "error", true, true),
+                (
+                    "error_rms",
+                    "RMS error to the ODE reference (ODE solvers)",
+                    "error",
+                    true,
+                    true,
+                ),
                 (
                     "frechet",
                     "Fréchet distance to the data",

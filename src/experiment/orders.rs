@@ -107,8 +107,9 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     Ok(out)
 }
 
-/// Why [`orders`] does not fit the row's configuration, if it does not.
-fn why_left_out(r: &table::Row) -> Option<&'static str> {
+/// Why [`orders`] does not fit the row's configuration, if it does not (and why its error
+/// to the ODE reference is not plotted as a solver's error either).
+pub fn why_left_out(r: &table::Row) -> Option<&'static str> {
     let solver = given_options(&r.options)
         .and_then(|given| Solver::build(&r.solver, &given))
         .ok()?;
