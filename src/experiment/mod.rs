@@ -7,4 +7,4 @@ pub mod sweep;
 pub mod table;
 
 pub use spec::Spec;
-pub use sweep::{merge, sweep, sweep_text, NamedModel, SweepOptions};
+pub use sweep::{merge, score, sweep, sweep_text, NamedModel, SweepOptions};

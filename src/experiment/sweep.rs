@@ -440,6 +440,148 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
     rows(spec, p, key, steps, outcome, wall_ms)
 }
 
+/// The metrics a sweep records, for one sample file: every metric the model's data allows
+/// (the error statistics only against a `reference` of the same x_T), with their names.
+/// `seed` draws the data samples compared against, as a sweep's run of that seed does.
+pub fn score(
+    model: &str,
+    samples: &Batch,
+    reference: Option<&Batch>,
+    seed: u64,
+) -> Result<Vec<(String, f64)>> {
+    let m = model_data(model, &[])?;
+    if samples.d != m.model.dim() {
+        return Err(Error::invalid(
+            "samples",
+            format!(
+                "expected rows of the model's dimension {}, got {}",
+                m.model.dim(),
+                samples.d
+            ),
+        ));
+    }
+    if let Some(r) = reference {
+        if (r.n, r.d) != (samples.n, samples.d) {
+            return Err(Error::invalid(
+                "reference",
+                format!(
+                    "expected the samples' shape [{}, {}], got [{}, {}]",
+                    samples.n, samples.d, r.n, r.d
+                ),
+            ));
+        }
+    }
+    let samples_seed = seed.wrapping_add(0x5eed);
+    let is_digits = m.data == crate::digits::NAME;
+    let real = if let Some(d) = &m.density {
+        Some(d.sample(samples.n, samples_seed))
+    } else if is_digits {
+        Some(crate::digits::load(crate::digits::Split::HeldOut)?.images)
+    } else {
+        crate::model::train::procedural(&m.data, samples.n, samples_seed)
+    };
+    let mut metrics: Vec<String> = Vec::new();
+    if reference.is_some() {
+        metrics.push("error".into());
+    }
+    if m.density.is_some() {
+        metrics.extend(["frechet", "nll", "mode_coverage"].map(String::from));
+    }
+    if real.is_some() {
+        metrics.extend(["sliced_wasserstein", "mmd", "kid"].map(String::from));
+    }
+    let digits = if is_digits {
+        metrics.extend(NEEDS_DIGITS.iter().map(|s| s.to_string()));
+        let c = Classifier::load_or_committed(None)?;
+        let features = crate::digits::reference_features(&c)?;
+        Some((c, features))
+    } else {
+        None
+    };
+    if metrics.is_empty() {
+        return Err(Error::invalid(
+            "reference",
+            format!(
+                "nothing to score: the model's data ('{}') is unknown, so only the error to a \
+                 reference applies: give one",
+                m.data
+            ),
+        ));
+    }
+    let p = Prepared {
+        bandwidth: real.as_ref().map_or(1.0, median_bandwidth),
+        model: m.model,
+        density: m.density,
+        x_t: Batch::new(0, samples.d, Vec::new())?,
+        reference: reference.cloned().unwrap_or(Batch {
+            n: 0,
+            d: samples.d,
+            data: Vec::new(),
+        }),
+        real,
+        digits,
+    };
+    let values = metric_values(&metrics, &p, samples, seed)?;
+    let mut names = Vec::new();
+    for k in &metrics {
+        match k.as_str() {
+            "error" => names.extend(
+                [
+                    "error_mean",
+                    "error_rms",
+                    "error_median",
+                    "error_p95",
+                    "error_max",
+                ]
+                .map(String::from),
+            ),
+            other => names.push(other.to_string()),
+        }
+    }
+    Ok(names.into_iter().zip(values).collect())
+}
+
+/// The values of `metrics` for samples `x` (the five error statistics for `error`), in the
+/// order of [`metric_names`] after `diverged`.
+fn metric_values(metrics: &[String], p: &Prepared, x: &Batch, seed: u64) -> Result<Vec<f64>> {
+    let density = || p.density.as_ref().expect("checked_model");
+    let real = || p.real.as_ref().expect("checked_model");
+    let digits = |x: &Batch| {
+        let (c, f) = p.digits.as_ref().expect("checked_model");
+        crate::digits::feature_scores(c, x, f)
+    };
+    let mut values = Vec::new();
+    for m in metrics {
+        if m == "error" {
+            let e = metrics::error_stats(x, &p.reference)?;
+            values.extend([e.mean, e.rms, e.median, e.p95, e.max]);
+            continue;
+        }
+        values.push(match m.as_str() {
+            "frechet" => metrics::frechet_to_mixture(x, density())?,
+            "sliced_wasserstein" => metrics::sliced_wasserstein(x, real(), 64, seed)?,
+            "mmd" => metrics::mmd2_unbiased(
+                &first(x, KERNEL_SAMPLES),
+                &first(real(), KERNEL_SAMPLES),
+                Kernel::Rbf {
+                    bandwidth: p.bandwidth,
+                },
+            )?,
+            "kid" => metrics::mmd2_unbiased(
+                &first(x, KERNEL_SAMPLES),
+                &first(real(), KERNEL_SAMPLES),
+                Kernel::Cubic,
+            )?,
+            "nll" => metrics::nll(x, density())?,
+            "mode_coverage" => metrics::mode_coverage_gap(density(), x),
+            "digits_fd" => digits(x)?.fd,
+            "digits_kid" => digits(x)?.kid,
+            _ => unreachable!("validated"),
+        });
+    }
+    Ok(values)
+}
+
 /// The rows of one run: `diverged`, then every metric of the spec.
 fn rows(
     spec: &Spec,
@@ -456,50 +598,9 @@ fn rows(
     let names = metric_names(spec);
     let mut values = vec![f64::NAN; names.len()];
     values[0] = diverged;
-    let density = || p.density.as_ref().expect("checked_model");
-    let real = || p.real.as_ref().expect("checked_model");
-    let digits = |x: &Batch| {
-        let (c, f) = p.digits.as_ref().expect("checked_model");
-        crate::digits::feature_scores(c, x, f)
-    };
     if let Some(x) = &out {
-        let mut k = 1;
-        for m in &spec.metrics {
-            match m.as_str() {
-                "error" => {
-                    let e = metrics::error_stats(x, &p.reference)?;
-                    values[k..k + 5].copy_from_slice(&[e.mean, e.rms, e.median, e.p95, e.max]);
-                    k += 5;
-                    continue;
-                }
-                "frechet" => values[k] = metrics::frechet_to_mixture(x, density())?,
-                "sliced_wasserstein" => {
-                    values[k] = metrics::sliced_wasserstein(x, real(), 64, key.seed)?
-                }
-                "mmd" => {
-                    values[k] = metrics::mmd2_unbiased(
-                        &first(x, KERNEL_SAMPLES),
-                        &first(real(), KERNEL_SAMPLES),
-                        Kernel::Rbf {
-                            bandwidth: p.bandwidth,
-                        },
-                    )?
-                }
-                "kid" => {
-                    values[k] = metrics::mmd2_unbiased(
-                        &first(x, KERNEL_SAMPLES),
-                        &first(real(), KERNEL_SAMPLES),
-                        Kernel::Cubic,
-                    )?
-                }
-                "nll" => values[k] = metrics::nll(x, density())?,
-                "mode_coverage" => values[k] = metrics::mode_coverage_gap(density(), x),
-                "digits_fd" => values[k] = digits(x)?.fd,
-                "digits_kid" => values[k] = digits(x)?.kid,
-                _ => unreachable!("validated"),
-            }
-            k += 1;
-        }
+        let measured = metric_values(&spec.metrics, p, x, key.seed)?;
+        values[1..].copy_from_slice(&measured);
     }
     let coords = key
         .solver

@@ -42,6 +42,9 @@ pub enum Command {
     Orders(OrdersArgs),
     /// Draw the plots of a results folder into DIR/plots (PNG and SVG).
     Plot(OrdersArgs),
+    /// Score one sample file with the metrics a sweep records (those the model's data
+    /// allows; the error statistics against --reference).
+    Score(ScoreArgs),
     /// Train the reference MLP score model by denoising score matching.
     Train(TrainArgs),
     /// Time the reference MLP per NFE and every solver's own cost per NFE.
@@ -460,6 +463,24 @@ pub struct DecomposeArgs {
 pub struct OrdersArgs {
     /// Results folder of a sweep.
     pub dir: PathBuf,
+}
+
+/// Arguments of `pfode score`.
+#[derive(Args, Debug, Clone)]
+pub struct ScoreArgs {
+    /// Samples (.npy [N, D]).
+    pub samples: PathBuf,
+    /// The model they came from: a built-in name, a mixture JSON file or a .safetensors
+    /// checkpoint (whose training data the distribution metrics compare against).
+    #[arg(long)]
+    pub model: String,
+    /// The reference solution from the same x_T (`pfode reference`): adds the error
+    /// statistics.
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Seed of the data samples compared against (a sweep uses its run's seed).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// Arguments of `pfode demo`.

@@ -165,6 +165,32 @@ pub fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Score(args) => {
+            let model = model::load(&args.model)?;
+            let samples = npy::read_rows(&args.samples, model.dim(), "samples")?;
+            let reference = args
+                .reference
+                .as_deref()
+                .map(|p| npy::read_rows(p, model.dim(), "reference"))
+                .transpose()?;
+            let scores =
+                pfode::experiment::score(&args.model, &samples, reference.as_ref(), args.seed)?;
+            println!(
+                "{}: {} samples of model '{}'{}",
+                args.samples.display(),
+                samples.n,
+                args.model,
+                if reference.is_some() {
+                    ", against the reference"
+                } else {
+                    ""
+                }
+            );
+            for (name, value) in scores {
+                println!("{name:<20} {value:.6e}");
+            }
+            Ok(())
+        }
         Command::Plot(args) => {
             let files = pfode::plot::plot(&args.dir)?;
             println!(
