@@ -95,7 +95,7 @@ fn clamp_options_are_validated() {
 
 #[test]
 fn orders_leave_out_clamped_runs_and_list_them() {
-    use pfode::experiment::{orders, sweep_text, SweepOptions};
+    use pfode::experiment::{orders, sweep_text};
     let dir = tempfile::tempdir().unwrap();
     let spec = r#"
 name = "clamped"
@@ -111,14 +111,7 @@ name = "ddim"
 clip_sample = true
 clip_sample_range = 3.0
 "#;
-    let opts = SweepOptions {
-        out: dir.path().join("out"),
-        shard: None,
-        resume: false,
-        jobs: 2,
-        quiet: true,
-        models: Vec::new(),
-    };
+    let opts = common::sweep_options(dir.path().join("out"));
     sweep_text(&dir.path().join("spec.toml"), spec, &opts).unwrap();
     let fitted = orders::orders(&opts.out).unwrap();
     assert_eq!(fitted.len(), 1);

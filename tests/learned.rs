@@ -2,6 +2,8 @@
 //! `pfode train --data ring2d --out models/ring2d.safetensors`): its noise prediction is
 //! close to the exact mixture's, and DDIM samples from it cover the modes in proportion.
 
+mod common;
+
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::metrics::mode_fractions;
 use pfode::model::mlp::Mlp;
@@ -153,14 +155,7 @@ fn learned_model_references_default_to_the_f32_tolerance_and_sweeps_record_it() 
         "name = \"no_reference\"\nmodels = [\"{}\", \"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10]\nsamples = 500\nmetrics = [\"error\"]\n[[solvers]]\nname = \"dpm-solver++2m\"\n",
         root.join("models/swissroll.safetensors").display()
     );
-    let opts = pfode::experiment::SweepOptions {
-        out: dir.path().join("out"),
-        shard: None,
-        resume: false,
-        jobs: 2,
-        quiet: true,
-        models: Vec::new(),
-    };
+    let opts = common::sweep_options(dir.path().join("out"));
     let spec_path = dir.path().join("spec.toml");
     let r = pfode::experiment::sweep_text(&spec_path, &spec, &opts).unwrap();
     assert_eq!(r.runs_done_now, 2);

@@ -1,6 +1,8 @@
 //! Convergence orders on Gaussian data, where the probability-flow ODE has a closed-form
 //! solution (math.md §6): no numerical reference is involved.
 
+mod common;
+
 use pfode::convergence::fitted_order;
 use pfode::grid::{FinalSigma, GridOptions, Spacing, TimeGrid};
 use pfode::model::{builtin, GaussianMixture, Level};
@@ -238,17 +240,10 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
 /// which it left out and why.
 #[test]
 fn orders_leave_out_stochastic_samplers_and_say_so() {
-    use pfode::experiment::{orders, sweep_text, SweepOptions};
+    use pfode::experiment::{orders, sweep_text};
     let dir = tempfile::tempdir().unwrap();
     let spec = "name = \"sde\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10, 20, 40]\nsamples = 64\nmetrics = [\"error\"]\n[[solvers]]\nname = \"ddpm\"\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddim\"\neta = 0.5\n";
-    let opts = SweepOptions {
-        out: dir.path().join("out"),
-        shard: None,
-        resume: false,
-        jobs: 2,
-        quiet: true,
-        models: Vec::new(),
-    };
+    let opts = common::sweep_options(dir.path().join("out"));
     sweep_text(&dir.path().join("spec.toml"), spec, &opts).unwrap();
     let fitted = orders::orders(&opts.out).unwrap();
     let fitted: Vec<(&str, &str)> = fitted

@@ -1,7 +1,9 @@
 //! `pfode score SAMPLES.npy --model M [--reference REF.npy]` gives the numbers a sweep
 //! records for the same samples: the same x_T, solver and reference, every metric equal.
 
-use pfode::experiment::{score, sweep_text, table, SweepOptions};
+mod common;
+
+use pfode::experiment::{score, sweep_text, table};
 use pfode::grid::{GridOptions, Spacing, TimeGrid};
 use pfode::model::builtin;
 use pfode::noise::draw as draw_noise;
@@ -14,14 +16,7 @@ use std::process::Command;
 fn score_of_a_sample_file_equals_the_sweep_rows_of_the_same_run() {
     let dir = tempfile::tempdir().unwrap();
     let spec = "name = \"s\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10]\nsamples = 300\nseeds = [3]\n[[solvers]]\nname = \"unipc\"\n";
-    let opts = SweepOptions {
-        out: dir.path().join("out"),
-        shard: None,
-        resume: false,
-        jobs: 2,
-        quiet: true,
-        models: Vec::new(),
-    };
+    let opts = common::sweep_options(dir.path().join("out"));
     sweep_text(&dir.path().join("spec.toml"), spec, &opts).unwrap();
     let (rows, _) = table::read(&opts.out.join("results.csv")).unwrap();
 

@@ -612,22 +612,7 @@ fn read_table(py: Python<'_>, path: &Path) -> PyResult<Py<PyAny>> {
     let (rows, _) = pfode::experiment::table::read(path).map_err(to_py)?;
     let v = serde_json::to_value(&rows).expect("rows serialise");
     let mut cols = serde_json::Map::new();
-    for name in [
-        "run",
-        "experiment",
-        "model",
-        "schedule",
-        "solver",
-        "options",
-        "coords",
-        "spacing",
-        "steps",
-        "nfe",
-        "seed",
-        "metric",
-        "value",
-        "wall_ms",
-    ] {
+    for name in pfode::experiment::table::COLUMNS {
         let col: Vec<serde_json::Value> = v
             .as_array()
             .expect("array")

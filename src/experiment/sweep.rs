@@ -110,7 +110,14 @@ pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
 /// Metric names a run records, in order (the count tells complete runs from cut ones).
 pub fn metric_names(spec: &Spec) -> Vec<String> {
     let mut names = vec!["diverged".to_string()];
-    for m in &spec.metrics {
+    names.extend(value_names(&spec.metrics));
+    names
+}
+
+/// The names of the values `metrics` give, `error` standing for its five statistics.
+fn value_names(metrics: &[String]) -> Vec<String> {
+    let mut names = Vec::new();
+    for m in metrics {
         match m.as_str() {
             "error" => names.extend(
                 [
@@ -522,23 +529,7 @@ pub fn score(
         digits,
     };
     let values = metric_values(&metrics, &p, samples, seed)?;
-    let mut names = Vec::new();
-    for k in &metrics {
-        match k.as_str() {
-            "error" => names.extend(
-                [
-                    "error_mean",
-                    "error_rms",
-                    "error_median",
-                    "error_p95",
-                    "error_max",
-                ]
-                .map(String::from),
-            ),
-            other => names.push(other.to_string()),
-        }
-    }
-    Ok(names.into_iter().zip(values).collect())
+    Ok(value_names(&metrics).into_iter().zip(values).collect())
 }
 
 /// The values of `metrics` for samples `x` (the five error statistics for `error`), in the

@@ -4,6 +4,24 @@ use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
+/// The columns of `results.csv`, in order (the fields of [`Row`]).
+pub const COLUMNS: [&str; 14] = [
+    "run",
+    "experiment",
+    "model",
+    "schedule",
+    "solver",
+    "options",
+    "coords",
+    "spacing",
+    "steps",
+    "nfe",
+    "seed",
+    "metric",
+    "value",
+    "wall_ms",
+];
+
 /// One row of `results.csv`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Row {
@@ -56,22 +74,6 @@ pub fn header() -> Vec<u8> {
     let mut w = csv::WriterBuilder::new()
         .has_headers(false)
         .from_writer(Vec::new());
-    w.write_record([
-        "run",
-        "experiment",
-        "model",
-        "schedule",
-        "solver",
-        "options",
-        "coords",
-        "spacing",
-        "steps",
-        "nfe",
-        "seed",
-        "metric",
-        "value",
-        "wall_ms",
-    ])
-    .unwrap();
+    w.write_record(COLUMNS).unwrap();
     w.into_inner().unwrap()
 }
