@@ -36,6 +36,9 @@ pub enum Error {
     /// unusable; the message says where in the run.
     #[error("{0}")]
     Model(String),
+    /// The run was asked to stop ([`crate::interrupt`]).
+    #[error("interrupted")]
+    Interrupted,
     /// A numerical check failed (e.g. `check ddim-euler`).
     #[error("{0}")]
     Check(String),

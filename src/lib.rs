@@ -12,6 +12,7 @@ pub mod error;
 pub mod experiment;
 pub mod flow;
 pub mod grid;
+pub mod interrupt;
 pub mod io;
 pub mod metrics;
 pub mod model;

@@ -164,10 +164,10 @@ impl System<f64, DVector<f64>> for Flow<'_> {
             d: self.d,
             data: state.iter().take(len).map(|v| v * level.alpha).collect(),
         };
-        if let Err(e) = self
-            .model
-            .eps_into(&x, &level, &mut d_state.as_mut_slice()[..len])
-        {
+        if let Err(e) = crate::interrupt::check().and_then(|_| {
+            self.model
+                .eps_into(&x, &level, &mut d_state.as_mut_slice()[..len])
+        }) {
             self.error.borrow_mut().get_or_insert(e);
             d_state.fill(f64::NAN);
         }

@@ -40,6 +40,45 @@ pub fn to_py(e: Error) -> PyErr {
     }
 }
 
+/// Ctrl-C while the library runs detached: SIGINT asks the library to stop
+/// (`pfode::interrupt`), which it does at the next model evaluation, and the binding then
+/// raises KeyboardInterrupt. Installed on the main thread only (where Python handles
+/// signals), for the guard's lifetime; the previous handler is restored after.
+pub struct SigintGuard {
+    previous: Option<libc::sighandler_t>,
+}
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    pfode::interrupt::request();
+}
+
+impl SigintGuard {
+    pub fn new(py: Python<'_>) -> PyResult<Self> {
+        pfode::interrupt::clear();
+        let threading = py.import("threading")?;
+        let main = threading.call_method0("main_thread")?;
+        let current = threading.call_method0("current_thread")?;
+        if !main.is(&current) {
+            return Ok(SigintGuard { previous: None });
+        }
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        let handler = on_sigint as extern "C" fn(libc::c_int) as *const () as libc::sighandler_t;
+        let previous = unsafe { libc::signal(libc::SIGINT, handler) };
+        Ok(SigintGuard {
+            previous: (previous != libc::SIG_ERR).then_some(previous),
+        })
+    }
+}
+
+impl Drop for SigintGuard {
+    fn drop(&mut self) {
+        if let Some(previous) = self.previous {
+            // SAFETY: restores the handler that was installed before.
+            unsafe { libc::signal(libc::SIGINT, previous) };
+        }
+    }
+}
+
 /// A run's error: the callable's own exception when it raised (a KeyboardInterrupt as
 /// itself; anything else chained under a [`ModelError`] that says where), else [`to_py`].
 pub fn run_error(py: Python<'_>, e: Error, raised: Option<PyErr>) -> PyErr {
@@ -49,6 +88,9 @@ pub fn run_error(py: Python<'_>, e: Error, raised: Option<PyErr>) -> PyErr {
             let err = ModelError::new_err(e.to_string());
             err.set_cause(py, Some(cause));
             err
+        }
+        None if matches!(e, Error::Interrupted) => {
+            pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted: the run wrote nothing")
         }
         None => to_py(e),
     }

@@ -7,7 +7,9 @@
 mod convert;
 mod model;
 
-use convert::{array_from, batch_from, json_to_py, run_error, scalar_to_json, to_py, ModelError};
+use convert::{
+    array_from, batch_from, json_to_py, run_error, scalar_to_json, to_py, ModelError, SigintGuard,
+};
 use model::{PyModel, Runnable};
 use numpy::PyArray1;
 use pfode::experiment::{NamedModel, Spec, SweepOptions};
@@ -312,7 +314,9 @@ fn sample<'py>(
         Some(grid.times().to_vec()),
     )?;
     let m = run.model();
+    let guard = SigintGuard::new(py)?;
     let result = py.detach(|| request.sample_on(m.as_ref(), &schedule, grid, x_t));
+    drop(guard);
     let samples = result.map_err(|e| run_error(py, e, run.take_error()))?;
     let mut info = samples.info;
     info["spacing"] = serde_json::json!(spacing_label);
@@ -446,6 +450,7 @@ fn check_ddim_euler<'py>(
     let (x_t, sample_shape) = batch_from(py, "x_T", x_T)?;
     let run = model.for_run(py, &sample_shape, num_train_timesteps(&schedule), None)?;
     let m = run.model();
+    let _guard = SigintGuard::new(py)?;
     let rows = py
         .detach(|| pfode::check::ddim_euler(m.as_ref(), &schedule, &x_t, &steps))
         .map_err(|e| run_error(py, e, run.take_error()))?;
@@ -492,6 +497,7 @@ fn reference<'py>(
     settings.validate().map_err(to_py)?;
     let t_start = t_start.unwrap_or(schedule.t_max());
     let start = std::time::Instant::now();
+    let _guard = SigintGuard::new(py)?;
     let (x0, stats) = py
         .detach(|| solve(m.as_ref(), &schedule, &x_t, t_start, 0.0, &settings))
         .map_err(|e| run_error(py, e, run.take_error()))?;
@@ -598,6 +604,7 @@ fn sweep(
         quiet,
         models: named,
     };
+    let _guard = SigintGuard::new(py)?;
     py.detach(|| pfode::experiment::sweep_text(&origin, &text, &opts))
         .map_err(|e| {
             let raised = runs.iter().find_map(|r| r.take_error());

@@ -187,3 +187,25 @@ def test_bad_sweep_arguments(tmp_path):
     with pytest.raises(TypeError, match="spec: expected a path to a TOML spec or a dict"):
         pfode.sweep(3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_interrupts_a_long_run_of_a_builtin_model(tmp_path):
+    """SIGINT while pfode's own code runs (no Python in the loop) stops the run at its next
+    model evaluation: KeyboardInterrupt, no output file."""
+    import threading
+
+    x_T = pfode.noise(200_000, 16, seed=0)
+    out = tmp_path / "x0.npy"
+    timer = threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            # A minute of work uninterrupted: 200 000 samples of mix16d, 999 Heun steps.
+            pfode.sample(pfode.Model.builtin("mix16d"), x_T, solver="heun", steps=999,
+                         out=str(out))
+    finally:
+        timer.cancel()
+    assert list(tmp_path.iterdir()) == []
+    # The next run is not interrupted by the old request.
+    x0, info = pfode.sample(pfode.Model.builtin("mix16d"), x_T[:10], solver="ddim", steps=5)
+    assert info["nfe"] == 5

@@ -80,6 +80,7 @@ impl ScoreModel for Counted<'_> {
     }
 
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> Result<()> {
+        crate::interrupt::check()?;
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.inner.eps_into(x, level, out)?;
         if self.round_to_f32 {

@@ -145,6 +145,10 @@ impl Field<'_> {
 impl<'a> Field<'_> {
     /// The field at `tau` as a chunked stage, when the model has a row evaluator.
     fn stage(&self, ctx: &Ctx<'a>, tau: f64) -> Option<Stage<'a>> {
+        // A requested stop is reported by the checked path this falls back to.
+        if crate::interrupt::requested() {
+            return None;
+        }
         let t = self.time(tau);
         let (cu, ce) = self.flow.field_coefficients(t);
         Some(Stage {

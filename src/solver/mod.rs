@@ -202,6 +202,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn eps_unclamped_at(&self, x: &Batch, t: f64) -> Result<Scratch> {
+        crate::interrupt::check()?;
         let mut out = self.batch_like(x);
         let level = Level::at(self.schedule, t);
         // A row tile runs on one thread: its calls go straight to the model's row evaluator
