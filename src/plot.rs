@@ -249,6 +249,53 @@ where
     }
 }
 
+/// Draws one sample file of `model` (a built-in name, a mixture JSON or a checkpoint):
+/// 2-D samples over the density of the data the model stands for, digits as an image grid
+/// of the first 64. Writes `base`.png (and `base`.svg for 2-D), nothing on failure.
+pub fn plot_samples(samples: &Batch, model: &str, base: &Path) -> Result<Vec<PathBuf>> {
+    register_font();
+    let data = if model.ends_with(".safetensors") {
+        let mlp = model::mlp::Mlp::load(Path::new(model))?;
+        mlp.trained_on().unwrap_or_default().to_string()
+    } else {
+        model.to_string()
+    };
+    if samples.d == crate::digits::PIXELS && data == crate::digits::NAME {
+        let png = base.with_extension("png");
+        image_grid(samples, crate::digits::SIDE, samples.n.min(64), &png)?;
+        return Ok(vec![png]);
+    }
+    match model::resolve(&data) {
+        Ok(density) if samples.d == 2 && model::ScoreModel::dim(&density) == 2 => {
+            let dots: Vec<(f64, f64)> = (0..samples.n.min(2000))
+                .map(|i| (samples.row(i)[0], samples.row(i)[1]))
+                .collect();
+            let title = format!(
+                "{} samples of {model} over the density of {data}",
+                dots.len()
+            );
+            let fig = Figure::Density {
+                title,
+                model: &density,
+                paths: &[],
+                dots: &dots,
+            };
+            both(base, &fig).inspect_err(|_| {
+                let _ = std::fs::remove_file(base.with_extension("png"));
+                let _ = std::fs::remove_file(base.with_extension("svg"));
+            })
+        }
+        _ => Err(Error::invalid(
+            "model",
+            format!(
+                "draws samples of a 2-D mixture (over its density) or of the digits (as images); \
+                 '{model}' stands for '{data}' and the samples have dimension {}",
+                samples.d
+            ),
+        )),
+    }
+}
+
 /// Writes `base`.png and `base`.svg.
 fn both(base: &Path, fig: &Figure) -> Result<Vec<PathBuf>> {
     let png = base.with_extension("png");

@@ -89,3 +89,68 @@ fn error_plots_leave_out_stochastic_samplers_which_distribution_plots_keep() {
         "frechet plot"
     );
 }
+
+/// `pfode plot SAMPLES.npy --model M`: 2-D samples over the data density (PNG and SVG),
+/// digits as an image grid; without a model, or for a model it cannot draw, an error and
+/// no file.
+#[test]
+fn plot_draws_one_sample_file_over_its_density_or_as_digits() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_pfode");
+    let run = |args: &[&str]| Command::new(bin).args(args).output().unwrap();
+    let digits = concat!(env!("CARGO_MANIFEST_DIR"), "/models/digits.safetensors");
+    let (ring, images, wide) = (
+        dir.path().join("ring.npy"),
+        dir.path().join("digits.npy"),
+        dir.path().join("wide.npy"),
+    );
+    for (model, out) in [("ring2d", &ring), (digits, &images), ("mix16d", &wide)] {
+        let o = run(&[
+            "sample",
+            "--model",
+            model,
+            "--solver",
+            "ddim",
+            "--steps",
+            "10",
+            "--n",
+            "64",
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let o = run(&["plot", ring.to_str().unwrap(), "--model", "ring2d"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let svg = std::fs::read_to_string(dir.path().join("ring.svg")).unwrap();
+    assert!(svg.contains("64 samples of ring2d over the density of ring2d"));
+    assert!(std::fs::read(dir.path().join("ring.png")).unwrap().len() > 10_000);
+    let o = run(&["plot", images.to_str().unwrap(), "--model", digits]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        &std::fs::read(dir.path().join("digits.png")).unwrap()[1..4],
+        b"PNG"
+    );
+    for (args, words) in [
+        (
+            vec!["plot", ring.to_str().unwrap()],
+            "a sample file needs the model",
+        ),
+        (
+            vec!["plot", wide.to_str().unwrap(), "--model", "mix16d"],
+            "2-D mixture",
+        ),
+        (
+            vec!["plot", ring.to_str().unwrap(), "--model", "mix16d"],
+            "[N, 16]",
+        ),
+    ] {
+        let o = run(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            !o.status.success() && err.contains(words),
+            "{args:?}: {err}"
+        );
+    }
+    assert!(!dir.path().join("wide.png").exists() && !dir.path().join("wide.svg").exists());
+}

@@ -40,8 +40,9 @@ pub enum Command {
     Merge(MergeArgs),
     /// Fit observed convergence orders from a results folder (writes orders.csv).
     Orders(OrdersArgs),
-    /// Draw the plots of a results folder into DIR/plots (PNG and SVG).
-    Plot(OrdersArgs),
+    /// Draw the plots of a results folder into DIR/plots (PNG and SVG), or draw one sample
+    /// file (.npy) with --model: 2-D samples over the data density, digits as images.
+    Plot(PlotArgs),
     /// Score one sample file with the metrics a sweep records (those the model's data
     /// allows; the error statistics against --reference).
     Score(ScoreArgs),
@@ -463,6 +464,17 @@ pub struct DecomposeArgs {
 pub struct OrdersArgs {
     /// Results folder of a sweep.
     pub dir: PathBuf,
+}
+
+/// Arguments of `pfode plot`.
+#[derive(Args, Debug, Clone)]
+pub struct PlotArgs {
+    /// A results folder of a sweep, or a sample file (.npy [N, D]).
+    pub dir: PathBuf,
+    /// For a sample file: the model it came from (built-in name, mixture JSON or
+    /// .safetensors checkpoint); the plot is written beside it as .png (and .svg).
+    #[arg(long)]
+    pub model: Option<String>,
 }
 
 /// Arguments of `pfode score`.

@@ -191,7 +191,25 @@ pub fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::Plot(args) if args.dir.extension().is_some_and(|e| e == "npy") => {
+            let spec = args.model.as_deref().ok_or_else(|| {
+                Error::invalid("--model", "a sample file needs the model it came from")
+            })?;
+            let dim = model::load(spec)?.dim();
+            let samples = npy::read_rows(&args.dir, dim, "samples")?;
+            let files = pfode::plot::plot_samples(&samples, spec, &args.dir.with_extension(""))?;
+            for f in &files {
+                println!("wrote {}", f.display());
+            }
+            Ok(())
+        }
         Command::Plot(args) => {
+            if args.model.is_some() {
+                return Err(Error::invalid(
+                    "--model",
+                    "applies to a sample file (.npy); a results folder knows its models",
+                ));
+            }
             let files = pfode::plot::plot(&args.dir)?;
             println!(
                 "wrote {} plot files to {}",
