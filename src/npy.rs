@@ -185,6 +185,26 @@ pub fn write(path: &Path, shape: &[usize], data: &[f64], dtype: Dtype) -> Result
     write_atomic(path, &encode(shape, data, dtype))
 }
 
+/// Writes an array and its JSON sidecar (`path` with extension `.json`), each atomically;
+/// if the sidecar cannot be written, the array is removed again, so a run leaves both or
+/// neither. Returns the sidecar's path.
+pub fn write_with_sidecar(
+    path: &Path,
+    shape: &[usize],
+    data: &[f64],
+    dtype: Dtype,
+    sidecar: &serde_json::Value,
+) -> Result<std::path::PathBuf> {
+    let side = path.with_extension("json");
+    let text = serde_json::to_string_pretty(sidecar).expect("sidecars serialise");
+    write(path, shape, data, dtype)?;
+    if let Err(e) = write_atomic(&side, text.as_bytes()) {
+        let _ = std::fs::remove_file(path);
+        return Err(e);
+    }
+    Ok(side)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -20,7 +20,7 @@ use pfode::solver::options::Given;
 use pfode::solver::{Precision, Solver};
 use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyString};
 use std::path::{Path, PathBuf};
 
 /// A VP noise schedule: `Schedule("linear", beta_start=1e-4, beta_end=0.02,
@@ -322,32 +322,14 @@ fn sample<'py>(
     info["spacing"] = serde_json::json!(spacing_label);
     info["shape"] = serde_json::json!(sample_shape);
     if let Some(o) = &out {
-        write_samples(o, &samples.x0, &sample_shape, &info).map_err(to_py)?;
+        let shape: Vec<usize> = std::iter::once(samples.x0.n)
+            .chain(sample_shape.iter().copied())
+            .collect();
+        pfode::npy::write_with_sidecar(o, &shape, &samples.x0.data, pfode::npy::Dtype::F64, &info)
+            .map_err(to_py)?;
     }
     let x0 = array_from(py, samples.x0, &sample_shape)?;
     Ok((x0, json_to_py(py, &info)?))
-}
-
-/// Writes samples and their sidecar; on failure neither is left.
-fn write_samples(
-    out: &Path,
-    x0: &pfode::Batch,
-    sample_shape: &[usize],
-    info: &serde_json::Value,
-) -> pfode::Result<()> {
-    let shape: Vec<usize> = std::iter::once(x0.n)
-        .chain(sample_shape.iter().copied())
-        .collect();
-    pfode::npy::write(out, &shape, &x0.data, pfode::npy::Dtype::F64)?;
-    let side = out.with_extension("json");
-    let written = pfode::io::write_atomic(
-        &side,
-        serde_json::to_string_pretty(info).expect("json").as_bytes(),
-    );
-    if written.is_err() {
-        let _ = std::fs::remove_file(out);
-    }
-    written
 }
 
 /// The time grid a run would use (decreasing times t, from t_max to the end).
@@ -620,31 +602,13 @@ fn read_table(py: Python<'_>, path: &Path) -> PyResult<Py<PyAny>> {
     let v = serde_json::to_value(&rows).expect("rows serialise");
     let mut cols = serde_json::Map::new();
     for name in pfode::experiment::table::COLUMNS {
-        let col: Vec<serde_json::Value> = v
-            .as_array()
-            .expect("array")
-            .iter()
-            .map(|r| match &r[name] {
-                // A NaN metric (a diverged run) serialises as null.
-                serde_json::Value::Null => serde_json::json!(f64::NAN.to_string()),
-                x => x.clone(),
-            })
-            .collect();
-        cols.insert(name.to_string(), serde_json::Value::Array(col));
+        let col = v.as_array().expect("array").iter().map(|r| r[name].clone());
+        cols.insert(name.to_string(), col.collect());
     }
     let d = json_to_py(py, &serde_json::Value::Object(cols))?;
-    // NaN came through as the string "NaN": make it a float again.
-    let value = d.bind(py).get_item("value")?;
-    let fixed = PyList::empty(py);
-    for x in value.try_iter()? {
-        let x = x?;
-        if x.is_instance_of::<PyString>() {
-            fixed.append(f64::NAN)?;
-        } else {
-            fixed.append(x)?;
-        }
-    }
-    d.bind(py).set_item("value", fixed)?;
+    // JSON has no NaN (a diverged run's metrics): the values go over as floats directly.
+    let values: Vec<f64> = rows.iter().map(|r| r.value).collect();
+    d.bind(py).set_item("value", values)?;
     Ok(d)
 }
 

@@ -783,12 +783,18 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
             .map_err(|e| Error::io(&csv_path, e))?,
     );
     let start = Instant::now();
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(opts.jobs.max(1))
-        .build()
-        .map_err(|e| Error::invalid("jobs", e.to_string()))?;
-    // A thread-bound model (Python) runs every run on this thread, one at a time.
+    // A thread-bound model (Python) runs every run on this thread, one at a time; others
+    // run on a pool of `jobs` threads.
     let thread_bound = opts.models.iter().any(|m| m.model.thread_bound());
+    let pool = if thread_bound {
+        None
+    } else {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(opts.jobs.max(1))
+            .build()
+            .map_err(|e| Error::invalid("jobs", e.to_string()))?;
+        Some(pool)
+    };
     let run_all = || -> Result<()> {
         // Prepare each (schedule, model, seed) once: noise, cached reference, exact samples.
         let mut groups: Vec<(String, String, u64)> = todo
@@ -849,10 +855,9 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
             todo.par_iter().try_for_each(run)
         }
     };
-    if thread_bound {
-        run_all()?;
-    } else {
-        pool.install(run_all)?;
+    match &pool {
+        Some(pool) => pool.install(run_all)?,
+        None => run_all()?,
     }
     bar.finish_and_clear();
     // Final table in run order, whatever the completion order was.

@@ -346,13 +346,7 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
     } else {
         Dtype::F64
     };
-    let side = sidecar_path(&args.out);
-    let text = serde_json::to_string_pretty(&sidecar).expect("sidecar serialises");
-    npy::write(&args.out, &[n, d], &samples.x0.data, dtype)?;
-    if let Err(e) = pfode::io::write_atomic(&side, text.as_bytes()) {
-        let _ = std::fs::remove_file(&args.out);
-        return Err(e);
-    }
+    let side = npy::write_with_sidecar(&args.out, &[n, d], &samples.x0.data, dtype, &sidecar)?;
     Ok(SampleReport {
         n,
         d,
