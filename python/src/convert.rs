@@ -84,6 +84,11 @@ impl Drop for SigintGuard {
 pub fn run_error(py: Python<'_>, e: Error, raised: Option<PyErr>) -> PyErr {
     match raised {
         Some(cause) if cause.is_instance_of::<pyo3::exceptions::PyKeyboardInterrupt>(py) => cause,
+        // A non-finite output: the model's own message, which says where in the run.
+        Some(cause) if cause.is_instance_of::<ModelError>(py) => match e {
+            Error::NonFinite { .. } => cause,
+            other => to_py(other),
+        },
         Some(cause) => {
             let err = ModelError::new_err(e.to_string());
             err.set_cause(py, Some(cause));

@@ -305,6 +305,7 @@ impl PyModel {
                     grid,
                     calls: AtomicUsize::new(0),
                     error: Mutex::new(None),
+                    nonfinite: Mutex::new(None),
                 })))
             }
         }
@@ -329,7 +330,10 @@ impl Runnable {
     pub fn take_error(&self) -> Option<PyErr> {
         match self {
             Runnable::Native(_) => None,
-            Runnable::Callback(c) => c.error.lock().unwrap_or_else(|e| e.into_inner()).take(),
+            Runnable::Callback(c) => {
+                let raised = c.error.lock().unwrap_or_else(|e| e.into_inner()).take();
+                raised.or_else(|| c.nonfinite.lock().unwrap_or_else(|e| e.into_inner()).take())
+            }
         }
     }
 }
@@ -350,6 +354,9 @@ pub struct Callback {
     calls: AtomicUsize,
     /// The exception the callable raised (or KeyboardInterrupt), kept for the binding.
     error: Mutex<Option<PyErr>>,
+    /// The first non-finite output, as the ModelError a single run raises (kept apart from
+    /// `error`: in a sweep it is a diverged row, not the failure to report).
+    nonfinite: Mutex<Option<PyErr>>,
 }
 
 impl Callback {
@@ -389,11 +396,11 @@ impl Callback {
         level: &Level,
         tv: f64,
         out: &mut [f64],
-    ) -> Result<(), (String, Option<PyErr>)> {
+    ) -> Result<(), Failure> {
         let full: Vec<usize> = std::iter::once(x.n)
             .chain(self.shape.iter().copied())
             .collect();
-        let py_err = |e: PyErr| ("raised".to_string(), Some(e));
+        let py_err = |e: PyErr| Failure::Bad("raised".to_string(), Some(e));
         let scale = if self.time == TimeInput::Sigma {
             1.0 / level.alpha
         } else {
@@ -426,9 +433,9 @@ impl Callback {
         // Ctrl-C while the callable ran arrives as its exception; during pfode's own work, here.
         let result = result.and_then(|r| py.check_signals().map(|_| r));
         let result = result.map_err(py_err)?;
-        let arr = as_f64_array(py, &result).map_err(|m| (m, None))?;
+        let arr = as_f64_array(py, &result).map_err(|m| Failure::Bad(m, None))?;
         if arr.shape() != full.as_slice() {
-            return Err((
+            return Err(Failure::Bad(
                 format!(
                     "returned an array of shape {:?}, expected {:?} (the shape of x)",
                     arr.shape(),
@@ -448,18 +455,23 @@ impl Callback {
         }
         if let Some(i) = view.iter().position(|v| !v.is_finite()) {
             let d: usize = self.shape.iter().product();
-            return Err((
-                format!(
-                    "returned {} (sample {}, element {})",
-                    view.iter().nth(i).copied().unwrap_or(f64::NAN),
-                    i / d,
-                    i % d
-                ),
-                None,
-            ));
+            let value = view.iter().nth(i).copied().unwrap_or(f64::NAN);
+            return Err(Failure::NonFinite {
+                row: i / d,
+                col: i % d,
+                value,
+            });
         }
         Ok(())
     }
+}
+
+/// How a call failed.
+enum Failure {
+    /// It raised, or returned something unusable (what, and the exception if any).
+    Bad(String, Option<PyErr>),
+    /// It returned NaN or ±∞ at this element.
+    NonFinite { row: usize, col: usize, value: f64 },
 }
 
 /// The callable's result as a float64 array: a NumPy array as is, or anything NumPy can
@@ -521,7 +533,33 @@ impl ScoreModel for Callback {
     fn eps_into(&self, x: &Batch, level: &Level, out: &mut [f64]) -> pfode::Result<()> {
         let nfe = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let tv = self.time_value(level);
-        Python::attach(|py| self.call(py, x, level, tv, out)).map_err(|(what, err)| {
+        let called = Python::attach(|py| self.call(py, x, level, tv, out));
+        // A NaN or infinity is the run's divergence, as from a built-in model (a sweep
+        // records it as a diverged row); the message that says where is kept for a single
+        // run, which raises it as a ModelError.
+        let called = match called {
+            Err(Failure::NonFinite { row, col, value }) => {
+                let msg = format!(
+                    "the model returned {value} (sample {row}, element {col}) at {}",
+                    self.at(level, tv, nfe)
+                );
+                let err = Python::attach(|_| crate::convert::ModelError::new_err(msg));
+                // The first failure is the one to report (a solve may call on after it).
+                self.nonfinite
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(err);
+                return Err(pfode::Error::NonFinite {
+                    t: level.t,
+                    row,
+                    col,
+                    value,
+                });
+            }
+            Err(Failure::Bad(what, err)) => Err((what, err)),
+            Ok(()) => Ok(()),
+        };
+        called.map_err(|(what, err)| {
             let at = self.at(level, tv, nfe);
             let msg = match &err {
                 Some(e) => {
@@ -538,7 +576,10 @@ impl ScoreModel for Callback {
                 None => format!("the model {what} at {at}"),
             };
             if let Some(e) = err {
-                *self.error.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+                self.error
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert(e);
             }
             pfode::Error::Model(msg)
         })

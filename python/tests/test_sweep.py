@@ -135,3 +135,24 @@ def test_loaded_models_sample_as_the_cli_does(tmp_path):
         ours, info = pfode.sample(model, x, solver="dpm-solver++2m", nfe=10)
         assert np.array_equal(ours, np.load(out)), spec
         assert info["nfe"] == 10
+
+
+def test_a_python_model_that_returns_nan_is_a_diverged_row_as_a_builtin_one_is(tmp_path):
+    # NaN at the middle times of the 6-step logsnr grid only: the runs on that grid (DDIM at
+    # NFE 6, Heun at NFE 12) diverge, the others (and the reference, whose adaptive steps
+    # never land on those times) do not.
+    bad = pfode.grid(nfe=6, spacing="logsnr", solver="ddim")[1:-2]
+
+    def fn(x, t):
+        return np.full(x.shape, np.nan) if np.any(bad == t) else eps_t(x, t)
+
+    mine = pfode.Model(fn, time="t", shape=(2,), data="ring2d", defined_at_clean=True)
+    spec = {**SPEC, "models": ["mine"], "nfe": [6, 12], "seeds": [0], "spacings": ["logsnr"],
+            "metrics": ["error"], "solvers": [{"name": "ddim"}, {"name": "heun"}]}
+    table = pfode._pfode.sweep(spec, {"mine": mine}, str(tmp_path / "nan"), False, None, True)[0]
+    diverged = {(x["solver"], x["nfe"]): x["value"] for x in rows(table) if x["metric"] == "diverged"}
+    assert diverged == {("ddim", 6): 1.0, ("ddim", 12): 0.0, ("heun", 6): 0.0, ("heun", 12): 1.0}
+    # A single run still raises, saying where.
+    with pytest.raises(pfode.ModelError) as e:
+        pfode.sample(mine, pfode.noise(4, 2), solver="ddim", nfe=6, spacing="logsnr")
+    assert "returned NaN" in str(e.value) and "NFE 2" in str(e.value), str(e.value)
