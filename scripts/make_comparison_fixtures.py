@@ -6,8 +6,10 @@ torch, diffusers, numpy and scipy; never committed):
                                        probability-flow ODE for ring2d, sample by sample,
                                        with the per-sample wall time of 512 such solves
   tests/fixtures/diffusers_solvers.json  DDIM, DPM-Solver++(2M) (trailing and Karras) and
-                                       UniPC from diffusers at NFE 10 and 20 on ring2d and
+                                       UniPC from diffusers at NFE 5, 10 and 20 on ring2d and
                                        mix8d, from committed x_T
+
+The scipy reference (and its timing) is remade only with --scipy.
 
 The probability-flow ODE is integrated in y = x/a, sigma = s/a, where for a mixture
 dy/dsigma = sigma * sum_k r_k (y - mu_k) / (c_k^2 + sigma^2), r_k the responsibilities of
@@ -15,6 +17,7 @@ the mixture with variances c_k^2 + sigma^2. Model evaluations for diffusers use 
 noise prediction at the scheduler's integer timestep, as a trained model would.
 """
 import json
+import sys
 import time
 import numpy as np
 import torch
@@ -102,7 +105,7 @@ def main():
     runs = []
     for name, m in models.items():
         for solver, make in solvers.items():
-            for n in (10, 20):
+            for n in (5, 10, 20):
                 x0, nfe, ts = run_diffusers(m, noise[name], make, n)
                 runs.append({"model": name, "solver": solver, "nfe": nfe, "timesteps": ts, "x0": x0.tolist()})
     with open("tests/fixtures/diffusers_solvers.json", "w") as f:
@@ -110,7 +113,11 @@ def main():
                    "noise": {k: v.tolist() for k, v in noise.items()}, "runs": runs}, f)
     with open("tests/fixtures/mix8d.json", "w") as f:
         json.dump(models["mix8d"], f, indent=1)
+    if "--scipy" in sys.argv:
+        scipy_fixture(models)
 
+
+def scipy_fixture(models):
     sigma_start = np.sqrt((1 - ALPHAS_CUMPROD[-1]) / ALPHAS_CUMPROD[-1])
     x_small = np.random.RandomState(2).standard_normal((16, 2))
     ref = scipy_solve(models["ring2d"], x_small, sigma_start)

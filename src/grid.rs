@@ -222,7 +222,8 @@ impl TimeGrid {
         Self::new(times, schedule)
     }
 
-    /// Reads an explicit grid (JSON array or 1-D `.npy` of times).
+    /// Reads an explicit grid: a JSON array of times, a grid file (an object whose `t` is
+    /// that array, as `pfode optimize-grid` writes), or a 1-D `.npy` of times.
     pub fn from_file(path: &Path, schedule: &Schedule) -> Result<Self> {
         let times: Vec<f64> = if path.extension().is_some_and(|e| e == "npy") {
             let a = crate::npy::read(path)?;
@@ -234,7 +235,20 @@ impl TimeGrid {
             }
             a.data
         } else {
-            crate::io::read_json(path)?
+            // A bare array, or a grid file of `pfode optimize-grid` (`{"t": [...], ...}`).
+            let doc: serde_json::Value = crate::io::read_json(path)?;
+            let t = match &doc {
+                serde_json::Value::Object(o) => o.get("t").ok_or_else(|| {
+                    Error::file(
+                        path,
+                        "expected a JSON array of times or an object with a \"t\" array",
+                    )
+                })?,
+                other => other,
+            };
+            serde_json::from_value(t.clone()).map_err(|e| {
+                Error::file(path, format!("expected an array of times (numbers): {e}"))
+            })?
         };
         Self::new(times, schedule).map_err(|e| Error::file(path, e.to_string()))
     }

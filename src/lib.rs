@@ -19,6 +19,7 @@ pub mod model;
 mod names;
 pub mod noise;
 pub mod npy;
+pub mod optimize;
 pub mod parallel;
 pub mod plot;
 pub mod reference;

@@ -115,6 +115,8 @@ where
         .x_label_area_size(45)
         .y_label_area_size(70);
     let xr = (x0 * 0.9..x1 * 1.1).log_scale();
+    // Under a decade and a half of NFE every tick gets its label, not only 1, 2, 5.
+    let sparse_x = x1 / x0 > 30.0;
     if log_y {
         if y0 == y1 {
             (y0, y1) = (y0 * 0.5, y1 * 2.0);
@@ -127,7 +129,7 @@ where
             .configure_mesh()
             .x_desc("NFE")
             .y_desc(y_label)
-            .x_label_formatter(&|v| log_tick(*v, true))
+            .x_label_formatter(&|v| log_tick(*v, sparse_x))
             .y_label_formatter(&|v| log_tick(*v, sparse_y))
             .light_line_style(WHITE.mix(0.0))
             .label_style(("sans-serif", 14))
@@ -157,7 +159,7 @@ where
             .configure_mesh()
             .x_desc("NFE")
             .y_desc(y_label)
-            .x_label_formatter(&|v| log_tick(*v, true))
+            .x_label_formatter(&|v| log_tick(*v, sparse_x))
             .y_label_formatter(&|v| linear_tick(*v))
             .light_line_style(WHITE.mix(0.0))
             .label_style(("sans-serif", 14))
@@ -738,5 +740,110 @@ pub fn image_grid(images: &Batch, side: usize, count: usize, path: &Path) -> Res
         root.present().map_err(|e| e.to_string())
     };
     draw().map_err(plot_err(path))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+}
+
+/// One line chart against NFE (log x, log y unless `log_y` is false), written as
+/// `base`.png and `base`.svg; nothing is left behind on failure.
+pub fn nfe_chart(
+    base: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(String, Vec<(f64, f64)>)],
+    log_y: bool,
+) -> Result<Vec<PathBuf>> {
+    register_font();
+    let fig = Figure::Log {
+        title: title.to_string(),
+        y_label,
+        series,
+        slopes: false,
+        log_y,
+    };
+    both(base, &fig).inspect_err(|_| {
+        let _ = std::fs::remove_file(base.with_extension("png"));
+        let _ = std::fs::remove_file(base.with_extension("svg"));
+    })
+}
+
+/// Step grids drawn in log-SNR λ: one row of points per labelled grid (a point at σ = 0,
+/// λ = ∞, is drawn as an arrow at the right edge). Written as `path` (PNG).
+pub fn lambda_grids(path: &Path, title: &str, grids: &[(String, Vec<f64>)]) -> Result<()> {
+    register_font();
+    let finite: Vec<f64> = grids
+        .iter()
+        .flat_map(|g| g.1.iter().copied())
+        .filter(|l| l.is_finite())
+        .collect();
+    if finite.is_empty() {
+        return Err(Error::invalid("grids", "no grid points to draw"));
+    }
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let pad = 0.05 * (hi - lo).max(1e-9);
+    let (x0, x1) = (lo - pad, hi + 3.0 * pad);
+    let rows = grids.len();
+    let tmp = path.with_extension("png.tmp.png");
+    let draw = || -> std::result::Result<(), String> {
+        let height = (120 + 34 * rows) as u32;
+        let root = BitMapBackend::new(&tmp, (960, height)).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| e.to_string())?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(40)
+            .y_label_area_size(260)
+            .build_cartesian_2d(x0..x1, -0.5..rows as f64 - 0.5)
+            .map_err(|e| e.to_string())?;
+        chart
+            .configure_mesh()
+            .x_desc("log-SNR λ (noise → data; the arrow is σ = 0)")
+            .y_labels(rows)
+            .y_label_formatter(&|v| {
+                let i = v.round();
+                if (v - i).abs() < 1e-6 && i >= 0.0 && (i as usize) < rows {
+                    grids[rows - 1 - i as usize].0.clone()
+                } else {
+                    String::new()
+                }
+            })
+            .x_label_formatter(&|v| linear_tick(*v))
+            .light_line_style(WHITE.mix(0.0))
+            .label_style(("sans-serif", 13))
+            .draw()
+            .map_err(|e| e.to_string())?;
+        for (r, (_, lambdas)) in grids.iter().enumerate() {
+            let y = (rows - 1 - r) as f64;
+            let color = Palette99::pick(r).to_rgba();
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x0, y), (x1, y)],
+                    ShapeStyle::from(&BLACK.mix(0.15)),
+                )))
+                .map_err(|e| e.to_string())?;
+            chart
+                .draw_series(
+                    lambdas
+                        .iter()
+                        .filter(|l| l.is_finite())
+                        .map(|&l| Circle::new((l, y), 4, color.filled())),
+                )
+                .map_err(|e| e.to_string())?;
+            if lambdas.iter().any(|l| !l.is_finite()) {
+                chart
+                    .draw_series(std::iter::once(TriangleMarker::new(
+                        (x1 - pad, y),
+                        6,
+                        color.filled(),
+                    )))
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        root.present().map_err(|e| e.to_string())
+    };
+    if let Err(e) = draw() {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(plot_err(path)(e));
+    }
     std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
 }

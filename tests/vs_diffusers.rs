@@ -90,3 +90,72 @@ fn best_pfode_sampler_is_at_least_as_accurate_as_best_diffusers_scheduler() {
     }
     println!("{table}");
 }
+
+/// The grid optimiser against diffusers: for each model, the best optimised (solver, grid)
+/// — chosen by the optimiser's own held-out error, never on the fixture's noise — is
+/// judged on the fixture's x_T (new noise to it) against the best of diffusers' DDIM,
+/// DPM-Solver++(2M) (trailing, Karras) and UniPC at the same NFE.
+#[test]
+fn an_optimised_grid_has_at_most_0_4_times_the_best_diffusers_error_at_nfe_10() {
+    use pfode::optimize::{optimize, Options, Problem};
+    let f = fixture("diffusers_solvers.json");
+    let schedule = Schedule::ddpm_linear();
+    let mut table = String::new();
+    for name in ["ring2d", "mix8d"] {
+        let m = model(name);
+        let x_t = matrix(&f["noise"][name]);
+        let (reference, _) = solve(&m, &schedule, &x_t, 1.0, 0.0, &Settings::default()).unwrap();
+        for nfe in [5, 10] {
+            let theirs = f["runs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|r| r["model"] == name && r["nfe"] == nfe)
+                .map(|r| {
+                    (
+                        r["solver"].as_str().unwrap(),
+                        matrix(&r["x0"]).rms_distance(&reference),
+                    )
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap();
+            let mut best: Option<(String, f64, TimeGrid, Solver)> = None;
+            for (solver, opts) in [
+                ("unipc", vec![]),
+                ("dpm-solver++2m", vec![]),
+                ("ipndm", vec![("warm_start", "multistep")]),
+            ] {
+                let solver = Solver::with(solver, &opts).unwrap();
+                let problem = Problem {
+                    model: &m,
+                    schedule: &schedule,
+                    solver: &solver,
+                    nfe,
+                    grid: GridOptions::default(),
+                };
+                let mut o = Options::new(&schedule, &m);
+                o.calibration = 1024;
+                o.held_out = 512;
+                let r = optimize(&problem, &o).unwrap();
+                if best.as_ref().is_none_or(|b| r.scores.held_out < b.1) {
+                    best = Some((solver.name().to_string(), r.scores.held_out, r.grid, solver));
+                }
+            }
+            let (label, _, grid, solver) = best.unwrap();
+            let (out, used) = sample(&solver, &m, &schedule, &grid, x_t.clone(), 0).unwrap();
+            assert_eq!(used, nfe);
+            let ours = out.rms_distance(&reference);
+            let ratio = ours / theirs.1;
+            table.push_str(&format!(
+                "{name} NFE {nfe}: optimised {label} {ours:.3e}; diffusers best {} {:.3e}; ratio {ratio:.3}\n",
+                theirs.0, theirs.1
+            ));
+            if nfe == 10 {
+                assert!(ratio <= 0.4, "{name} NFE 10: ratio {ratio}");
+            } else {
+                assert!(ratio < 1.0, "{name} NFE 5: ratio {ratio}");
+            }
+        }
+    }
+    println!("{table}");
+}

@@ -13,8 +13,8 @@ See docs/python.md in the repository for the conventions (time inputs, predictio
 """
 
 from . import _pfode
-from ._pfode import (Model, ModelError, Schedule, digits, digits_scores, grid, noise, plot,
-                     sample, solvers)
+from ._pfode import (Model, ModelError, Schedule, digits, digits_scores, grid, noise,
+                     optimize_grid, plot, sample, solvers)
 from ._pfode import __version__
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "digits_scores",
     "grid",
     "noise",
+    "optimize_grid",
     "orders",
     "orders_left_out",
     "plot",

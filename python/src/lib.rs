@@ -501,6 +501,101 @@ fn reference<'py>(
     Ok((array_from(py, x0, &sample_shape)?, json_to_py(py, &info)?))
 }
 
+/// Tunes a step grid to `model`, `solver` and an NFE budget on calibration x_T (`seed`),
+/// judges it on held-out x_T (`held_out_seed`, default `seed + 1`) against every fixed
+/// spacing, and returns `(times, report)`; with `out=`, also writes the grid file that
+/// `spacing="file:PATH"` and `pfode sample --spacing file:PATH` read.
+#[pyfunction]
+#[allow(clippy::too_many_arguments)]
+#[pyo3(signature = (model, solver, nfe, out=None, method="direct", objective="error", calibration=256, seed=0, held_out=1024, held_out_seed=None, candidates=60, dp_cost="propagated", dp_rows=256, max_evals=3000, starts=3, rtol=None, atol=None, schedule=None, final_sigma="zero", rho=7.0, **options))]
+fn optimize_grid<'py>(
+    py: Python<'py>,
+    model: &Bound<'py, PyModel>,
+    solver: &str,
+    nfe: usize,
+    out: Option<PathBuf>,
+    method: &str,
+    objective: &str,
+    calibration: usize,
+    seed: u64,
+    held_out: usize,
+    held_out_seed: Option<u64>,
+    candidates: usize,
+    dp_cost: &str,
+    dp_rows: usize,
+    max_evals: usize,
+    starts: usize,
+    rtol: Option<f64>,
+    atol: Option<f64>,
+    schedule: Option<&Bound<'py, PyAny>>,
+    final_sigma: &str,
+    rho: f64,
+    options: Option<&Bound<'py, PyDict>>,
+) -> PyResult<(Bound<'py, PyArray1<f64>>, Py<PyAny>)> {
+    use pfode::optimize::{self, Options, Problem};
+    let py_model = model.get();
+    let schedule = schedule_arg(schedule)?;
+    let solver = solver_arg(solver, options)?;
+    if let Some(o) = &out {
+        if o.extension().is_none_or(|e| e != "json") {
+            return Err(PyValueError::new_err(format!(
+                "out: expected a path ending in .json, got {}",
+                o.display()
+            )));
+        }
+    }
+    let shape = py_model.shape_known().ok_or_else(|| {
+        PyValueError::new_err(
+            "model: optimize_grid draws its own x_T, so it needs the model's sample shape: \
+             pfode.Model(fn, ..., shape=(C, H, W))",
+        )
+    })?;
+    let run = py_model.for_run(py, &shape, num_train_timesteps(&schedule), None)?;
+    let m = run.model();
+    let problem = Problem {
+        model: m.as_ref(),
+        schedule: &schedule,
+        solver: &solver,
+        nfe,
+        grid: pfode::grid::GridOptions {
+            final_sigma: final_sigma.parse().map_err(to_py)?,
+            rho,
+        },
+    };
+    let mut o = Options::new(&schedule, m.as_ref());
+    o.method = method.parse().map_err(to_py)?;
+    o.objective = objective.parse().map_err(to_py)?;
+    o.calibration = calibration;
+    o.seed = seed;
+    o.held_out = held_out;
+    o.held_out_seed = held_out_seed.unwrap_or(seed.wrapping_add(1));
+    o.candidates = candidates;
+    o.dp_cost = dp_cost.parse().map_err(to_py)?;
+    o.dp_rows = dp_rows;
+    o.max_evals = max_evals;
+    o.starts = starts;
+    if let Some(r) = rtol {
+        o.reference.rtol = r;
+        o.reference.atol = r;
+    }
+    if let Some(a) = atol {
+        o.reference.atol = a;
+    }
+    let _guard = SigintGuard::new(py)?;
+    let r = py
+        .detach(|| optimize::optimize(&problem, &o))
+        .map_err(|e| run_error(py, e, run.take_error()))?;
+    let mut made_by = optimize::provenance(&problem, &o, &r);
+    made_by["model"]["description"] = py_model.description();
+    if let Some(path) = &out {
+        optimize::write_grid(path, &schedule, &r.grid, made_by.clone()).map_err(to_py)?;
+    }
+    Ok((
+        PyArray1::from_vec(py, r.grid.times().to_vec()),
+        json_to_py(py, &made_by)?,
+    ))
+}
+
 /// Runs a sweep spec (a TOML path or a dict of the same keys) with any extra models by
 /// name, writing the same results folder as `pfode sweep`; returns the table as a dict of
 /// columns and the folder.
@@ -722,6 +817,7 @@ fn _pfode(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(check_ddim_euler, m)?)?;
     m.add_function(wrap_pyfunction!(reference, m)?)?;
     m.add_function(wrap_pyfunction!(sweep, m)?)?;
+    m.add_function(wrap_pyfunction!(optimize_grid, m)?)?;
     m.add_function(wrap_pyfunction!(results, m)?)?;
     m.add_function(wrap_pyfunction!(plot, m)?)?;
     m.add_function(wrap_pyfunction!(orders, m)?)?;

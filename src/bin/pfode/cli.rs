@@ -50,6 +50,10 @@ pub enum Command {
     Train(TrainArgs),
     /// Time the reference MLP per NFE and every solver's own cost per NFE.
     Bench(BenchArgs),
+    /// Tune a step grid to a model, solver and NFE budget on calibration x_T, judge it on
+    /// held-out x_T against every fixed spacing, and write it as a grid file for
+    /// `--spacing file:PATH`.
+    OptimizeGrid(OptimizeGridArgs),
     /// Split a learned model's sampling error into discretisation and network parts, on a
     /// data set whose exact model is known.
     Decompose(DecomposeArgs),
@@ -279,6 +283,90 @@ impl SampleArgs {
             None => Ok(pfode::sampling::Request::default_spacing(schedule)),
         }
     }
+}
+
+/// Arguments of `pfode optimize-grid`.
+#[derive(Args, Debug, Clone)]
+pub struct OptimizeGridArgs {
+    /// Model: a built-in name, a mixture JSON file or a .safetensors checkpoint.
+    #[arg(long, required_unless_present = "study")]
+    pub model: Option<String>,
+    /// Solver name (a fixed-step one; see `pfode solvers`).
+    #[arg(long, required_unless_present = "study")]
+    pub solver: Option<String>,
+    /// Model-evaluation budget: the grid has the steps the fixed spacings get for it.
+    #[arg(long, required_unless_present = "study")]
+    pub nfe: Option<usize>,
+    /// The grid file to write (.json: times `t`, `sigma`, `lambda` and `made_by`); with
+    /// --study, the results folder [default: results/NAME].
+    #[arg(long, required_unless_present = "study")]
+    pub out: Option<PathBuf>,
+    /// Run a study spec instead (every model × solver × NFE × method of
+    /// experiments/optimized_grids.toml, say) into results.csv, grids/ and plots/.
+    #[arg(long, value_name = "SPEC", conflicts_with_all = ["model", "solver", "nfe"])]
+    pub study: Option<PathBuf>,
+    /// With --study: no progress lines.
+    #[arg(long)]
+    pub quiet: bool,
+    /// With --study: only redraw the plots of the finished study in --out.
+    #[arg(long, requires = "study")]
+    pub replot: bool,
+    /// Search: dp (dynamic programming over candidate points) or direct (Nelder–Mead on
+    /// the whole solve from the best fixed grids).
+    #[arg(long, value_enum, default_value_t = pfode::optimize::Method::Direct)]
+    pub method: pfode::optimize::Method,
+    /// What the grid minimises: error (RMS end-point error to the DOP853 reference) or
+    /// digits-fd (digits Fréchet distance, for 8×8 digits models).
+    #[arg(long, value_enum, default_value_t = pfode::optimize::Objective::Error)]
+    pub objective: pfode::optimize::Objective,
+    /// Number of calibration x_T the grid is tuned on.
+    #[arg(long, default_value_t = 256)]
+    pub calibration: usize,
+    /// Seed of the calibration x_T.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Number of held-out x_T the grid is judged on.
+    #[arg(long, default_value_t = 1024)]
+    pub held_out: usize,
+    /// Seed of the held-out x_T (must differ from --seed) [default: --seed + 1].
+    #[arg(long)]
+    pub held_out_seed: Option<u64>,
+    /// dp: candidate points (uniform in log-SNR).
+    #[arg(long, default_value_t = 60)]
+    pub candidates: usize,
+    /// dp: a step's cost, propagated (its error carried to the end) or local (GITS).
+    #[arg(long, value_enum, default_value_t = pfode::optimize::dp::Cost::Propagated)]
+    pub dp_cost: pfode::optimize::dp::Cost,
+    /// dp: how many calibration x_T (the first ones) its step costs are measured on.
+    #[arg(long, default_value_t = 256)]
+    pub dp_rows: usize,
+    /// direct: most objective evaluations (whole solves).
+    #[arg(long, default_value_t = 3000)]
+    pub max_evals: usize,
+    /// direct: how many of the best fixed grids the search starts from.
+    #[arg(long, default_value_t = 3)]
+    pub starts: usize,
+    /// Fixed spacings compared, comma-separated [default: every spacing that starts at
+    /// t_max: trailing, linspace (discrete schedules), uniform, quadratic, logsnr, karras].
+    #[arg(long, value_delimiter = ',')]
+    pub spacings: Option<Vec<String>>,
+    /// Relative tolerance of the reference solves [default: 1e-10 for exact models, 1e-7
+    /// for learned ones].
+    #[arg(long)]
+    pub rtol: Option<f64>,
+    /// Absolute tolerance of the reference solves [default: as --rtol].
+    #[arg(long)]
+    pub atol: Option<f64>,
+    #[command(flatten)]
+    pub options: SolverFlags,
+    /// Where the last step ends: zero = clean data (ᾱ = 1), min = first training step.
+    #[arg(long, value_enum, default_value_t = FinalSigma::Zero)]
+    pub final_sigma: FinalSigma,
+    /// ρ of the karras spacing.
+    #[arg(long, default_value_t = 7.0)]
+    pub karras_rho: f64,
+    #[command(flatten)]
+    pub schedule: ScheduleArgs,
 }
 
 /// Arguments of `pfode reference`.

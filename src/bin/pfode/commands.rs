@@ -235,6 +235,7 @@ pub fn main(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
+        Command::OptimizeGrid(args) => optimize_grid(&args),
         Command::Reference(args) => {
             let (wall, stats, settings) = reference(&args)?;
             println!(
@@ -697,4 +698,154 @@ fn digits(cmd: &DigitsCommand) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `pfode optimize-grid`: the search, its report (every fixed spacing and the optimised
+/// grid on calibration and held-out x_T), and the grid file, written last.
+fn optimize_grid(args: &crate::cli::OptimizeGridArgs) -> Result<()> {
+    use pfode::grid::{GridOptions, Spacing};
+    use pfode::optimize::{self, Options, Problem};
+    if let Some(path) = &args.study {
+        let spec = optimize::study::StudySpec::from_file(path)?;
+        let out = args
+            .out
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("results").join(&spec.name));
+        if args.replot {
+            optimize::study::replot(&spec, &out)?;
+            println!("redrew {}/plots", out.display());
+            return Ok(());
+        }
+        let rows = optimize::study::run(&spec, &out, args.quiet)?;
+        println!(
+            "wrote {} ({} rows), {}/grids and {}/plots",
+            out.join("results.csv").display(),
+            rows.len(),
+            out.display(),
+            out.display()
+        );
+        return Ok(());
+    }
+    // clap requires these without --study.
+    let (model_spec, solver_name, nfe, out) = match (&args.model, &args.solver, args.nfe, &args.out)
+    {
+        (Some(m), Some(s), Some(n), Some(o)) => (m, s, n, o),
+        _ => {
+            return Err(Error::invalid(
+                "model",
+                "--model, --solver, --nfe and --out are required",
+            ))
+        }
+    };
+    if out.extension().is_none_or(|e| e != "json") {
+        return Err(Error::invalid(
+            "out",
+            format!("expected a path ending in .json, got {}", out.display()),
+        ));
+    }
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if !dir.is_dir() {
+            return Err(Error::invalid(
+                "out",
+                format!("directory {} does not exist", dir.display()),
+            ));
+        }
+    }
+    let schedule = args.schedule.build()?;
+    let model = model::load(model_spec)?;
+    let model = model.as_ref();
+    let solver = Solver::build(solver_name, &args.options.0)?;
+    let problem = Problem {
+        model,
+        schedule: &schedule,
+        solver: &solver,
+        nfe,
+        grid: GridOptions {
+            final_sigma: args.final_sigma,
+            rho: args.karras_rho,
+        },
+    };
+    let mut o = Options::new(&schedule, model);
+    o.method = args.method;
+    o.objective = args.objective;
+    o.calibration = args.calibration;
+    o.seed = args.seed;
+    o.held_out = args.held_out;
+    o.held_out_seed = args.held_out_seed.unwrap_or(args.seed.wrapping_add(1));
+    o.candidates = args.candidates;
+    o.dp_cost = args.dp_cost;
+    o.dp_rows = args.dp_rows;
+    o.max_evals = args.max_evals;
+    o.starts = args.starts;
+    if let Some(list) = &args.spacings {
+        o.spacings = list
+            .iter()
+            .map(|s| s.parse::<Spacing>())
+            .collect::<Result<_>>()?;
+    }
+    if let Some(rtol) = args.rtol {
+        o.reference.rtol = rtol;
+        o.reference.atol = rtol;
+    }
+    if let Some(atol) = args.atol {
+        o.reference.atol = atol;
+    }
+    println!(
+        "model {} · solver {} · NFE {} · {} ({}) · calibration {} x_T (seed {}) · held-out {} (seed {}) · reference DOP853 rtol {:e} atol {:e}",
+        model_spec,
+        solver.name(),
+        nfe,
+        o.method,
+        o.objective,
+        o.calibration,
+        o.seed,
+        o.held_out,
+        o.held_out_seed,
+        o.reference.rtol,
+        o.reference.atol
+    );
+    let r = optimize::optimize(&problem, &o)?;
+    println!("{:<12} {:>13} {:>13}", "grid", "calibration", "held-out");
+    for (i, f) in r.fixed.iter().enumerate() {
+        let mark = if i == r.best_fixed {
+            "  (best fixed)"
+        } else {
+            ""
+        };
+        println!(
+            "{:<12} {:>13.4e} {:>13.4e}{mark}",
+            f.spacing.to_string(),
+            f.scores.calibration,
+            f.scores.held_out
+        );
+    }
+    println!(
+        "{:<12} {:>13.4e} {:>13.4e}",
+        format!("{}", o.method),
+        r.scores.calibration,
+        r.scores.held_out
+    );
+    println!(
+        "held-out ratio to the best fixed grid ({}): {:.3}; calibration ratio {:.3}",
+        r.best().spacing,
+        r.held_out_ratio(),
+        r.scores.calibration / r.best().scores.calibration
+    );
+    println!(
+        "{} steps, NFE {} · search {:.2} s ({} evaluations), {:.2} s in all",
+        r.grid.steps(),
+        r.nfe,
+        r.search_s,
+        r.evaluations,
+        r.total_s
+    );
+    let mut made_by = optimize::provenance(&problem, &o, &r);
+    made_by["model"]["spec"] = json!(model_spec);
+    optimize::write_grid(out, &schedule, &r.grid, made_by)?;
+    println!(
+        "wrote {} (use it as --spacing file:{})",
+        out.display(),
+        out.display()
+    );
+    Ok(())
 }
