@@ -296,22 +296,26 @@ pub fn read_noise(path: &Path, dim: usize) -> Result<Batch> {
     npy::read_rows(path, dim, "noise")
 }
 
-/// `pfode sample`.
-pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
-    if args.out.extension().is_none_or(|e| e != "npy") {
+/// Checks an `--out` file before any work: its extension, and that its folder exists.
+fn check_out(out: &Path, ext: &str) -> Result<()> {
+    if out.extension().is_none_or(|e| e != ext) {
         return Err(Error::invalid(
             "out",
-            format!("expected a path ending in .npy, got {}", args.out.display()),
+            format!("expected a path ending in .{ext}, got {}", out.display()),
         ));
     }
-    if let Some(dir) = args.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(Error::invalid(
-                "out",
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
+    match out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) if !dir.is_dir() => Err(Error::invalid(
+            "out",
+            format!("directory {} does not exist", dir.display()),
+        )),
+        _ => Ok(()),
     }
+}
+
+/// `pfode sample`.
+pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
+    check_out(&args.out, "npy")?;
     let schedule = args.schedule.build()?;
     let model = model::load(&args.model)?;
     let model = model.as_ref();
@@ -737,20 +741,7 @@ fn optimize_grid(args: &crate::cli::OptimizeGridArgs) -> Result<()> {
             ))
         }
     };
-    if out.extension().is_none_or(|e| e != "json") {
-        return Err(Error::invalid(
-            "out",
-            format!("expected a path ending in .json, got {}", out.display()),
-        ));
-    }
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        if !dir.is_dir() {
-            return Err(Error::invalid(
-                "out",
-                format!("directory {} does not exist", dir.display()),
-            ));
-        }
-    }
+    check_out(out, "json")?;
     let schedule = args.schedule.build()?;
     let model = model::load(model_spec)?;
     let model = model.as_ref();
