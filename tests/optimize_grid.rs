@@ -9,6 +9,8 @@ use pfode::schedule::Schedule;
 use pfode::solver::Solver;
 use std::process::Command;
 
+mod common;
+
 fn run(
     model: &GaussianMixture,
     solver: &Solver,
@@ -383,4 +385,45 @@ fn committed_optimised_grids_regenerate_bit_for_bit() {
             "{file}"
         );
     }
+}
+
+#[test]
+fn a_grid_file_runs_in_a_sweep_under_an_nfe_budget_that_holds_it_and_is_refused_under_one_that_does_not(
+) {
+    let schedule = Schedule::ddpm_linear();
+    let model = builtin("ring2d").unwrap();
+    let solver = Solver::named("unipc").unwrap();
+    let r = run(&model, &solver, 6, |_| {}).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let grid = dir.path().join("grid.json");
+    optimize::write_grid(&grid, &schedule, &r.grid, serde_json::json!({})).unwrap();
+    let spec = |nfe: usize| {
+        let path = dir.path().join(format!("spec{nfe}.toml"));
+        std::fs::write(
+            &path,
+            format!(
+                "name = \"g\"\nmodels = [\"ring2d\"]\nspacings = [\"file:{}\"]\nnfe = [{nfe}]\n\
+                 samples = 64\nmetrics = [\"error\"]\n[[solvers]]\nname = \"unipc\"\n",
+                grid.display()
+            ),
+        )
+        .unwrap();
+        path
+    };
+    let out = dir.path().join("ok");
+    pfode::experiment::sweep(&spec(8), &common::sweep_options(out.clone())).unwrap();
+    let (rows, _) = pfode::experiment::table::read(&out.join("results.csv")).unwrap();
+    let error = rows.iter().find(|r| r.metric == "error_rms").unwrap();
+    assert_eq!((error.steps, error.nfe), (r.grid.steps(), 6));
+    assert!(error.value.is_finite() && error.value > 0.0);
+    let bad = dir.path().join("bad");
+    let err = match pfode::experiment::sweep(&spec(5), &common::sweep_options(bad.clone())) {
+        Ok(_) => panic!("a budget below the grid's NFE ran"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("cannot run within nfe = 5") && err.contains("grid.json"),
+        "{err}"
+    );
+    assert!(!bad.exists());
 }

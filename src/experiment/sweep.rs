@@ -663,7 +663,12 @@ fn check_runs(
                     })?;
                 }
                 for &defined in &clean {
-                    let one = TimeGrid::build(schedule, &spacing, Some(1), opts)?;
+                    // A grid file's steps are its own; other spacings can shrink to one step.
+                    let one = match spacing {
+                        Spacing::File(_) => TimeGrid::build(schedule, &spacing, None, opts),
+                        _ => TimeGrid::build(schedule, &spacing, Some(1), opts),
+                    }
+                    .map_err(|e| in_spec(format!("spacing '{spacing_name}': {e}")))?;
                     let least = solver.nfe_on(schedule, &one, defined)?;
                     if let Some(&budget) = spec.nfe.iter().find(|&&n| n < least) {
                         return Err(in_spec(format!(

@@ -537,6 +537,23 @@ impl Solver {
         budget: usize,
         defined_at_clean: bool,
     ) -> Result<usize> {
+        // A grid file fixes its steps: the budget only has to hold them.
+        if let crate::grid::Spacing::File(path) = spacing {
+            let grid = TimeGrid::build(schedule, spacing, None, opts)?;
+            let nfe = self.nfe_on(schedule, &grid, defined_at_clean)?;
+            if nfe > budget {
+                return Err(Error::invalid(
+                    "nfe",
+                    format!(
+                        "{budget} is too small for the grid in {}: solver '{}' takes {nfe} model evaluations on its {} steps",
+                        path.display(),
+                        self.name(),
+                        grid.steps()
+                    ),
+                ));
+            }
+            return Ok(grid.steps());
+        }
         let nfe_of = |n: usize| -> Result<usize> {
             let grid = TimeGrid::build(schedule, spacing, Some(n), opts)?;
             self.nfe_on(schedule, &grid, defined_at_clean)
