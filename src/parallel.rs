@@ -44,6 +44,22 @@ pub fn map_segments<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) 
         .collect()
 }
 
+/// `f(i)` for every `i` in `0..n`, in order: over the thread pool, or all on the calling
+/// thread when `this_thread_only` (a thread-bound model, a Python callable, which pool
+/// workers must never call).
+pub fn map_indices<R: Send>(
+    n: usize,
+    this_thread_only: bool,
+    f: impl Fn(usize) -> R + Sync + Send,
+) -> Vec<R> {
+    use rayon::prelude::*;
+    if this_thread_only {
+        (0..n).map(f).collect()
+    } else {
+        (0..n).into_par_iter().map(f).collect()
+    }
+}
+
 /// The results of `work(w)` for the `k` leaves `w = first, first + 1, …`, run as a tree of
 /// joins.
 fn spread<R: Send>(first: usize, k: usize, work: &(impl Fn(usize) -> Vec<R> + Sync)) -> Vec<R> {

@@ -20,7 +20,6 @@ use crate::schedule::Schedule;
 use nalgebra::DVector;
 use ode_solvers::dop853::Dop853;
 use ode_solvers::{OutputType, System};
-use rayon::prelude::*;
 use std::cell::RefCell;
 
 crate::names::named_enum! {
@@ -294,12 +293,7 @@ pub fn solve(
                 };
                 solve_block(model, schedule, &row, t_from, t_to, s)
             };
-            // A thread-bound model (Python) is called on this thread only.
-            let rows: Vec<Result<(Batch, Stats)>> = if model.thread_bound() {
-                (0..x.n).map(one).collect()
-            } else {
-                (0..x.n).into_par_iter().map(one).collect()
-            };
+            let rows = crate::parallel::map_indices(x.n, model.thread_bound(), one);
             let mut data = Vec::with_capacity(x.data.len());
             let mut total = Stats::default();
             for r in rows {

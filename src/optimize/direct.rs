@@ -82,17 +82,17 @@ impl Span {
 }
 
 /// Minimises `judge`'s objective from the grids `starts` (the best fixed grids, best
-/// first): a short Nelder–Mead from each, then the best of those continued with a narrower
+/// first, each with its calibration value, already judged): a short Nelder–Mead from each, then the best of those continued with a narrower
 /// simplex. Returns the best grid seen (never worse on the calibration batch than any start)
 /// and the objective evaluations used.
 pub fn search(
     problem: &Problem,
     judge: &Judge,
-    starts: &[&TimeGrid],
+    starts: &[(&TimeGrid, f64)],
     max_evals: usize,
 ) -> Result<(TimeGrid, usize)> {
-    let span = Span::of(problem, starts[0]);
-    let n = starts[0].steps();
+    let span = Span::of(problem, starts[0].0);
+    let n = starts[0].0.steps();
     let f = |w: &[f64]| -> Result<f64> {
         match span.grid(problem, &full(w)) {
             Some(g) => judge.value(&g),
@@ -108,11 +108,12 @@ pub fn search(
     };
     // Explore: a wide simplex from every start.
     let explore = (max_evals as f64 * EXPLORE_SHARE / starts.len() as f64) as usize;
-    for start in starts {
-        let v0 = judge.value(start)?;
+    for &(start, v0) in starts {
+        // The start's value is an evaluation of the objective the search spends, made by
+        // the caller when it judged the fixed grids.
         evals += 1;
         let w0 = free(&span.logits(problem, start));
-        consider(&mut best, w0.clone(), v0, (*start).clone());
+        consider(&mut best, w0.clone(), v0, start.clone());
         let m = nelder_mead::minimize(&f, &w0, 0.7, 1e-9, explore.max(n + 2))?;
         evals += m.evaluations;
         if let Some(g) = span.grid(problem, &full(&m.x)) {

@@ -19,8 +19,6 @@ use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::grid::TimeGrid;
 use crate::reference::{self, Settings};
-use crate::solver;
-use rayon::prelude::*;
 
 crate::names::named_enum! {
     /// What a step costs.
@@ -97,30 +95,17 @@ pub fn search(
     // The solver's step from every candidate's reference state to every later candidate.
     let step = |i: usize, j: usize| -> Result<Option<Batch>> {
         let grid = TimeGrid::new(vec![times[i], times[j]], problem.schedule)?;
-        match solver::sample(
-            problem.solver,
-            problem.model,
-            problem.schedule,
-            &grid,
-            states[i].clone(),
-            0,
-        ) {
-            Ok((out, _)) if out.data.iter().all(|v| v.is_finite()) => Ok(Some(out)),
-            Ok(_) | Err(Error::NonFinite { .. }) => Ok(None),
-            Err(e) => Err(e),
-        }
+        problem.finite_run(&grid, states[i].clone())
     };
     let end = &states[k - 1];
     let t_end = times[k - 1];
     let mut cost = vec![vec![f64::INFINITY; k]; k];
     let mut propagation_calls = 0;
     for j in 1..k {
-        let outs: Vec<Result<Option<Batch>>> = if problem.model.thread_bound() {
-            (0..j).map(|i| step(i, j)).collect()
-        } else {
-            (0..j).into_par_iter().map(|i| step(i, j)).collect()
-        };
-        let outs: Vec<Option<Batch>> = outs.into_iter().collect::<Result<_>>()?;
+        let outs: Vec<Option<Batch>> =
+            crate::parallel::map_indices(j, problem.model.thread_bound(), |i| step(i, j))
+                .into_iter()
+                .collect::<Result<_>>()?;
         match kind {
             Cost::Local => {
                 for (i, out) in outs.iter().enumerate() {

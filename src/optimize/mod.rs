@@ -196,26 +196,25 @@ pub struct DigitsJudge {
 }
 
 impl DigitsJudge {
-    /// The committed classifier and the held-out digits' features.
-    pub fn committed() -> Result<Self> {
+    /// The committed classifier and the held-out digits' features, made once per process
+    /// (every search of a study shares them).
+    pub fn committed() -> Result<&'static Self> {
+        static JUDGE: std::sync::OnceLock<DigitsJudge> = std::sync::OnceLock::new();
+        if let Some(j) = JUDGE.get() {
+            return Ok(j);
+        }
         let classifier = Classifier::committed()?;
         let real = crate::digits::reference_features(&classifier)?;
-        Ok(DigitsJudge { classifier, real })
+        Ok(JUDGE.get_or_init(|| DigitsJudge { classifier, real }))
     }
 }
 
 impl<'a> Judge<'a> {
     /// Objective value of `grid`.
     pub fn value(&self, grid: &TimeGrid) -> Result<f64> {
-        let p = self.problem;
-        let out = match solver::sample(p.solver, p.model, p.schedule, grid, self.x_t.clone(), 0) {
-            Ok((out, _)) => out,
-            Err(Error::NonFinite { .. }) => return Ok(f64::INFINITY),
-            Err(e) => return Err(e),
-        };
-        if out.data.iter().any(|v| !v.is_finite()) {
+        let Some(out) = self.problem.finite_run(grid, self.x_t.clone())? else {
             return Ok(f64::INFINITY);
-        }
+        };
         match &self.target {
             Target::Reference(r) => Ok(out.rms_distance(r)),
             Target::Features(d) => {
@@ -231,6 +230,16 @@ impl Problem<'_> {
         match self.grid.final_sigma {
             FinalSigma::Zero => 0.0,
             FinalSigma::Min => self.schedule.t_min(),
+        }
+    }
+
+    /// The solver's output on `grid` from `x`, or `None` where the run went non-finite
+    /// (the model's output, or the state at the end).
+    pub fn finite_run(&self, grid: &TimeGrid, x: Batch) -> Result<Option<Batch>> {
+        match solver::sample(self.solver, self.model, self.schedule, grid, x, 0) {
+            Ok((out, _)) if out.data.iter().all(|v| v.is_finite()) => Ok(Some(out)),
+            Ok(_) | Err(Error::NonFinite { .. }) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 
@@ -332,8 +341,8 @@ impl Problem<'_> {
         })
     }
 
-    /// The fixed spacing's grid for this budget, or `None` where the spacing cannot serve
-    /// it (e.g. the budget is below the solver's least NFE).
+    /// The fixed spacing's grid for this budget (an error where the spacing cannot serve
+    /// it, e.g. the budget is below the solver's least NFE).
     fn fixed_grid(&self, spacing: &Spacing) -> Result<TimeGrid> {
         let clean = self.model.defined_at_clean();
         let steps =
@@ -357,7 +366,7 @@ pub fn optimize(problem: &Problem, options: &Options) -> Result<Optimized> {
         options.seed,
         options.objective,
         &options.reference,
-        digits.as_ref(),
+        digits,
         &mut calls,
     )?;
     let held_out = problem.judge(
@@ -365,7 +374,7 @@ pub fn optimize(problem: &Problem, options: &Options) -> Result<Optimized> {
         options.held_out_seed,
         options.objective,
         &options.reference,
-        digits.as_ref(),
+        digits,
         &mut calls,
     )?;
     let scores = |grid: &TimeGrid| -> Result<Scores> {
@@ -383,31 +392,25 @@ pub fn optimize(problem: &Problem, options: &Options) -> Result<Optimized> {
             grid,
         });
     }
-    let best_fixed = (0..fixed.len())
-        .min_by(|&a, &b| {
-            fixed[a]
-                .scores
-                .calibration
-                .total_cmp(&fixed[b].scores.calibration)
-        })
-        .expect("at least one spacing");
+    // Fixed grids from best to worst on the calibration batch.
+    let mut order: Vec<usize> = (0..fixed.len()).collect();
+    order.sort_by(|&a, &b| {
+        fixed[a]
+            .scores
+            .calibration
+            .total_cmp(&fixed[b].scores.calibration)
+    });
+    let best_fixed = order[0];
     let clean = problem.model.defined_at_clean();
     let start = &fixed[best_fixed].grid;
     let nfe = problem.solver.nfe_on(problem.schedule, start, clean)?;
     let search_started = Instant::now();
     let (grid, evaluations) = match options.method {
         Method::Direct => {
-            let mut order: Vec<usize> = (0..fixed.len()).collect();
-            order.sort_by(|&a, &b| {
-                fixed[a]
-                    .scores
-                    .calibration
-                    .total_cmp(&fixed[b].scores.calibration)
-            });
-            let starts: Vec<&TimeGrid> = order
+            let starts: Vec<(&TimeGrid, f64)> = order
                 .iter()
                 .take(options.starts.max(1))
-                .map(|&i| &fixed[i].grid)
+                .map(|&i| (&fixed[i].grid, fixed[i].scores.calibration))
                 .collect();
             direct::search(problem, &calibration, &starts, options.max_evals)?
         }

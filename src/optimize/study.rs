@@ -152,6 +152,20 @@ pub fn run(spec: &StudySpec, out: &Path, quiet: bool) -> Result<Vec<Row>> {
             .clone()
             .unwrap_or_else(|| vec![spec.seed + 1]);
         let short = crate::plot::file_tag(&m.model);
+        let mut base = Options::new(&schedule, model);
+        base.objective = objective;
+        base.calibration = m.calibration.unwrap_or(spec.calibration);
+        base.held_out = m.held_out.unwrap_or(spec.held_out);
+        base.seed = spec.seed;
+        base.held_out_seed = seeds[0];
+        base.max_evals = m.max_evals.unwrap_or(spec.max_evals);
+        base.candidates = spec.candidates;
+        base.dp_rows = spec.dp_rows;
+        base.starts = spec.starts;
+        let digits = match objective {
+            Objective::DigitsFd => Some(super::DigitsJudge::committed()?),
+            Objective::Error => None,
+        };
         for entry in &spec.solvers {
             let solver = Solver::build(&entry.name, &entry.options)?;
             let label = solver_label(&solver);
@@ -163,19 +177,27 @@ pub fn run(spec: &StudySpec, out: &Path, quiet: bool) -> Result<Vec<Row>> {
                     nfe,
                     grid: GridOptions::default(),
                 };
+                // Held-out seeds after the searches' own, judged once for every method.
+                let extra = seeds[1..]
+                    .iter()
+                    .map(|&seed| {
+                        let judge = problem.judge(
+                            base.held_out,
+                            seed,
+                            objective,
+                            &base.reference,
+                            digits,
+                            &mut 0,
+                        )?;
+                        Ok((seed, judge))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
                 let mut first = true;
                 for &method in m.methods.as_ref().unwrap_or(&spec.methods) {
-                    let mut o = Options::new(&schedule, model);
-                    o.method = method;
-                    o.objective = objective;
-                    o.calibration = m.calibration.unwrap_or(spec.calibration);
-                    o.held_out = m.held_out.unwrap_or(spec.held_out);
-                    o.seed = spec.seed;
-                    o.held_out_seed = seeds[0];
-                    o.max_evals = m.max_evals.unwrap_or(spec.max_evals);
-                    o.candidates = spec.candidates;
-                    o.dp_rows = spec.dp_rows;
-                    o.starts = spec.starts;
+                    let o = Options {
+                        method,
+                        ..base.clone()
+                    };
                     let r = optimize(&problem, &o)?;
                     if !quiet {
                         eprintln!(
@@ -196,7 +218,7 @@ pub fn run(spec: &StudySpec, out: &Path, quiet: bool) -> Result<Vec<Row>> {
                     made_by["model"]["spec"] = serde_json::json!(m.model);
                     grids.push((out.join(&file), r.grid.clone(), made_by));
                     judged(
-                        &mut rows, &problem, &o, &r, &seeds, first, &file, &m.model, &label,
+                        &mut rows, &problem, &o, &r, &extra, first, &file, &m.model, &label,
                     )?;
                     first = false;
                 }
@@ -249,40 +271,25 @@ fn solver_label(solver: &Solver) -> String {
     }
 }
 
-/// Rows of one search: the optimised grid (and, the first time, every fixed grid) on each
-/// held-out seed; seeds after the search's own are judged afresh.
+/// Rows of one search: the optimised grid (and, the first time, every fixed grid) on the
+/// search's held-out seed, with the scores the search made, and on each `extra` seed.
 #[allow(clippy::too_many_arguments)]
 fn judged(
     rows: &mut Vec<Row>,
     problem: &Problem,
     o: &Options,
     r: &Optimized,
-    seeds: &[u64],
+    extra: &[(u64, super::Judge)],
     with_fixed: bool,
     file: &str,
     model: &str,
     label: &str,
 ) -> Result<()> {
-    let digits = match o.objective {
-        Objective::DigitsFd => Some(super::DigitsJudge::committed()?),
-        Objective::Error => None,
-    };
-    for (k, &seed) in seeds.iter().enumerate() {
-        let mut calls = 0;
-        let judge = if k == 0 {
-            None
-        } else {
-            Some(problem.judge(
-                o.held_out,
-                seed,
-                o.objective,
-                &o.reference,
-                digits.as_ref(),
-                &mut calls,
-            )?)
-        };
+    let seeds =
+        std::iter::once((o.held_out_seed, None)).chain(extra.iter().map(|(s, j)| (*s, Some(j))));
+    for (seed, judge) in seeds {
         let held = |grid: &TimeGrid, first: f64| -> Result<f64> {
-            match &judge {
+            match judge {
                 None => Ok(first),
                 Some(j) => j.value(grid),
             }
