@@ -585,8 +585,8 @@ fn optimize_grid<'py>(
     let r = py
         .detach(|| optimize::optimize(&problem, &o))
         .map_err(|e| run_error(py, e, run.take_error()))?;
-    let mut made_by = optimize::provenance(&problem, &o, &r);
-    made_by["model"]["description"] = py_model.description();
+    // provenance records the model as it describes itself: a callable by its repr and conventions.
+    let made_by = optimize::provenance(&problem, &o, &r);
     if let Some(path) = &out {
         optimize::write_grid(path, &schedule, &r.grid, made_by.clone()).map_err(to_py)?;
     }

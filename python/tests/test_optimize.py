@@ -26,6 +26,7 @@ def test_a_numpy_models_optimised_grid_is_a_valid_grid_of_its_nfe_and_reads_back
     # The search keeps the best grid it saw, the best fixed grid included.
     assert report["after"]["calibration"] <= report["before"]["calibration"]
     assert report["held_out"]["seed"] == 1
+    assert report["model"]["kind"] == "python" and report["model"]["time"] == "t"
     doc = json.loads(out.read_text())
     assert doc["t"] == list(times)
     back = pfode.grid(spacing=f"file:{out}")
