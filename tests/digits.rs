@@ -177,9 +177,10 @@ fn sweep_digits_metrics_equal_the_direct_scores_of_the_same_samples() {
     use pfode::solver::{sample, Solver};
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.toml");
+    // Model paths in a spec are relative to the spec's folder: this one is absolute.
     let text = r#"
 name = "d"
-models = ["models/digits.safetensors"]
+models = ["MODEL"]
 spacings = ["trailing"]
 nfe = [8]
 samples = 80
@@ -189,8 +190,12 @@ rtol = 1e-4
 atol = 1e-4
 [[solvers]]
 name = "ddim"
-"#;
-    std::fs::write(&spec, text).unwrap();
+"#
+    .replace(
+        "MODEL",
+        concat!(env!("CARGO_MANIFEST_DIR"), "/models/digits.safetensors"),
+    );
+    std::fs::write(&spec, &text).unwrap();
     let out = dir.path().join("out");
     let o = pfode(&[
         "sweep",

@@ -101,3 +101,32 @@ fn decompose_takes_the_exact_model_from_the_checkpoint_and_says_so() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(text.contains("exact model: ring2d"), "{text}");
 }
+
+/// `pfode train --width 10¹²` aborted the process on the allocation; it is refused naming
+/// `--width` before anything is sized or written.
+#[test]
+fn an_impossibly_wide_network_is_refused_naming_the_width_not_aborted() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("huge.safetensors");
+    for (width, depth) in [("1000000000000", "3"), ("20000", "3")] {
+        let err = failure(&[
+            "train",
+            "--data",
+            "ring2d",
+            "--width",
+            width,
+            "--depth",
+            depth,
+            "--steps",
+            "1",
+            "--out",
+            out.to_str().unwrap(),
+            "--quiet",
+        ]);
+        assert!(err.contains("--width") && err.contains(width), "{err}");
+    }
+    assert!(
+        std::fs::read_dir(dir.path()).unwrap().next().is_none(),
+        "nothing written"
+    );
+}

@@ -235,22 +235,44 @@ fn euler_maruyama_weak_error_in_mean_and_variance_is_first_order() {
     );
 }
 
-/// `pfode orders` fits no order to stochastic samplers, whose distance to the ODE reference
-/// is not a convergence error (it was reported as "declared 1, observed -0.03"), and says
-/// which it left out and why.
+/// Stochastic samplers are judged as what they are. A sweep records no error for samplers
+/// with fresh noise per step count (ddpm, DDIM with η > 0): their distance to the ODE
+/// reference was reported as "declared 1, observed -0.03". Euler–Maruyama on the Brownian
+/// tree shares its seed's path at every step count, so its error is the strong error to the
+/// reference SDE path and `orders` fits its strong order (1: additive noise). The others are
+/// listed as left out, with the reason; a spec whose only metric is `error` is refused for
+/// them.
 #[test]
-fn orders_leave_out_stochastic_samplers_and_say_so() {
+fn orders_fit_strong_orders_on_one_brownian_path_and_leave_out_fresh_noise_saying_so() {
     use pfode::experiment::{orders, sweep_text};
     let dir = tempfile::tempdir().unwrap();
-    let spec = "name = \"sde\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [10, 20, 40]\nsamples = 64\nmetrics = [\"error\"]\n[[solvers]]\nname = \"ddpm\"\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddim\"\neta = 0.5\n";
+    let spec = "name = \"sde\"\nmodels = [\"gauss2d\"]\nspacings = [\"uniform\"]\nnfe = [32, 64, 128]\nsamples = 400\nmetrics = [\"error\", \"frechet\"]\n[[solvers]]\nname = \"ddpm\"\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddim\"\neta = 0.5\n[[solvers]]\nname = \"euler-maruyama\"\nbrownian = \"tree\"\n";
     let opts = common::sweep_options(dir.path().join("out"));
     sweep_text(&dir.path().join("spec.toml"), spec, &opts).unwrap();
-    let fitted = orders::orders(&opts.out).unwrap();
-    let fitted: Vec<(&str, &str)> = fitted
+    let (rows, _) = pfode::experiment::table::read(&opts.out.join("results.csv")).unwrap();
+    let has_error = |solver: &str, options: &str| {
+        rows.iter()
+            .any(|r| r.solver == solver && r.options == options && r.metric == "error_rms")
+    };
+    assert!(!has_error("ddpm", "{}") && !has_error("ddim", "{\"eta\":0.5}"));
+    assert!(has_error("ddim", "{}") && has_error("euler-maruyama", "{\"brownian\":\"tree\"}"));
+    assert!(rows
         .iter()
-        .map(|o| (o.solver.as_str(), o.options.as_str()))
-        .collect();
-    assert_eq!(fitted, [("ddim", "{}")]);
+        .filter(|r| r.solver == "ddpm")
+        .all(|r| r.metric != "error_mean"));
+    assert!(rows
+        .iter()
+        .any(|r| r.solver == "ddpm" && r.metric == "frechet" && r.value.is_finite()));
+    let fitted = orders::orders(&opts.out).unwrap();
+    let got: Vec<(&str, &str)> = fitted.iter().map(|o| (o.solver.as_str(), o.kind)).collect();
+    assert_eq!(got, [("ddim", "ode"), ("euler-maruyama", "strong")]);
+    let em = &fitted[1];
+    assert!(
+        (em.observed - 1.0).abs() < 0.25,
+        "Euler–Maruyama's strong order {} on NFE {}",
+        em.observed,
+        em.nfe_used
+    );
     let left: Vec<String> = orders::left_out(&opts.out)
         .unwrap()
         .into_iter()
@@ -259,6 +281,15 @@ fn orders_leave_out_stochastic_samplers_and_say_so() {
     assert_eq!(left.len(), 2, "{left:?}");
     assert!(left.iter().any(|l| l.contains("ddpm")) && left.iter().any(|l| l.contains("0.5")));
     assert!(left.iter().all(|l| l.contains("stochastic")), "{left:?}");
+    // Error alone would record nothing for ddpm: refused before anything is written.
+    let only_error = spec.replace("\"error\", \"frechet\"", "\"error\"");
+    let opts2 = common::sweep_options(dir.path().join("out2"));
+    let err = sweep_text(&dir.path().join("spec.toml"), &only_error, &opts2)
+        .err()
+        .expect("refused")
+        .to_string();
+    assert!(err.contains("solvers[0] ('ddpm') is stochastic"), "{err}");
+    assert!(!opts2.out.exists());
     // The CLI prints them.
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_pfode"))
         .args(["orders", opts.out.to_str().unwrap()])

@@ -50,12 +50,13 @@ fn plot_writes_png_and_svg_for_every_figure_from_the_table() {
 }
 
 /// A stochastic sampler's distance to the ODE reference is no discretisation error: the
-/// error plot draws the ODE solvers only, the distribution plots draw every sampler.
+/// error plot draws the ODE solvers and, marked strong, Euler–Maruyama on its Brownian tree;
+/// the distribution plots draw every sampler.
 #[test]
 fn error_plots_leave_out_stochastic_samplers_which_distribution_plots_keep() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("spec.toml");
-    std::fs::write(&spec, "name = \"p\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5, 10, 20]\nsamples = 200\nmetrics = [\"error\", \"frechet\"]\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddpm\"\n").unwrap();
+    std::fs::write(&spec, "name = \"p\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5, 10, 20]\nsamples = 200\nmetrics = [\"error\", \"frechet\"]\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"ddpm\"\n[[solvers]]\nname = \"euler-maruyama\"\nbrownian = \"tree\"\n").unwrap();
     let out = dir.path().join("res");
     let bin = env!("CARGO_BIN_EXE_pfode");
     for args in [
@@ -83,7 +84,7 @@ fn error_plots_leave_out_stochastic_samplers_which_distribution_plots_keep() {
         error.contains("ddim") && !error.contains("ddpm"),
         "error plot"
     );
-    assert!(error.contains("ODE solvers"));
+    assert!(error.contains("euler-maruyama") && error.contains("(strong)"));
     assert!(
         frechet.contains("ddim") && frechet.contains("ddpm"),
         "frechet plot"

@@ -40,9 +40,11 @@ fn table_without_wall(dir: &Path) -> Vec<table::Row> {
     rows
 }
 
+/// Writes spec `text` as `dir`/spec.toml; `ROOT` in it stands for the repository root (a
+/// spec's relative paths start at its own folder).
 fn write_spec(dir: &Path, text: &str) -> String {
     let p = dir.join("spec.toml");
-    std::fs::write(&p, text).unwrap();
+    std::fs::write(&p, text.replace("ROOT", env!("CARGO_MANIFEST_DIR"))).unwrap();
     p.to_str().unwrap().to_string()
 }
 
@@ -325,7 +327,7 @@ fn a_learned_model_sweeps_against_its_own_reference_and_the_data_it_learned() {
         dir.path(),
         r#"
 name = "learned"
-models = ["models/ring2d.safetensors"]
+models = ["ROOT/models/ring2d.safetensors"]
 spacings = ["logsnr"]
 nfe = [10, 40]
 samples = 200
@@ -361,13 +363,62 @@ name = "dpm-solver++2m"
         "frechet {fd} (200 samples: the sampling floor is ≈ 0.04)"
     );
     assert!(value("mode_coverage", 40) < 0.05);
-    assert!(out
-        .join("trajectory_models_ring2d_safetensors.npy")
-        .exists());
+    let tag = pfode::plot::file_tag(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/models/ring2d.safetensors"
+    ));
+    assert!(out.join(format!("trajectory_{tag}.npy")).exists());
     ok(pfode(&["plot", out.to_str().unwrap()]));
-    assert!(out
-        .join("plots/trajectories_models_ring2d_safetensors.png")
-        .exists());
+    assert!(out.join(format!("plots/trajectories_{tag}.png")).exists());
+}
+
+/// Model files a spec names are found relative to the spec's folder, wherever the sweep
+/// runs from; a path that is not there is refused naming the file looked for, and no output
+/// folder is left behind.
+#[test]
+fn spec_paths_are_relative_to_the_spec_file_not_the_working_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let specs = dir.path().join("specs");
+    std::fs::create_dir_all(specs.join("models")).unwrap();
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/mix8d.json"),
+        specs.join("models/mix.json"),
+    )
+    .unwrap();
+    let text = "name = \"rel\"\nmodels = [\"models/mix.json\"]\nspacings = [\"logsnr\"]\nnfe = [6]\nsamples = 20\nmetrics = [\"error\"]\n[[solvers]]\nname = \"ddim\"\n";
+    std::fs::write(specs.join("spec.toml"), text).unwrap();
+    // Run from another folder (the temp dir's root, where models/mix.json does not exist).
+    let run = |spec: &Path, out: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_pfode"))
+            .current_dir(dir.path())
+            .args([
+                "sweep",
+                spec.to_str().unwrap(),
+                "--out",
+                out.to_str().unwrap(),
+                "--quiet",
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = dir.path().join("out");
+    ok(run(&specs.join("spec.toml"), &out));
+    let rows = table_without_wall(&out);
+    assert!(rows.iter().all(|r| r.model == "models/mix.json"));
+    assert!(rows
+        .iter()
+        .any(|r| r.metric == "error_rms" && r.value > 0.0));
+    // The same spec one folder up: models/mix.json is not beside it.
+    std::fs::write(dir.path().join("spec.toml"), text).unwrap();
+    let out2 = dir.path().join("out2");
+    let o = run(&dir.path().join("spec.toml"), &out2);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success(), "{err}");
+    assert!(
+        err.contains("models/mix.json") && err.contains("spec.toml"),
+        "{err}"
+    );
+    assert!(!out2.exists(), "no output folder on a refused spec");
 }
 
 #[test]
@@ -377,7 +428,7 @@ fn density_metrics_on_a_model_without_an_exact_density_are_refused_before_any_ou
         dir.path(),
         r#"
 name = "bad"
-models = ["models/swissroll.safetensors"]
+models = ["ROOT/models/swissroll.safetensors"]
 spacings = ["logsnr"]
 nfe = [10]
 samples = 50
@@ -397,4 +448,106 @@ name = "ddim"
         "{err}"
     );
     assert!(!out.join("results.csv").exists());
+}
+
+/// Adaptive solvers have their own axis: `rtol`/`atol` lists in an NFE sweep give one run
+/// per tolerance over the whole interval (spacing `adaptive`, no budget), recording the NFE
+/// used; any option given as a list is an axis. The `budget` column holds the NFE asked for
+/// beside the NFE used (Heun at budget 5 uses 4).
+#[test]
+fn tolerance_lists_are_an_adaptive_axis_and_the_budget_column_holds_the_nfe_asked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = write_spec(
+        dir.path(),
+        r#"
+name = "axes"
+models = ["ring2d"]
+spacings = ["logsnr", "trailing"]
+nfe = [5, 10]
+samples = 100
+metrics = ["error", "sliced_wasserstein"]
+[[solvers]]
+name = "heun"
+[[solvers]]
+name = "dopri5"
+rtol = [1e-3, 1e-5, 1e-7]
+atol = [1e-3, 1e-5, 1e-7]
+[[solvers]]
+name = "ddim"
+eta = [0.0, 0.2]
+"#,
+    );
+    let out = dir.path().join("out");
+    ok(pfode(&[
+        "sweep",
+        &spec,
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]));
+    let rows = table_without_wall(&out);
+    let rms = |r: &&table::Row| r.metric == "error_rms";
+    let dopri: Vec<&table::Row> = rows
+        .iter()
+        .filter(rms)
+        .filter(|r| r.solver == "dopri5")
+        .collect();
+    assert_eq!(
+        dopri.len(),
+        3,
+        "one run per tolerance, not per spacing or budget"
+    );
+    assert!(dopri
+        .iter()
+        .all(|r| r.spacing == "adaptive" && r.budget.is_none()));
+    assert!(
+        dopri
+            .windows(2)
+            .all(|w| w[1].nfe > w[0].nfe && w[1].value < w[0].value),
+        "tighter tolerances use more NFE for less error: {:?}",
+        dopri.iter().map(|r| (r.nfe, r.value)).collect::<Vec<_>>()
+    );
+    let heun5 = rows
+        .iter()
+        .find(|r| r.solver == "heun" && r.budget == Some(5) && r.metric == "diverged")
+        .unwrap();
+    assert_eq!((heun5.nfe, heun5.steps), (4, 2));
+    let ddim: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.solver == "ddim")
+        .map(|r| r.options.as_str())
+        .collect();
+    assert_eq!(ddim.len(), 2, "{ddim:?}");
+    // η = 0.2 is stochastic: its runs record no error to the ODE reference.
+    let stochastic: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .filter(|r| r.solver == "ddim" && r.options.contains("0.2"))
+        .map(|r| r.metric.as_str())
+        .collect();
+    assert_eq!(stochastic, ["diverged", "sliced_wasserstein"].into());
+    let header = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert!(header.starts_with(
+        "run,experiment,model,schedule,solver,options,coords,spacing,steps,budget,nfe,"
+    ));
+    // The plot draws dopri5 as one line through its tolerances.
+    ok(pfode(&["plot", out.to_str().unwrap()]));
+    let svg = std::fs::read_to_string(out.join("plots/error_vs_nfe_ring2d_logsnr.svg")).unwrap();
+    assert_eq!(svg.matches("dopri5 (adaptive, over rtol)").count(), 1);
+
+    for (text, expect) in [
+        (
+            "name = \"a\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5]\nsamples = 20\n[[solvers]]\nname = \"ddim\"\n[[solvers]]\nname = \"dopri5\"\nrtol = [1e-3, 1e-5]\natol = [1e-3]\n",
+            vec!["solvers[1]", "atol has 1, rtol has 2"],
+        ),
+        (
+            "name = \"a\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5]\nsamples = 20\n[[solvers]]\nname = \"dopri5\"\nrtol = []\n",
+            vec!["solvers[0]", "rtol: expected at least one value"],
+        ),
+        (
+            "name = \"a\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5]\nsamples = 20\n[[solvers]]\nname = \"dopri5\"\n",
+            vec!["solvers[0]", "'dopri5'", "rtol = ["],
+        ),
+    ] {
+        assert_refused(dir.path(), text, &expect);
+    }
 }

@@ -737,6 +737,7 @@ fn orders(py: Python<'_>, results_dir: PathBuf) -> PyResult<Py<PyAny>> {
         "solver": col(&|o| serde_json::json!(o.solver)),
         "options": col(&|o| serde_json::json!(o.options)),
         "spacing": col(&|o| serde_json::json!(o.spacing)),
+        "kind": col(&|o| serde_json::json!(o.kind)),
         "declared": col(&|o| serde_json::json!(o.declared)),
         "observed": col(&|o| serde_json::json!(o.observed)),
         "nfe_used": col(&|o| serde_json::json!(o.nfe_used)),

@@ -156,3 +156,30 @@ def test_a_python_model_that_returns_nan_is_a_diverged_row_as_a_builtin_one_is(t
     with pytest.raises(pfode.ModelError) as e:
         pfode.sample(mine, pfode.noise(4, 2), solver="ddim", nfe=6, spacing="logsnr")
     assert "returned NaN" in str(e.value) and "NFE 2" in str(e.value), str(e.value)
+
+
+def test_sweep_table_has_budget_and_orders_say_which_error_they_fit(tmp_path):
+    """`budget` is the NFE asked for (None for an adaptive solver's tolerance axis, given as
+    a list), `nfe` the NFE used; orders fit Euler–Maruyama on its Brownian tree as a strong
+    order and ddim as an ODE order."""
+    spec = {
+        "name": "py_axes",
+        "models": ["gauss2d"],
+        "solvers": [{"name": "heun"}, {"name": "dopri5", "rtol": [1e-3, 1e-6], "atol": [1e-3, 1e-6]},
+                    {"name": "ddim"}, {"name": "euler-maruyama", "brownian": "tree"}],
+        "spacings": ["uniform"],
+        "nfe": [32, 64, 128],
+        "samples": 200,
+        "metrics": ["error", "frechet"],
+    }
+    table = pfode.sweep(spec, out=tmp_path / "out")
+    table = pfode.results(tmp_path / "out")
+    got = {(table["solver"][i], table["budget"][i], table["nfe"][i], table["spacing"][i])
+           for i in range(len(table["run"])) if table["metric"][i] == "diverged"}
+    assert ("heun", 32, 32, "uniform") in got
+    dopri = sorted((n, b, s) for (solver, b, n, s) in got if solver == "dopri5")
+    assert len(dopri) == 2 and all(b is None or (isinstance(b, float) and math.isnan(b)) for _, b, _ in dopri)
+    assert all(s == "adaptive" for *_, s in dopri) and dopri[0][0] < dopri[1][0]
+    orders = pfode.orders(tmp_path / "out")
+    kinds = dict(zip(orders["solver"], orders["kind"]))
+    assert kinds["ddim"] == "ode" and kinds["euler-maruyama"] == "strong"

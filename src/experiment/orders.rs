@@ -20,6 +20,9 @@ pub struct Order {
     pub solver: String,
     pub options: String,
     pub spacing: String,
+    /// What the error is: `ode` (to the probability-flow ODE's reference) or `strong` (a
+    /// stochastic sampler's, to the reference SDE path on its seed's Brownian path).
+    pub kind: &'static str,
     pub declared: f64,
     pub observed: f64,
     pub nfe_used: String,
@@ -28,11 +31,14 @@ pub struct Order {
 /// Fits the order of `error_rms` against NFE on the three largest NFE above the round-off
 /// floor, per (model, solver, options, spacing), averaging seeds. Writes `orders.csv`.
 ///
-/// Two kinds of runs are left out ([`left_out`] lists them with the reason): stochastic
-/// samplers, whose distance to the ODE reference is no convergence error (their samples
-/// follow the SDE, and each seed's Brownian path differs from the ODE's flow at every NFE),
-/// and runs that clamp x̂₀ (`clip_sample`, `thresholding`), which integrate another field
-/// than the probability-flow ODE.
+/// Stochastic samplers whose runs share their seed's Brownian path (Euler–Maruyama on the
+/// tree) are fitted too: their `error_rms` is the strong error to the reference SDE path,
+/// so theirs is a strong order (`kind` = `strong`). Two kinds of runs are left out
+/// ([`left_out`] lists them with the reason): other stochastic samplers, whose noise is
+/// fresh at every step count, so no run converges to any one path (sweeps record no error
+/// for them; older tables hold their distance to the ODE reference), and runs that clamp
+/// x̂₀ (`clip_sample`, `thresholding`), which integrate another field than the
+/// probability-flow ODE.
 pub fn orders(dir: &Path) -> Result<Vec<Order>> {
     let (rows, _) = table::read(&dir.join("results.csv"))?;
     let mut groups: BTreeMap<Group, BTreeMap<usize, Vec<f64>>> = BTreeMap::new();
@@ -60,7 +66,7 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
         let msg = match left {
             Some(why) => format!(
                 "nothing to fit: every configuration is left out (e.g. {why}); orders are \
-                 fitted to deterministic ODE solvers only"
+                 fitted to ODE solvers and to samplers on one Brownian path only"
             ),
             None => "no finite error_rms rows to fit".to_string(),
         };
@@ -80,10 +86,12 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
         } else {
             f64::NAN
         };
-        let declared = given_options(&options)
-            .and_then(|given| Solver::build(&solver, &given))
-            .map(|s| s.order())
-            .unwrap_or(f64::NAN);
+        let built = given_options(&options).and_then(|given| Solver::build(&solver, &given));
+        let declared = built.as_ref().map(|s| s.order()).unwrap_or(f64::NAN);
+        let kind = match built {
+            Ok(s) if s.is_stochastic() => "strong",
+            _ => "ode",
+        };
         let nfe_used = tail
             .iter()
             .map(|p| p.0.to_string())
@@ -94,6 +102,7 @@ pub fn orders(dir: &Path) -> Result<Vec<Order>> {
             solver,
             options,
             spacing,
+            kind,
             declared,
             observed,
             nfe_used,
@@ -115,8 +124,12 @@ pub fn why_left_out(r: &table::Row) -> Option<&'static str> {
         .ok()?;
     if solver.clamps_data() {
         Some("clamps x̂₀, so it is not an ODE solve")
-    } else if solver.is_stochastic() {
-        Some("stochastic: its distance to the ODE reference is not a convergence error")
+    } else if solver.is_stochastic() && !solver.shares_brownian_path() {
+        Some(
+            "stochastic with fresh noise at every step count: no run converges to one path, and \
+             its distance to the ODE reference is not a convergence error (euler-maruyama with \
+             brownian = tree has a strong order)",
+        )
     } else {
         None
     }
@@ -126,9 +139,10 @@ pub fn why_left_out(r: &table::Row) -> Option<&'static str> {
 /// out, each with the reason.
 pub fn left_out(dir: &Path) -> Result<Vec<(String, &'static str)>> {
     let (rows, _) = table::read(&dir.join("results.csv"))?;
+    // Every run has a `diverged` row; sweeps record no error for samplers left out.
     let mut out: Vec<(String, &'static str)> = rows
         .iter()
-        .filter(|r| r.metric == "error_rms")
+        .filter(|r| r.metric == "diverged")
         .filter_map(|r| {
             why_left_out(r).map(|why| {
                 (

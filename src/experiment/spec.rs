@@ -18,7 +18,10 @@ pub struct Spec {
     /// Schedule name(s) as for `--schedule` (default `linear`); a list sweeps them.
     #[serde(default = "default_schedule")]
     pub schedule: OneOrMany,
-    /// Solvers with their options.
+    /// Solvers with their options. An option given as a list is an axis: the entry stands
+    /// for one solver per element (several lists in one entry go together, element by
+    /// element, and must have one length), e.g. `rtol = [1e-3, 1e-5]` or `eta = [0, 1]`.
+    #[serde(deserialize_with = "expand_entries")]
     pub solvers: Vec<SolverEntry>,
     /// Step spacings.
     pub spacings: Vec<String>,
@@ -47,6 +50,11 @@ pub struct Spec {
     /// committed one, compiled into pfode.
     #[serde(default)]
     pub classifier: Option<std::path::PathBuf>,
+    /// The spec file's folder: model files, grid files and the classifier are read
+    /// relative to it (empty for a spec given as text, such as Python's dict: the working
+    /// folder).
+    #[serde(skip)]
+    pub dir: std::path::PathBuf,
 }
 
 /// One `[[solvers]]` entry: a solver name and any of its options, keyed as in the shared
@@ -59,6 +67,61 @@ pub struct Spec {
 pub struct SolverEntry {
     pub name: String,
     pub options: Given,
+    /// The index of the `[[solvers]]` entry this came from (entries with list-valued
+    /// options stand for several solvers), for messages.
+    #[serde(skip)]
+    pub source: usize,
+}
+
+/// Deserialises `[[solvers]]`, expanding list-valued options into one entry per element.
+fn expand_entries<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<SolverEntry>, D::Error> {
+    use serde::de::Error as _;
+    let raw: Vec<serde_json::Map<String, serde_json::Value>> = Vec::deserialize(d)?;
+    let mut out = Vec::new();
+    for (i, map) in raw.into_iter().enumerate() {
+        for m in expand_lists(&map).map_err(|e| D::Error::custom(format!("solvers[{i}]: {e}")))? {
+            let mut entry = SolverEntry::try_from(m)
+                .map_err(|e| D::Error::custom(format!("solvers[{i}]: {e}")))?;
+            entry.source = i;
+            out.push(entry);
+        }
+    }
+    Ok(out)
+}
+
+/// One map per element of the list-valued keys of `map` (just `map` when none is a list).
+fn expand_lists(
+    map: &serde_json::Map<String, serde_json::Value>,
+) -> std::result::Result<Vec<serde_json::Map<String, serde_json::Value>>, String> {
+    let lists: Vec<(&String, &Vec<serde_json::Value>)> = map
+        .iter()
+        .filter_map(|(k, v)| v.as_array().map(|a| (k, a)))
+        .collect();
+    let Some(&(first, first_list)) = lists.first() else {
+        return Ok(vec![map.clone()]);
+    };
+    if first_list.is_empty() {
+        return Err(format!("{first}: expected at least one value in the list"));
+    }
+    if let Some((k, l)) = lists.iter().find(|(_, l)| l.len() != first_list.len()) {
+        return Err(format!(
+            "list-valued options go together element by element, so they need one length: \
+             {first} has {}, {k} has {}",
+            first_list.len(),
+            l.len()
+        ));
+    }
+    Ok((0..first_list.len())
+        .map(|j| {
+            let mut m = map.clone();
+            for (k, l) in &lists {
+                m.insert((*k).clone(), l[j].clone());
+            }
+            m
+        })
+        .collect())
 }
 
 impl TryFrom<serde_json::Map<String, serde_json::Value>> for SolverEntry {
@@ -75,7 +138,11 @@ impl TryFrom<serde_json::Map<String, serde_json::Value>> for SolverEntry {
         for (k, v) in &m {
             options.set_json(k, v).map_err(|e| e.to_string())?;
         }
-        Ok(SolverEntry { name, options })
+        Ok(SolverEntry {
+            name,
+            options,
+            source: 0,
+        })
     }
 }
 
@@ -186,6 +253,8 @@ impl Spec {
             };
             Error::file(path, format!("invalid spec{at}: {}", e.message().trim()))
         })?;
+        let mut spec = spec;
+        spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         spec.validate()
             .map_err(|e| Error::file(path, e.to_string()))?;
         Ok(spec)
@@ -213,9 +282,9 @@ impl Spec {
                 format!("unknown metric '{m}' (expected {})", METRICS.join(", ")),
             ));
         }
-        for (i, s) in self.solvers.iter().enumerate() {
+        for s in &self.solvers {
             crate::solver::Solver::build(&s.name, &s.options)
-                .map_err(|e| Error::invalid(format!("solvers[{i}]"), e.to_string()))?;
+                .map_err(|e| Error::invalid(format!("solvers[{}]", s.source), e.to_string()))?;
         }
         for sp in &self.spacings {
             sp.parse::<crate::grid::Spacing>()?;
@@ -246,6 +315,19 @@ impl Spec {
         Ok(())
     }
 
+    /// A path the spec names, relative to the spec's folder (absolute paths as they are).
+    pub fn path(&self, p: &Path) -> std::path::PathBuf {
+        self.dir.join(p)
+    }
+
+    /// A spacing of the spec with its grid file (if any) found relative to the spec's folder.
+    pub fn spacing(&self, name: &str) -> Result<crate::grid::Spacing> {
+        Ok(match name.parse()? {
+            crate::grid::Spacing::File(p) => crate::grid::Spacing::File(self.path(&p)),
+            other => other,
+        })
+    }
+
     /// The budgets runs are swept over: NFE budgets, or step counts.
     pub fn budgets(&self) -> Vec<Budget> {
         if self.steps.is_empty() {
@@ -256,12 +338,28 @@ impl Spec {
     }
 }
 
-/// What a run is given: a model-evaluation budget, or a number of steps.
+/// What a run is given: a model-evaluation budget, a number of steps, or (an adaptive
+/// solver in an NFE sweep) nothing but its own tolerances, on the whole interval.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Budget {
     Nfe(usize),
     Steps(usize),
+    Tolerance,
 }
+
+impl Budget {
+    /// The NFE a run was asked to stay within (the `budget` column), if any.
+    pub fn nfe(self) -> Option<usize> {
+        match self {
+            Budget::Nfe(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+/// The spacing label of an adaptive solver's runs in an NFE sweep: one span, t_max to the
+/// grid's end, with the solver choosing its own steps.
+pub const ADAPTIVE: &str = "adaptive";
 
 impl SolverEntry {
     /// Options as compact JSON for the CSV.

@@ -7,7 +7,7 @@
 //! * Determinism: every run depends only on the spec and its own seed; the final table is
 //!   sorted by run index, so thread count and completion order leave no trace.
 
-use super::spec::{Budget, ReferenceSpec, SolverEntry, Spec};
+use super::spec::{Budget, ReferenceSpec, SolverEntry, Spec, ADAPTIVE};
 use super::table::{self, Row};
 use crate::batch::Batch;
 use crate::digits::Classifier;
@@ -74,31 +74,35 @@ pub struct RunKey {
     pub seed: u64,
 }
 
-/// Every run of a spec, in a fixed order.
+/// Every run of a spec, in a fixed order. In an NFE sweep an adaptive solver runs once per
+/// entry (its tolerances are its axis), on the whole interval, not per spacing and budget.
 pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
     let mut runs = Vec::new();
     for schedule in spec.schedule.values() {
         for model in &spec.models {
             for &seed in &spec.seeds {
                 for solver in &spec.solvers {
-                    for spacing in &spec.spacings {
-                        for budget in spec.budgets() {
-                            let (schedule, model, solver, spacing) = (
-                                schedule.clone(),
-                                model.clone(),
-                                solver.clone(),
-                                spacing.clone(),
-                            );
-                            runs.push(RunKey {
-                                index: runs.len(),
-                                schedule,
-                                model,
-                                solver,
-                                spacing,
-                                budget,
-                                seed,
-                            });
-                        }
+                    let own_steps = !spec.nfe.is_empty()
+                        && Solver::build(&solver.name, &solver.options)
+                            .is_ok_and(|s| s.is_adaptive());
+                    let axes: Vec<(String, Budget)> = if own_steps {
+                        vec![(ADAPTIVE.to_string(), Budget::Tolerance)]
+                    } else {
+                        spec.spacings
+                            .iter()
+                            .flat_map(|sp| spec.budgets().into_iter().map(move |b| (sp.clone(), b)))
+                            .collect()
+                    };
+                    for (spacing, budget) in axes {
+                        runs.push(RunKey {
+                            index: runs.len(),
+                            schedule: schedule.clone(),
+                            model: model.clone(),
+                            solver: solver.clone(),
+                            spacing,
+                            budget,
+                            seed,
+                        });
                     }
                 }
             }
@@ -107,11 +111,52 @@ pub fn enumerate(spec: &Spec) -> Vec<RunKey> {
     runs
 }
 
-/// Metric names a run records, in order (the count tells complete runs from cut ones).
-pub fn metric_names(spec: &Spec) -> Vec<String> {
+/// Metric names run `solver` records, in order (the count tells complete runs from cut
+/// ones): `diverged`, then the values of [`run_metrics`].
+pub fn metric_names(spec: &Spec, solver: &Solver) -> Vec<String> {
     let mut names = vec!["diverged".to_string()];
-    names.extend(value_names(&spec.metrics));
+    names.extend(value_names(&run_metrics(spec, solver)));
     names
+}
+
+/// The spec's metrics that mean something for `solver`. A stochastic sampler's distance to
+/// the ODE reference is no error of anything (its samples follow the SDE, with a Brownian
+/// path the ODE does not see), so `error` is kept only for samplers whose runs on one seed
+/// share one Brownian path: for them it is the strong error to the reference SDE path
+/// ([`SDE_REFERENCE_STEPS`]).
+pub fn run_metrics(spec: &Spec, solver: &Solver) -> Vec<String> {
+    let drop_error = solver.is_stochastic() && !solver.shares_brownian_path();
+    spec.metrics
+        .iter()
+        .filter(|m| !(drop_error && m.as_str() == "error"))
+        .cloned()
+        .collect()
+}
+
+/// Least steps of the reference SDE path (Euler–Maruyama on the Brownian tree, uniform in
+/// t); it takes at least 8× the largest budget of the spec, so that its own error (strong
+/// order 1) stays an eighth of the finest run's.
+pub const SDE_REFERENCE_STEPS: usize = 4096;
+
+/// Steps of the reference SDE path for `spec`.
+fn sde_reference_steps(spec: &Spec) -> usize {
+    let largest = spec
+        .nfe
+        .iter()
+        .chain(&spec.steps)
+        .copied()
+        .max()
+        .unwrap_or(0);
+    SDE_REFERENCE_STEPS.max(8 * largest)
+}
+
+/// True if some run of `spec` is scored against the reference SDE path.
+fn needs_sde_reference(spec: &Spec) -> bool {
+    spec.metrics.iter().any(|m| m == "error")
+        && spec
+            .solvers
+            .iter()
+            .any(|e| Solver::build(&e.name, &e.options).is_ok_and(|s| s.shares_brownian_path()))
 }
 
 /// The names of the values `metrics` give, `error` standing for its five statistics.
@@ -156,6 +201,9 @@ struct Prepared {
     density: Option<GaussianMixture>,
     x_t: Batch,
     reference: Batch,
+    /// The reference SDE path's end (Euler–Maruyama on the seed's Brownian tree at
+    /// [`sde_reference_steps`]), where some solver shares that path.
+    sde_reference: Option<Batch>,
     /// Samples of the data distribution: exact mixture samples, held-out procedural data,
     /// or the held-out digits (none where unknown: then only `error` is allowed).
     real: Option<Batch>,
@@ -178,7 +226,9 @@ struct ModelData {
     cacheable: bool,
 }
 
-fn model_data(name: &str, supplied: &[NamedModel]) -> Result<ModelData> {
+/// The model a spec names: a caller's model, a built-in, or a file found relative to `dir`
+/// (the spec's folder).
+fn model_data(name: &str, supplied: &[NamedModel], dir: &Path) -> Result<ModelData> {
     if let Some(m) = supplied.iter().find(|m| m.name == name) {
         let data = m.data.clone().unwrap_or_default();
         return Ok(ModelData {
@@ -190,17 +240,18 @@ fn model_data(name: &str, supplied: &[NamedModel]) -> Result<ModelData> {
         });
     }
     if name.ends_with(".safetensors") {
-        let mlp = crate::model::mlp::Mlp::load(Path::new(name))?;
+        let path = dir.join(name);
+        let mlp = crate::model::mlp::Mlp::load(&path)?;
         let data = mlp.config.training["data"]
             .as_str()
             .ok_or_else(|| {
                 Error::file(
-                    &Path::new(name).with_extension("json"),
+                    &path.with_extension("json"),
                     "missing training.data: the sweep needs to know what data the network learned",
                 )
             })?
             .to_string();
-        let bytes = std::fs::read(name).map_err(|e| Error::io(Path::new(name), e))?;
+        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
         return Ok(ModelData {
             model: Arc::new(mlp),
             density: model::resolve(&data).ok(),
@@ -209,7 +260,10 @@ fn model_data(name: &str, supplied: &[NamedModel]) -> Result<ModelData> {
             cacheable: true,
         });
     }
-    let mixture = model::resolve(name)?;
+    let mixture = match model::builtin(name) {
+        Some(m) => m,
+        None => model::resolve(&dir.join(name).to_string_lossy())?,
+    };
     Ok(ModelData {
         model: Arc::new(mixture.clone()),
         data: name.to_string(),
@@ -217,6 +271,60 @@ fn model_data(name: &str, supplied: &[NamedModel]) -> Result<ModelData> {
         fingerprint: String::new(),
         cacheable: true,
     })
+}
+
+/// Seed of the exact samples that measure a metric's floor (none of the runs' seeds).
+const FLOOR_SEED: u64 = 0xf1_00_12;
+/// Draws of exact samples whose mean distance is a floor.
+const FLOOR_DRAWS: u64 = 16;
+
+/// What perfect samples would score, for the plots to draw as floors: the mean Fréchet and
+/// sliced Wasserstein distances of [`FLOOR_DRAWS`] draws of `samples` exact samples
+/// (finite-sample floors), the data's
+/// entropy (the NLL of exact samples, which the NLL plot subtracts), and for digits the
+/// training images' digits FD to the held-out ones. Only the spec's metrics are measured.
+fn data_floors(spec: &Spec, m: &ModelData) -> Result<serde_json::Value> {
+    let has = |k: &str| spec.metrics.iter().any(|m| m == k);
+    let mut f = serde_json::Map::new();
+    f.insert("samples".into(), spec.samples.into());
+    if let Some(d) = &m.density {
+        // One draw's distance varies by tens of per cent: the floor is the mean of many.
+        let draws = |k: u64| d.sample(spec.samples, FLOOR_SEED + k);
+        if has("frechet") {
+            let fd = (0..FLOOR_DRAWS)
+                .map(|k| metrics::frechet_to_mixture(&draws(k), d))
+                .sum::<Result<f64>>()?;
+            f.insert("frechet".into(), (fd / FLOOR_DRAWS as f64).into());
+        }
+        if has("sliced_wasserstein") {
+            let sw = (0..FLOOR_DRAWS)
+                .map(|k| {
+                    metrics::sliced_wasserstein(&draws(2 * k + 100), &draws(2 * k + 101), 64, k)
+                })
+                .sum::<Result<f64>>()?;
+            f.insert(
+                "sliced_wasserstein".into(),
+                (sw / FLOOR_DRAWS as f64).into(),
+            );
+        }
+        if has("nll") {
+            // The entropy to 1e-3 or so: many draws, a density evaluation each.
+            let many = d.sample(200_000, FLOOR_SEED + 1000);
+            f.insert("entropy".into(), metrics::nll(&many, d)?.into());
+        }
+    }
+    if has("digits_fd") && m.data == crate::digits::NAME {
+        let c = Classifier::load_or_committed(
+            spec.classifier.as_deref().map(|p| spec.path(p)).as_deref(),
+        )?;
+        let held = crate::digits::reference_features(&c)?;
+        let train = crate::digits::load(crate::digits::Split::Train)?.images;
+        f.insert(
+            "digits_fd".into(),
+            crate::digits::feature_scores(&c, &train, &held)?.fd.into(),
+        );
+    }
+    Ok(serde_json::Value::Object(f))
 }
 
 /// Metrics that need the exact data density, and those that need the digits classifier.
@@ -231,7 +339,7 @@ fn checked_model(
     supplied: &[NamedModel],
 ) -> Result<ModelData> {
     let in_spec = |e: Error| Error::file(spec_path, format!("model '{name}': {e}"));
-    let m = model_data(name, supplied).map_err(in_spec)?;
+    let m = model_data(name, supplied, &spec.dir).map_err(in_spec)?;
     let has_density = m.density.is_some();
     let is_digits = m.data == crate::digits::NAME;
     let has_data =
@@ -269,6 +377,11 @@ fn prepare(
     let mut m = checked_model(spec_path, spec, name, &opts.models)?;
     let x_t = draw_noise(spec.samples, m.model.dim(), seed);
     let reference = cached_reference(out, spec, schedule, &m, &x_t, seed, !opts.quiet)?;
+    let sde_reference = if needs_sde_reference(spec) {
+        Some(sde_reference(spec, schedule, m.model.as_ref(), &x_t, seed)?)
+    } else {
+        None
+    };
     let density = m.density.take();
     if save_2d_paths && density.is_some() && m.model.dim() == 2 {
         save_paths(
@@ -296,7 +409,9 @@ fn prepare(
         .iter()
         .any(|k| NEEDS_DIGITS.contains(&k.as_str()))
     {
-        let c = Classifier::load_or_committed(spec.classifier.as_deref())?;
+        let c = Classifier::load_or_committed(
+            spec.classifier.as_deref().map(|p| spec.path(p)).as_deref(),
+        )?;
         let features = crate::digits::reference_features(&c)?;
         Some((c, features))
     } else {
@@ -308,10 +423,42 @@ fn prepare(
         density,
         x_t,
         reference,
+        sde_reference,
         real,
         bandwidth,
         digits,
     })
+}
+
+/// The end of the reference SDE path from `x_t` on `seed`'s Brownian tree: Euler–Maruyama
+/// on the tree, uniform in t, at [`sde_reference_steps`] (runs that share the path are
+/// scored against it: their strong error).
+fn sde_reference(
+    spec: &Spec,
+    schedule: &Schedule,
+    model: &dyn ScoreModel,
+    x_t: &Batch,
+    seed: u64,
+) -> Result<Batch> {
+    let n = sde_reference_steps(spec);
+    let t_end = match spec.final_sigma {
+        crate::grid::FinalSigma::Zero => 0.0,
+        crate::grid::FinalSigma::Min => schedule.t_min(),
+    };
+    let t_max = schedule.t_max();
+    let times = (0..=n)
+        .map(|k| t_max - (t_max - t_end) * k as f64 / n as f64)
+        .collect();
+    let grid = TimeGrid::new(times, schedule)?;
+    let solver = Solver::with("euler-maruyama", &[("brownian", "tree")])?;
+    let (x, _) = sample(&solver, model, schedule, &grid, x_t.clone(), seed)?;
+    if x.data.iter().any(|v| !v.is_finite()) {
+        return Err(Error::numerical(
+            "reference SDE path",
+            format!("Euler–Maruyama on the Brownian tree, {n} steps, seed {seed}: not finite"),
+        ));
+    }
+    Ok(x)
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {
@@ -415,18 +562,22 @@ pub enum Outcome {
 /// Runs one combination and returns its rows.
 fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Result<Vec<Row>> {
     let solver = Solver::build(&key.solver.name, &key.solver.options)?;
-    let spacing: Spacing = key.spacing.parse()?;
     let opts = GridOptions {
         final_sigma: spec.final_sigma,
         rho: 7.0,
     };
     let start = Instant::now();
     let defined_at_clean = p.model.defined_at_clean();
-    let steps = match key.budget {
-        Budget::Nfe(n) => solver.steps_for_nfe(schedule, &spacing, opts, n, defined_at_clean)?,
-        Budget::Steps(n) => n,
+    let grid = match key.budget {
+        // One span: the adaptive solver picks its own steps across it.
+        Budget::Tolerance => TimeGrid::build(schedule, &Spacing::Uniform, Some(1), opts)?,
+        Budget::Nfe(n) => {
+            let spacing = spec.spacing(&key.spacing)?;
+            let steps = solver.steps_for_nfe(schedule, &spacing, opts, n, defined_at_clean)?;
+            TimeGrid::build(schedule, &spacing, Some(steps), opts)?
+        }
+        Budget::Steps(n) => TimeGrid::build(schedule, &spec.spacing(&key.spacing)?, Some(n), opts)?,
     };
-    let grid = TimeGrid::build(schedule, &spacing, Some(steps), opts)?;
     let outcome = match sample(
         &solver,
         p.model.as_ref(),
@@ -439,12 +590,12 @@ fn run_one(spec: &Spec, schedule: &Schedule, p: &Prepared, key: &RunKey) -> Resu
         // A run that diverged records the NFE it was given (a budget), or its steps' NFE.
         Ok(_) | Err(Error::NonFinite { .. }) => Outcome::Diverged(match key.budget {
             Budget::Nfe(n) => n,
-            Budget::Steps(_) => solver.nfe_on(schedule, &grid, defined_at_clean)?,
+            _ => solver.nfe_on(schedule, &grid, defined_at_clean)?,
         }),
         Err(e) => return Err(e),
     };
     let wall_ms = start.elapsed().as_secs_f64() * 1e3;
-    rows(spec, p, key, steps, outcome, wall_ms)
+    rows(spec, p, key, &solver, grid.steps(), outcome, wall_ms)
 }
 
 /// The metrics a sweep records, for one sample file: every metric the model's data allows
@@ -456,7 +607,7 @@ pub fn score(
     reference: Option<&Batch>,
     seed: u64,
 ) -> Result<Vec<(String, f64)>> {
-    let m = model_data(model, &[])?;
+    let m = model_data(model, &[], Path::new(""))?;
     if samples.d != m.model.dim() {
         return Err(Error::invalid(
             "samples",
@@ -525,16 +676,23 @@ pub fn score(
             d: samples.d,
             data: Vec::new(),
         }),
+        sde_reference: None,
         real,
         digits,
     };
-    let values = metric_values(&metrics, &p, samples, seed)?;
+    let values = metric_values(&metrics, &p, &p.reference, samples, seed)?;
     Ok(value_names(&metrics).into_iter().zip(values).collect())
 }
 
-/// The values of `metrics` for samples `x` (the five error statistics for `error`), in the
-/// order of [`metric_names`] after `diverged`.
-fn metric_values(metrics: &[String], p: &Prepared, x: &Batch, seed: u64) -> Result<Vec<f64>> {
+/// The values of `metrics` for samples `x` (the five error statistics for `error`, against
+/// `reference`), in the order of [`metric_names`] after `diverged`.
+fn metric_values(
+    metrics: &[String],
+    p: &Prepared,
+    reference: &Batch,
+    x: &Batch,
+    seed: u64,
+) -> Result<Vec<f64>> {
     let density = || p.density.as_ref().expect("checked_model");
     let real = || p.real.as_ref().expect("checked_model");
     let digits = |x: &Batch| {
@@ -544,7 +702,7 @@ fn metric_values(metrics: &[String], p: &Prepared, x: &Batch, seed: u64) -> Resu
     let mut values = Vec::new();
     for m in metrics {
         if m == "error" {
-            let e = metrics::error_stats(x, &p.reference)?;
+            let e = metrics::error_stats(x, reference)?;
             values.extend([e.mean, e.rms, e.median, e.p95, e.max]);
             continue;
         }
@@ -578,6 +736,7 @@ fn rows(
     spec: &Spec,
     p: &Prepared,
     key: &RunKey,
+    solver: &Solver,
     steps: usize,
     outcome: Outcome,
     wall_ms: f64,
@@ -586,11 +745,16 @@ fn rows(
         Outcome::Done(out, nfe) => (Some(out), nfe, 0.0),
         Outcome::Diverged(nfe) => (None, nfe, 1.0),
     };
-    let names = metric_names(spec);
+    let names = metric_names(spec, solver);
     let mut values = vec![f64::NAN; names.len()];
     values[0] = diverged;
     if let Some(x) = &out {
-        let measured = metric_values(&spec.metrics, p, x, key.seed)?;
+        // A run sharing its seed's Brownian path is scored against that path's reference.
+        let reference = match &p.sde_reference {
+            Some(r) if solver.shares_brownian_path() => r,
+            _ => &p.reference,
+        };
+        let measured = metric_values(&run_metrics(spec, solver), p, reference, x, key.seed)?;
         values[1..].copy_from_slice(&measured);
     }
     let coords = key
@@ -613,6 +777,7 @@ fn rows(
             coords: coords.clone(),
             spacing: key.spacing.clone(),
             steps,
+            budget: key.budget.nfe(),
             nfe,
             seed: key.seed,
             metric,
@@ -637,14 +802,29 @@ fn check_runs(
         rho: 7.0,
     };
     let in_spec = |msg: String| Error::file(spec_path, msg);
-    for (i, entry) in spec.solvers.iter().enumerate() {
+    for entry in &spec.solvers {
         let solver = Solver::build(&entry.name, &entry.options)
-            .map_err(|e| in_spec(format!("solvers[{i}]: {e}")))?;
+            .map_err(|e| in_spec(format!("solvers[{}]: {e}", entry.source)))?;
+        let i = entry.source;
         if solver.is_adaptive() && !spec.nfe.is_empty() {
+            // Its tolerances are its axis: one run per value, recording the NFE it used.
+            if entry.options.iter().any(|(k, _)| k == "rtol") {
+                continue;
+            }
             return Err(in_spec(format!(
                 "solvers[{i}] ('{}') chooses its own steps from its tolerances, so the spec's nfe \
-                 budgets cannot apply to it: sweep it over `steps` (its grid's points) or leave \
-                 it out of this sweep",
+                 budgets cannot apply to it: give it a tolerance axis (`rtol = [1e-3, 1e-5, \
+                 1e-7]`, optionally `atol` of the same length; one run each, recording the NFE \
+                 used), sweep it over `steps` (its grid's points), or leave it out",
+                entry.name
+            )));
+        }
+        if run_metrics(spec, &solver).is_empty() {
+            return Err(in_spec(format!(
+                "solvers[{i}] ('{}') is stochastic, and the spec's only metric is `error`: its \
+                 distance to the ODE reference is no error of anything. Add a distribution \
+                 metric (frechet, sliced_wasserstein, mmd, kid, nll, …), or use \
+                 euler-maruyama with brownian = \"tree\" (scored by its strong error)",
                 entry.name
             )));
         }
@@ -653,7 +833,7 @@ fn check_runs(
         clean.dedup();
         for (schedule_name, schedule) in schedules {
             for spacing_name in &spec.spacings {
-                let spacing: Spacing = spacing_name.parse()?;
+                let spacing = spec.spacing(spacing_name)?;
                 for &n in &spec.steps {
                     TimeGrid::build(schedule, &spacing, Some(n), opts).map_err(|e| {
                         in_spec(format!(
@@ -717,8 +897,10 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
     names.dedup();
     let mut defined_at_clean = Vec::new();
     let mut tolerances = serde_json::Map::new();
+    let mut floors = serde_json::Map::new();
     for name in names {
         let m = checked_model(spec_path, &spec, name, &opts.models)?;
+        floors.insert(name.clone(), data_floors(&spec, &m)?);
         defined_at_clean.push((name.clone(), m.model.defined_at_clean()));
         let tol = ReferenceSpec::for_model(spec.reference, m.model.as_ref());
         let origin = match (spec.reference, m.model.defined_at_clean()) {
@@ -745,7 +927,14 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
         .filter(|r| opts.shard.is_none_or(|(k, n)| r.index % n == k))
         .cloned()
         .collect();
-    let per_run = metric_names(&spec).len();
+    // Rows a complete run has: stochastic samplers without a shared path record no error.
+    let per_run: std::collections::BTreeMap<usize, usize> = all
+        .iter()
+        .map(|r| {
+            let solver = Solver::build(&r.solver.name, &r.solver.options)?;
+            Ok((r.index, metric_names(&spec, &solver).len()))
+        })
+        .collect::<Result<_>>()?;
 
     // Resume: keep complete runs only, drop a cut tail.
     let mut done = std::collections::BTreeSet::new();
@@ -765,7 +954,7 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
             .for_each(|r| *count.entry(r.run).or_insert(0usize) += 1);
         done = count
             .into_iter()
-            .filter(|&(_, c)| c == per_run)
+            .filter(|&(run, c)| per_run.get(&run) == Some(&c))
             .map(|(run, _)| run)
             .collect();
         let kept: Vec<Row> = rows.into_iter().filter(|r| done.contains(&r.run)).collect();
@@ -776,7 +965,17 @@ pub fn sweep_text(spec_path: &Path, text: &str, opts: &SweepOptions) -> Result<S
     } else {
         crate::io::write_atomic(&csv_path, &table::header())?;
     }
-    write_meta(out, &spec, text, tolerances)?;
+    let sde = needs_sde_reference(&spec).then(|| {
+        let n = sde_reference_steps(&spec);
+        if !opts.quiet {
+            eprintln!(
+                "error of runs on one Brownian path (euler-maruyama, brownian = tree): strong \
+                 error to the same path's Euler–Maruyama solution at {n} steps uniform in t"
+            );
+        }
+        serde_json::json!({"solver": "euler-maruyama", "brownian": "tree", "steps": n, "grid": "uniform in t"})
+    });
+    write_meta(out, &spec, text, tolerances, sde, floors)?;
 
     let todo: Vec<&RunKey> = mine.iter().filter(|r| !done.contains(&r.index)).collect();
     // Drawn once the references are solved (they draw their own bars).
@@ -934,6 +1133,8 @@ fn write_meta(
     spec: &Spec,
     text: &str,
     references: serde_json::Map<String, serde_json::Value>,
+    sde_reference: Option<serde_json::Value>,
+    floors: serde_json::Map<String, serde_json::Value>,
 ) -> Result<()> {
     let git = std::process::Command::new("git")
         .args(["rev-parse", "HEAD"])
@@ -948,7 +1149,7 @@ fn write_meta(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    let meta = serde_json::json!({
+    let mut meta = serde_json::json!({
         "pfode_version": env!("CARGO_PKG_VERSION"),
         "git_revision": git,
         "experiment": spec.name,
@@ -956,7 +1157,11 @@ fn write_meta(
         "machine": {"hostname": host, "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)},
         "date_utc": utc_date(secs),
         "reference_tolerances": references,
+        "data_floors": floors,
     });
+    if let Some(sde) = sde_reference {
+        meta["sde_reference"] = sde;
+    }
     crate::io::write_atomic(
         &out.join("meta.json"),
         serde_json::to_string_pretty(&meta)
@@ -1039,6 +1244,7 @@ mod tests {
             model: Arc::new(model.clone()),
             density: Some(model),
             x_t,
+            sde_reference: None,
             real: Some(exact),
             digits: None,
         }
@@ -1049,8 +1255,9 @@ mod tests {
         let spec = tiny_spec();
         let key = enumerate(&spec).remove(0);
         let p = prepared();
-        let names = metric_names(&spec);
-        let bad = rows(&spec, &p, &key, 4, Outcome::Diverged(4), 1.0).unwrap();
+        let ddim = Solver::named("ddim").unwrap();
+        let names = metric_names(&spec, &ddim);
+        let bad = rows(&spec, &p, &key, &ddim, 4, Outcome::Diverged(4), 1.0).unwrap();
         assert_eq!(bad.len(), names.len());
         assert_eq!((bad[0].metric.as_str(), bad[0].value), ("diverged", 1.0));
         assert!(bad[1..].iter().all(|r| r.value.is_nan()));
@@ -1058,6 +1265,7 @@ mod tests {
             &spec,
             &p,
             &key,
+            &ddim,
             4,
             Outcome::Done(p.reference.clone(), 4),
             1.0,

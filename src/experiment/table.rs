@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::Path;
 
 /// The columns of `results.csv`, in order (the fields of [`Row`]).
-pub const COLUMNS: [&str; 14] = [
+pub const COLUMNS: [&str; 15] = [
     "run",
     "experiment",
     "model",
@@ -15,6 +15,7 @@ pub const COLUMNS: [&str; 14] = [
     "coords",
     "spacing",
     "steps",
+    "budget",
     "nfe",
     "seed",
     "metric",
@@ -35,6 +36,10 @@ pub struct Row {
     pub coords: String,
     pub spacing: String,
     pub steps: usize,
+    /// The NFE budget the run was given (empty for step-count and tolerance runs); `nfe` is
+    /// what it used, which can be less (Heun at budget 5 uses 4).
+    #[serde(default)]
+    pub budget: Option<usize>,
     pub nfe: usize,
     pub seed: u64,
     pub metric: String,

@@ -70,6 +70,10 @@ pub struct MlpConfig {
     pub training: serde_json::Value,
 }
 
+/// The largest network [`Mlp::new`] builds: 2²⁸ parameters (1 GiB of f32 weights, several
+/// times that in training with gradients and Adam's moments).
+pub const MAX_PARAMETERS: usize = 1 << 28;
+
 /// The MLP with its weights.
 #[derive(Debug)]
 pub struct Mlp {
@@ -89,6 +93,24 @@ impl Mlp {
     pub fn new(config: MlpConfig, seed: u64) -> Result<Self> {
         if config.dim == 0 || config.width == 0 || config.depth == 0 {
             return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
+        }
+        // Sized before allocating: a width of 10¹² would abort the process, not fail.
+        let parameters = Self::shapes(&config)
+            .iter()
+            .try_fold(0usize, |n, &(i, o)| {
+                i.checked_mul(o)?.checked_add(o)?.checked_add(n)
+            })
+            .filter(|&n| n <= MAX_PARAMETERS);
+        if parameters.is_none() {
+            return Err(Error::invalid(
+                "width",
+                format!(
+                    "a network of width {} and depth {} on dimension {} has more than {} \
+                     parameters (the most pfode trains on this machine's memory): choose a \
+                     smaller width or depth",
+                    config.width, config.depth, config.dim, MAX_PARAMETERS
+                ),
+            ));
         }
         let schedule = Schedule::named(&config.schedule)?;
         let layers = init_layers(&Self::shapes(&config), seed)?;
@@ -192,6 +214,24 @@ impl Mlp {
     fn with_layers(config: MlpConfig, layers: Vec<(Tensor, Tensor)>) -> Result<Self> {
         if config.dim == 0 || config.width == 0 || config.depth == 0 {
             return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
+        }
+        // Sized before allocating: a width of 10¹² would abort the process, not fail.
+        let parameters = Self::shapes(&config)
+            .iter()
+            .try_fold(0usize, |n, &(i, o)| {
+                i.checked_mul(o)?.checked_add(o)?.checked_add(n)
+            })
+            .filter(|&n| n <= MAX_PARAMETERS);
+        if parameters.is_none() {
+            return Err(Error::invalid(
+                "width",
+                format!(
+                    "a network of width {} and depth {} on dimension {} has more than {} \
+                     parameters (the most pfode trains on this machine's memory): choose a \
+                     smaller width or depth",
+                    config.width, config.depth, config.dim, MAX_PARAMETERS
+                ),
+            ));
         }
         let schedule = Schedule::named(&config.schedule)?;
         Ok(Mlp {

@@ -130,6 +130,15 @@ pub fn load(spec: &str) -> Result<Box<dyn ScoreModel>> {
     Ok(Box::new(resolve(spec)?))
 }
 
+/// [`load`] of a model a spec names: a built-in name as it is, a file relative to `dir`
+/// (the spec's folder).
+pub fn load_in(spec: &str, dir: &std::path::Path) -> Result<Box<dyn ScoreModel>> {
+    if builtin(spec).is_some() {
+        return load(spec);
+    }
+    load(&dir.join(spec).to_string_lossy())
+}
+
 /// A model that predicts ε̂ = 0 everywhere: free to evaluate, used to count the NFE a
 /// solver needs on a grid by a dry run, and to time a solver's own cost in benchmarks.
 pub struct ZeroModel {

@@ -42,6 +42,9 @@ pub struct StudySpec {
     /// dp: calibration x_T its costs are measured on (the first ones).
     #[serde(default = "default_dp_rows")]
     pub dp_rows: usize,
+    /// The spec file's folder: model files are read relative to it.
+    #[serde(skip)]
+    pub dir: PathBuf,
 }
 
 /// One model of a study, with what may differ per model.
@@ -90,8 +93,9 @@ impl StudySpec {
     /// Reads a spec, naming the file and the key on error.
     pub fn from_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let spec: StudySpec =
+        let mut spec: StudySpec =
             toml::from_str(&text).map_err(|e| Error::file(path, e.to_string()))?;
+        spec.dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
         for (field, empty) in [
             ("models", spec.models.is_empty()),
             ("solvers", spec.solvers.is_empty()),
@@ -139,12 +143,12 @@ pub fn run(spec: &StudySpec, out: &Path, quiet: bool) -> Result<Vec<Row>> {
         Solver::build(&entry.name, &entry.options)?;
     }
     for m in &spec.models {
-        model::load(&m.model)?;
+        model::load_in(&m.model, &spec.dir)?;
     }
     let mut rows = Vec::new();
     let mut grids: Vec<(PathBuf, TimeGrid, serde_json::Value)> = Vec::new();
     for m in &spec.models {
-        let model = model::load(&m.model)?;
+        let model = model::load_in(&m.model, &spec.dir)?;
         let model = model.as_ref();
         let objective = m.objective.unwrap_or(Objective::Error);
         let seeds = m

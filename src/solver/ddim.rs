@@ -5,7 +5,7 @@
 
 use super::clamp;
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::noise::Purpose;
@@ -32,6 +32,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "ddim",
     order: 1.0,
     stochastic: false,
+    family: Family::Exponential,
     options: &[&ETA, &USE_CLIPPED_MODEL_OUTPUT, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "DDIM (Song et al. 2021), textbook form; η = 0 is Euler in σ, η = 1 on consecutive steps is DDPM",
     build,

@@ -3,7 +3,7 @@
 
 use super::clamp;
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
@@ -31,6 +31,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "ddpm",
     order: 1.0,
     stochastic: true,
+    family: Family::Stochastic,
     options: &[&VARIANCE, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "DDPM ancestral sampling (Ho et al. 2020) between any grid points; weak order 1",
     build,

@@ -16,7 +16,7 @@
 use super::dpm_solver_pp::multistep_order;
 use super::options::{Resolved, WarmStart, LOWER_ORDER_FINAL, WARM_START};
 use super::rk::{rk_step_from, RK3};
-use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
@@ -26,6 +26,7 @@ pub const DEIS_1: SolverInfo = SolverInfo {
     name: "deis-1",
     order: 1.0,
     stochastic: false,
+    family: Family::Exponential,
     options: &[],
     summary: "DEIS-tAB1 (Zhang & Chen 2022): Euler in σ, equals DDIM",
     build: |_| Ok(Box::new(Deis::new(1, WarmStart::Multistep, true))),
@@ -36,6 +37,7 @@ pub const DEIS_2: SolverInfo = SolverInfo {
     name: "deis-2",
     order: 2.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&LOWER_ORDER_FINAL],
     summary: "DEIS-tAB2 (Zhang & Chen 2022): exponential Adams–Bashforth, ε̂ interpolated in log σ",
     build: |o: &Resolved| {
@@ -52,6 +54,7 @@ pub const DEIS_3: SolverInfo = SolverInfo {
     name: "deis-3",
     order: 3.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&LOWER_ORDER_FINAL, &WARM_START],
     summary: "DEIS-tAB3 (Zhang & Chen 2022); RK3 first step (order 3) or multistep start as diffusers (order 2)",
     build,

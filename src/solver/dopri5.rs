@@ -11,7 +11,7 @@ use super::kernels::dopri5::{
 };
 use super::options::{Kind, Opt, Resolved, Value, COORDS};
 use super::rk::step_coords;
-use super::{Ctx, Method, Sampler, Scratch, SolverInfo};
+use super::{Family, Ctx, Method, Sampler, Scratch, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::{Coords, ProbabilityFlow};
@@ -78,6 +78,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "dopri5",
     order: 5.0,
     stochastic: false,
+    family: Family::RungeKutta,
     options: &[&COORDS, &RTOL, &ATOL],
     summary: "adaptive Dormand–Prince 5(4); NFE set by the tolerances",
     build,

@@ -6,7 +6,7 @@
 //! reference code, whose grids end at t = ε instead).
 
 use super::exponential::Point;
-use super::{Scratch, Ctx, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 
@@ -15,6 +15,7 @@ pub const DPM_SOLVER_2: SolverInfo = SolverInfo {
     name: "dpm-solver-2",
     order: 2.0,
     stochastic: false,
+    family: Family::Exponential,
     options: &[],
     summary: "singlestep DPM-Solver-2, noise prediction (Lu et al. 2022)",
     build: |_| Ok(Box::new(DpmSolver::new(2)?)),
@@ -25,6 +26,7 @@ pub const DPM_SOLVER_3: SolverInfo = SolverInfo {
     name: "dpm-solver-3",
     order: 3.0,
     stochastic: false,
+    family: Family::Exponential,
     options: &[],
     summary: "singlestep DPM-Solver-3, noise prediction (Lu et al. 2022)",
     build: |_| Ok(Box::new(DpmSolver::new(3)?)),

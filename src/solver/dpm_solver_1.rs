@@ -2,7 +2,7 @@
 //! integrator of the semi-linear PF-ODE in λ, `x' = (a'/a) x - s' (e^h - 1) ε̂`.
 
 use super::options::Resolved;
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 
@@ -11,6 +11,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "dpm-solver-1",
     order: 1.0,
     stochastic: false,
+    family: Family::Exponential,
     options: &[],
     summary: "first-order exponential integrator in λ (Lu et al. 2022); equals DDIM",
     build,

@@ -11,7 +11,7 @@ use super::exponential::Point;
 use super::clamp;
 use super::options::{Resolved, LOWER_ORDER_FINAL};
 use super::kernels::multistep::MultistepUpdate;
-use super::{Ctx, History, Sampler, Scratch, SolverInfo};
+use super::{Family, Ctx, History, Sampler, Scratch, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 
@@ -24,6 +24,7 @@ pub const DPM_SOLVER_PP_2M: SolverInfo = SolverInfo {
     name: "dpm-solver++2m",
     order: 2.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&LOWER_ORDER_FINAL, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "multistep DPM-Solver++(2M), data prediction (Lu et al. 2022b)",
     build: |o: &Resolved| Ok(Box::new(DpmSolverPp::new(2, o.bool(&LOWER_ORDER_FINAL))?)),
@@ -34,6 +35,7 @@ pub const DPM_SOLVER_PP_3M: SolverInfo = SolverInfo {
     name: "dpm-solver++3m",
     order: 3.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&LOWER_ORDER_FINAL, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "multistep DPM-Solver++(3M), data prediction (Lu et al. 2022b)",
     build: |o: &Resolved| Ok(Box::new(DpmSolverPp::new(3, o.bool(&LOWER_ORDER_FINAL))?)),

@@ -7,7 +7,7 @@ use super::kernels::multistep::MultistepUpdate;
 use super::exponential::Point;
 use super::clamp;
 use super::options::{Resolved, LOWER_ORDER_FINAL};
-use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::noise::Purpose;
@@ -17,6 +17,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "dpm-solver++2m-sde",
     order: 1.0,
     stochastic: true,
+    family: Family::Stochastic,
     options: &[&LOWER_ORDER_FINAL, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "SDE-DPM-Solver++(2M), data prediction (Lu et al. 2022b)",
     build,

@@ -1,7 +1,7 @@
 //! Explicit Euler on the probability-flow ODE, in t, σ or λ coordinates (see [`crate::flow`]).
 
 use super::options::{Resolved, COORDS};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::{Coords, ProbabilityFlow};
@@ -11,6 +11,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "euler",
     order: 1.0,
     stochastic: false,
+    family: Family::RungeKutta,
     options: &[&COORDS],
     summary: "explicit Euler on the PF-ODE in t, σ or λ",
     build,

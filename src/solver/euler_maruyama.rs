@@ -9,7 +9,7 @@
 //! Milstein and has strong order 1 (Kloeden & Platen 1992, §10.3), not the generic 0.5.
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::brownian::BrownianTree;
 use crate::error::Result;
@@ -44,6 +44,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "euler-maruyama",
     order: 1.0,
     stochastic: true,
+    family: Family::Stochastic,
     options: &[&BROWNIAN],
     summary: "Euler–Maruyama on the reverse SDE, per-step increments or a Brownian tree; strong order 1 (additive noise)",
     build,
@@ -116,6 +117,10 @@ impl Sampler for EulerMaruyama {
 
     fn draws_step_noise_only(&self) -> bool {
         self.brownian == Brownian::Steps
+    }
+
+    fn shares_brownian_path(&self) -> bool {
+        self.brownian == Brownian::Tree
     }
 
     fn init(&self, ctx: &Ctx, x: &Batch) -> Result<PathState> {

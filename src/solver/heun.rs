@@ -6,7 +6,7 @@
 
 use super::rk::{rk_step, HEUN};
 use super::options::{Kind, Opt, Resolved, Value, COORDS};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -46,6 +46,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "heun",
     order: 2.0,
     stochastic: false,
+    family: Family::RungeKutta,
     options: &[&COORDS, &S_CHURN, &S_TMIN, &S_TMAX, &S_NOISE],
     summary: "Heun (Karras et al. 2022, Alg. 1), EDM churn (Alg. 2) with `s_churn` > 0",
     build,

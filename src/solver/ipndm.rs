@@ -13,7 +13,7 @@
 
 use super::rk::{rk_step_from, RK3};
 use super::options::{Resolved, WarmStart, WARM_START};
-use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::flow::Coords;
@@ -28,6 +28,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "ipndm",
     order: 4.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&WARM_START],
     summary: "variable-step Adams–Bashforth on ε̂ in σ (iPNDM); RK3 warm start (order 4) or multistep (order 2)",
     build,

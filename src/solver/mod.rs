@@ -301,6 +301,13 @@ pub trait Sampler: Send + Sync + std::fmt::Debug {
     fn draws_step_noise_only(&self) -> bool {
         true
     }
+
+    /// True if runs of this configuration at different step counts on one seed follow one
+    /// Brownian path (a stochastic sampler whose noise is a path's increments, not fresh
+    /// per step): their distance to a fine run on that seed is then a strong error.
+    fn shares_brownian_path(&self) -> bool {
+        false
+    }
 }
 
 /// The object-safe face of a [`Sampler`], which [`Solver`] holds: the whole-grid loop and
@@ -316,6 +323,8 @@ pub trait Method: Send + Sync + std::fmt::Debug {
     fn is_adaptive(&self) -> bool;
     /// See [`Sampler::draws_step_noise_only`].
     fn draws_step_noise_only(&self) -> bool;
+    /// See [`Sampler::shares_brownian_path`].
+    fn shares_brownian_path(&self) -> bool;
 }
 
 impl<S: Sampler> Method for S {
@@ -333,6 +342,9 @@ impl<S: Sampler> Method for S {
     }
     fn draws_step_noise_only(&self) -> bool {
         Sampler::draws_step_noise_only(self)
+    }
+    fn shares_brownian_path(&self) -> bool {
+        Sampler::shares_brownian_path(self)
     }
 }
 
@@ -372,11 +384,39 @@ pub struct SolverInfo {
     /// Theoretical convergence order with default options (strong order for SDE solvers).
     pub order: f64,
     pub stochastic: bool,
+    /// The kind of method, which plots group by.
+    pub family: Family,
     /// The options it takes besides the common ones.
     pub options: &'static [&'static Opt],
     pub summary: &'static str,
     /// Builds the sampler from its options (defaults filled in).
     pub build: fn(&Resolved) -> Result<Box<dyn Method>>,
+}
+
+crate::names::named_enum! {
+    /// Kinds of solver, as the plots group them when a figure holds many.
+    pub enum Family("family") {
+        /// Generic Runge–Kutta methods on the ODE in σ or t, adaptive ones included.
+        RungeKutta = "runge-kutta",
+        /// Single-step exponential integrators (the linear part solved exactly in λ).
+        Exponential = "exponential",
+        /// Multistep methods: several past model outputs per step.
+        Multistep = "multistep",
+        /// Samplers that inject noise (any configuration that does, e.g. DDIM with η > 0).
+        Stochastic = "stochastic",
+    }
+}
+
+impl Family {
+    /// A heading for plots.
+    pub fn title(self) -> &'static str {
+        match self {
+            Family::RungeKutta => "Runge–Kutta",
+            Family::Exponential => "exponential integrators",
+            Family::Multistep => "multistep",
+            Family::Stochastic => "stochastic",
+        }
+    }
 }
 
 /// Looks a solver up by name.
@@ -458,6 +498,16 @@ impl Solver {
         self.method.order(self.info.order)
     }
 
+    /// The configuration's family: its registration's, or stochastic when its options make
+    /// it inject noise.
+    pub fn family(&self) -> Family {
+        if self.is_stochastic() {
+            Family::Stochastic
+        } else {
+            self.info.family
+        }
+    }
+
     /// True if this configuration injects noise.
     pub fn is_stochastic(&self) -> bool {
         self.method.is_stochastic(self.info.stochastic)
@@ -472,6 +522,12 @@ impl Solver {
     /// for the whole batch (Euler–Maruyama on its Brownian tree draws tree nodes instead).
     pub fn draws_step_noise_only(&self) -> bool {
         self.method.draws_step_noise_only()
+    }
+
+    /// True if this configuration's runs on one seed share one Brownian path at every step
+    /// count (see [`Sampler::shares_brownian_path`]).
+    pub fn shares_brownian_path(&self) -> bool {
+        self.method.shares_brownian_path()
     }
 
     /// Every option with its effective value, for sidecars.

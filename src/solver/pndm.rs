@@ -17,7 +17,7 @@
 //! variable-step weights, is the fourth-order method.)
 
 use super::options::{Kind, Opt, Resolved, Value};
-use super::{Scratch, Ctx, History, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, History, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::model::ScoreModel;
@@ -35,6 +35,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "pndm",
     order: 2.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&SKIP_PRK_STEPS],
     summary: "PNDM/PLMS (Liu et al. 2022) as diffusers' PNDMScheduler: constant-step Adams–Bashforth on ε̂ through DDIM's update, PRK start; order 2 on grids not uniform in σ",
     build,

@@ -3,7 +3,7 @@
 
 use super::rk::{rk_step, RK4};
 use super::options::{Resolved, COORDS};
-use super::{Scratch, Ctx, Method, Sampler, SolverInfo};
+use super::{Family, Scratch, Ctx, Method, Sampler, SolverInfo};
 use crate::batch::Batch;
 use crate::error::Result;
 use crate::flow::Coords;
@@ -13,6 +13,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "rk4",
     order: 4.0,
     stochastic: false,
+    family: Family::RungeKutta,
     options: &[&COORDS],
     summary: "classical Runge–Kutta on the PF-ODE",
     build,

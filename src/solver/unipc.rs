@@ -7,7 +7,7 @@ use super::exponential::Point;
 use super::clamp;
 use super::options::{Kind, Opt, Resolved, Value, LOWER_ORDER_FINAL};
 use super::kernels::unipc::{Update, MAX_ORDER};
-use super::{Ctx, Method, Sampler, Scratch, SolverInfo};
+use super::{Family, Ctx, Method, Sampler, Scratch, SolverInfo};
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use nalgebra::{DMatrix, DVector};
@@ -25,6 +25,7 @@ pub const INFO: SolverInfo = SolverInfo {
     name: "unipc",
     order: 3.0,
     stochastic: false,
+    family: Family::Multistep,
     options: &[&LOWER_ORDER_FINAL, &NO_CORRECTOR, &clamp::CLIP_SAMPLE, &clamp::CLIP_SAMPLE_RANGE, &clamp::THRESHOLDING, &clamp::DYNAMIC_THRESHOLDING_RATIO, &clamp::SAMPLE_MAX_VALUE],
     summary: "UniPC: UniP-2 + UniC, bh2 (Zhao et al. 2023); order 2 with `no_corrector`",
     build,

@@ -221,13 +221,20 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Orders(args) => {
             let orders = pfode::experiment::orders::orders(&args.dir)?;
             println!(
-                "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9}  nfe",
-                "model", "solver", "options", "spacing", "declared", "observed"
+                "{:<8} {:<20} {:<26} {:<10} {:<6} {:>8} {:>9}  nfe",
+                "model", "solver", "options", "spacing", "error", "declared", "observed"
             );
             for o in &orders {
                 println!(
-                    "{:<8} {:<20} {:<26} {:<10} {:>8} {:>9.2}  {}",
-                    o.model, o.solver, o.options, o.spacing, o.declared, o.observed, o.nfe_used
+                    "{:<8} {:<20} {:<26} {:<10} {:<6} {:>8} {:>9.2}  {}",
+                    o.model,
+                    o.solver,
+                    o.options,
+                    o.spacing,
+                    o.kind,
+                    o.declared,
+                    o.observed,
+                    o.nfe_used
                 );
             }
             for (config, why) in pfode::experiment::orders::left_out(&args.dir)? {

@@ -5,54 +5,42 @@
 use crate::batch::Batch;
 use crate::error::{Error, Result};
 use crate::experiment::orders::why_left_out;
+use crate::experiment::spec::ADAPTIVE;
 use crate::experiment::table::{self, Row};
 use crate::model::{self, GaussianMixture};
-use plotters::coord::types::RangedCoordf64;
+use crate::solver::{Family, Solver};
+use chart::{Chart, Floor, Line, Point, Scale};
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Once;
 
+pub mod chart;
+
 static FONT: Once = Once::new();
 
 fn register_font() {
     FONT.call_once(|| {
-        let bytes: &'static [u8] = include_bytes!("../assets/DejaVuSans.ttf");
+        let bytes: &'static [u8] = include_bytes!("../../assets/DejaVuSans.ttf");
         if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_err() {
             unreachable!("the embedded DejaVu Sans parses");
         }
     });
 }
 
-/// A model name as it appears in file names: anything but ASCII letters and digits → `_`.
+/// A model name as it appears in file names: anything but ASCII letters and digits → `_`,
+/// leading ones dropped (`../models/a.safetensors` → `models_a_safetensors`).
 pub fn file_tag(name: &str) -> String {
-    name.chars()
+    let tag: String = name
+        .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+        .collect();
+    tag.trim_start_matches('_').to_string()
 }
 
 fn plot_err<E: std::fmt::Display>(path: &Path) -> impl Fn(E) -> Error + '_ {
     move |e| Error::file(path, format!("plotting failed: {e}"))
-}
-
-/// Tick label on a log axis in short form; on axes spanning several decades only at
-/// 1, 2 and 5 × 10^k, so labels never collide.
-fn log_tick(v: f64, sparse: bool) -> String {
-    let exp = v.log10().floor();
-    let mantissa = v / 10f64.powf(exp);
-    if sparse
-        && ![1.0, 2.0, 5.0]
-            .iter()
-            .any(|m| (mantissa - m).abs() < 1e-6 * m)
-    {
-        return String::new();
-    }
-    if (1e-2..1e4).contains(&v) {
-        linear_tick(v)
-    } else {
-        format!("{}e{}", (mantissa * 10.0).round() / 10.0, exp)
-    }
 }
 
 fn linear_tick(v: f64) -> String {
@@ -60,165 +48,9 @@ fn linear_tick(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-/// A line series: label and (x, y) points.
-type Series = (String, Vec<(f64, f64)>);
-
-type LogLog = Cartesian2d<LogCoord<f64>, LogCoord<f64>>;
-type LogLin = Cartesian2d<LogCoord<f64>, RangedCoordf64>;
-
-/// A chart with a log NFE axis and a log or linear y axis; with `slopes`, dashed
-/// reference lines of orders 1–4 through the top-left corner.
-fn line_chart<DB: DrawingBackend>(
-    root: DrawingArea<DB, Shift>,
-    title: &str,
-    y_label: &str,
-    series: &[Series],
-    slopes: bool,
-    log_y: bool,
-) -> std::result::Result<(), String>
-where
-    DB::ErrorType: 'static,
-{
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let keep = |p: &(f64, f64)| p.0 > 0.0 && p.1.is_finite() && (p.1 > 0.0 || !log_y);
-    let pts: Vec<(f64, f64)> = series
-        .iter()
-        .flat_map(|s| s.1.iter().cloned())
-        .filter(keep)
-        .collect();
-    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
-    for &(x, y) in &pts {
-        (x0, x1, y0, y1) = (x0.min(x), x1.max(x), y0.min(y), y1.max(y));
-    }
-    if pts.is_empty() || x0 > x1 {
-        return Err("no plottable points".into());
-    }
-    if x0 == x1 {
-        (x0, x1) = (x0 * 0.5, x1 * 2.0);
-    }
-    // Distances (no slope guides): a few blown-up low-NFE runs would flatten everything
-    // else, so the axis stops at 30× the median and the title says so.
-    let mut title = title.to_string();
-    if log_y && !slopes {
-        let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
-        ys.sort_by(f64::total_cmp);
-        let cap = 30.0 * ys[ys.len() / 2];
-        if y1 > cap {
-            y1 = cap;
-            title.push_str(" (cut at 30× median)");
-        }
-    }
-    let mut builder = ChartBuilder::on(&root);
-    builder
-        .caption(&title, ("sans-serif", 22))
-        .margin(12)
-        .x_label_area_size(45)
-        .y_label_area_size(70);
-    let xr = (x0 * 0.9..x1 * 1.1).log_scale();
-    // Under a decade and a half of NFE every tick gets its label, not only 1, 2, 5.
-    let sparse_x = x1 / x0 > 30.0;
-    if log_y {
-        if y0 == y1 {
-            (y0, y1) = (y0 * 0.5, y1 * 2.0);
-        }
-        let mut chart: ChartContext<DB, LogLog> = builder
-            .build_cartesian_2d(xr, (y0 * 0.5..y1 * 2.0).log_scale())
-            .map_err(|e| e.to_string())?;
-        let sparse_y = (y1 / y0).log10() > 1.5;
-        chart
-            .configure_mesh()
-            .x_desc("NFE")
-            .y_desc(y_label)
-            .x_label_formatter(&|v| log_tick(*v, sparse_x))
-            .y_label_formatter(&|v| log_tick(*v, sparse_y))
-            .light_line_style(WHITE.mix(0.0))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        if slopes {
-            for p in 1..=4 {
-                let line: Vec<(f64, f64)> = (0..=20)
-                    .map(|i| x0 * (x1 / x0).powf(i as f64 / 20.0))
-                    .map(|x| (x, y1 * (x / x0).powf(-(p as f64))))
-                    .filter(|&(_, y)| y >= y0 * 0.5)
-                    .collect();
-                let style = ShapeStyle::from(&BLACK.mix(0.35)).stroke_width(1);
-                chart
-                    .draw_series(DashedLineSeries::new(line, 6, 4, style))
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        draw_lines(&mut chart, series, &keep)?;
-    } else {
-        let pad = 0.1 * (y1 - y0).max(1e-9);
-        let mut chart: ChartContext<DB, LogLin> = builder
-            .build_cartesian_2d(xr, y0 - pad..y1 + pad)
-            .map_err(|e| e.to_string())?;
-        chart
-            .configure_mesh()
-            .x_desc("NFE")
-            .y_desc(y_label)
-            .x_label_formatter(&|v| log_tick(*v, sparse_x))
-            .y_label_formatter(&|v| linear_tick(*v))
-            .light_line_style(WHITE.mix(0.0))
-            .label_style(("sans-serif", 14))
-            .axis_desc_style(("sans-serif", 16))
-            .draw()
-            .map_err(|e| e.to_string())?;
-        draw_lines(&mut chart, series, &keep)?;
-    }
-    root.present().map_err(|e| e.to_string())
-}
-
-/// Draws the series, with markers and a legend.
-fn draw_lines<'a, DB: DrawingBackend + 'a, Y: Ranged<ValueType = f64>>(
-    chart: &mut ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, Y>>,
-    series: &[Series],
-    keep: &dyn Fn(&(f64, f64)) -> bool,
-) -> std::result::Result<(), String>
-where
-    DB::ErrorType: 'static,
-{
-    for (i, (label, points)) in series.iter().enumerate() {
-        let color = Palette99::pick(i).to_rgba();
-        let pts: Vec<(f64, f64)> = points.iter().cloned().filter(|p| keep(p)).collect();
-        chart
-            .draw_series(LineSeries::new(
-                pts.clone(),
-                ShapeStyle::from(&color).stroke_width(2),
-            ))
-            .map_err(|e| e.to_string())?
-            .label(label.as_str())
-            .legend(move |(x, y)| {
-                PathElement::new(
-                    vec![(x, y), (x + 18, y)],
-                    ShapeStyle::from(&color).stroke_width(2),
-                )
-            });
-        chart
-            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))
-            .map_err(|e| e.to_string())?;
-    }
-    chart
-        .configure_series_labels()
-        .label_font(("sans-serif", 13))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .position(SeriesLabelPosition::LowerLeft)
-        .draw()
-        .map_err(|e| e.to_string())
-}
-
 /// What one figure shows.
 enum Figure<'a> {
-    Log {
-        title: String,
-        y_label: &'a str,
-        series: &'a [Series],
-        slopes: bool,
-        log_y: bool,
-    },
+    Lines(Chart),
     Density {
         title: String,
         model: &'a GaussianMixture,
@@ -235,13 +67,7 @@ where
     DB::ErrorType: 'static,
 {
     match fig {
-        Figure::Log {
-            title,
-            y_label,
-            series,
-            slopes,
-            log_y,
-        } => line_chart(root, title, y_label, series, *slopes, *log_y),
+        Figure::Lines(chart) => chart::draw(root, chart),
         Figure::Density {
             title,
             model,
@@ -282,10 +108,7 @@ pub fn plot_samples(samples: &Batch, model: &str, base: &Path) -> Result<Vec<Pat
                 paths: &[],
                 dots: &dots,
             };
-            both(base, &fig).inspect_err(|_| {
-                let _ = std::fs::remove_file(base.with_extension("png"));
-                let _ = std::fs::remove_file(base.with_extension("svg"));
-            })
+            both(base, &fig)
         }
         _ => Err(Error::invalid(
             "model",
@@ -298,16 +121,25 @@ pub fn plot_samples(samples: &Batch, model: &str, base: &Path) -> Result<Vec<Pat
     }
 }
 
-/// Writes `base`.png and `base`.svg.
+/// Writes `base`.png and `base`.svg; a figure that fails leaves neither (a backend writes
+/// its file even when drawing failed, so both are removed).
 fn both(base: &Path, fig: &Figure) -> Result<Vec<PathBuf>> {
     let png = base.with_extension("png");
     let svg = base.with_extension("svg");
-    render(
-        BitMapBackend::new(&png, (960, 680)).into_drawing_area(),
-        fig,
-    )
-    .map_err(plot_err(&png))?;
-    render(SVGBackend::new(&svg, (960, 680)).into_drawing_area(), fig).map_err(plot_err(&svg))?;
+    let size = match fig {
+        Figure::Lines(c) => chart::size(c),
+        Figure::Density { .. } => (960, 680),
+    };
+    let drawn = render(BitMapBackend::new(&png, size).into_drawing_area(), fig)
+        .map_err(plot_err(&png))
+        .and_then(|_| {
+            render(SVGBackend::new(&svg, size).into_drawing_area(), fig).map_err(plot_err(&svg))
+        });
+    if let Err(e) = drawn {
+        let _ = std::fs::remove_file(&png);
+        let _ = std::fs::remove_file(&svg);
+        return Err(e);
+    }
     Ok(vec![png, svg])
 }
 
@@ -348,63 +180,106 @@ fn contour_segments(
     out
 }
 
-/// Mean of `value(row)` per (`label(row)`, NFE) over the selected rows.
-fn mean_series<'a>(
+/// Mean and standard deviation (over seeds) of `value(row)` per (`label(row)`, NFE) of the
+/// selected rows, as lines; `family` gives a line's panel.
+fn mean_lines<'a>(
     rows: impl Iterator<Item = &'a Row>,
     label: impl Fn(&Row) -> String,
+    family: impl Fn(&Row) -> Option<Family>,
     value: impl Fn(&Row) -> f64,
-) -> Vec<Series> {
-    let mut acc: BTreeMap<String, BTreeMap<usize, (f64, usize)>> = BTreeMap::new();
+) -> Vec<Line> {
+    // Per label: the line's family and its values by NFE.
+    type Values = BTreeMap<usize, Vec<f64>>;
+    let mut acc: BTreeMap<String, (Option<Family>, Values)> = BTreeMap::new();
     for r in rows {
         let e = acc
             .entry(label(r))
-            .or_default()
-            .entry(r.nfe)
-            .or_insert((0.0, 0));
-        e.0 += value(r);
-        e.1 += 1;
+            .or_insert_with(|| (family(r), BTreeMap::new()));
+        e.1.entry(r.nfe).or_default().push(value(r));
     }
     acc.into_iter()
-        .map(|(l, m)| {
-            (
-                l,
-                m.into_iter()
-                    .map(|(n, (s, c))| (n as f64, s / c as f64))
-                    .collect(),
-            )
+        .map(|(label, (family, by_nfe))| Line {
+            label,
+            family,
+            points: by_nfe
+                .into_iter()
+                .map(|(n, v)| {
+                    let mean = v.iter().sum::<f64>() / v.len() as f64;
+                    let sd = if v.len() > 1 {
+                        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (v.len() - 1) as f64)
+                            .sqrt()
+                    } else {
+                        0.0
+                    };
+                    Point {
+                        x: n as f64,
+                        y: mean,
+                        sd,
+                    }
+                })
+                .collect(),
         })
         .collect()
 }
 
-/// Mean of `metric` per (solver label, NFE) for one schedule, model and spacing.
-fn series(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Series> {
+/// The solver family of a row's configuration (none for an unknown solver).
+fn row_family(r: &Row) -> Option<Family> {
+    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&r.options).ok()?;
+    let mut given = crate::solver::Given::new();
+    for (k, v) in &map {
+        given.set_json(k, v).ok()?;
+    }
+    Solver::build(&r.solver, &given).ok().map(|s| s.family())
+}
+
+/// Lines of `metric` per solver configuration for one schedule, model and spacing, mean ±
+/// s.d. over seeds. An adaptive solver's runs (spacing `adaptive`, one per tolerance) join
+/// every spacing's figure as one line through its tolerances.
+fn lines(rows: &[Row], schedule: &str, model: &str, spacing: &str, metric: &str) -> Vec<Line> {
     let selected = rows.iter().filter(|r| {
         r.schedule == schedule
             && r.model == model
-            && r.spacing == spacing
+            && (r.spacing == spacing || r.spacing == ADAPTIVE)
             && r.metric == metric
             && r.value.is_finite()
-            // A stochastic sampler's (or a clamped run's) distance to the ODE reference is
-            // no discretisation error: its error curve would sit among the ODE solvers' as
+            // A clamped run's (or an old table's stochastic run's) distance to the ODE
+            // reference is no discretisation error: it would sit among the ODE solvers' as
             // if it were one. Its distribution metrics are plotted.
             && !(metric.starts_with("error") && why_left_out(r).is_some())
     });
     let label = |r: &Row| {
-        if r.options == "{}" {
-            r.solver.clone()
-        } else {
-            format!("{} {}", r.solver, r.options)
+        let mut options: serde_json::Map<String, serde_json::Value> =
+            serde_json::from_str(&r.options).unwrap_or_default();
+        if r.spacing == ADAPTIVE {
+            options.remove("rtol");
+            options.remove("atol");
         }
+        let mut label = r.solver.clone();
+        if !options.is_empty() {
+            label = format!("{label} {}", serde_json::Value::Object(options));
+        }
+        if r.spacing == ADAPTIVE {
+            label.push_str(" (adaptive, over rtol)");
+        }
+        if metric.starts_with("error") && why_left_out(r).is_none() && is_stochastic(r) {
+            label.push_str(" (strong)");
+        }
+        label
     };
-    mean_series(selected, label, |r| r.value)
+    mean_lines(selected, label, row_family, |r| r.value)
+}
+
+fn is_stochastic(r: &Row) -> bool {
+    row_family(r) == Some(Family::Stochastic)
 }
 
 /// Mean wall time per run, per solver and NFE (one row per run: its `diverged` row).
-fn wall_series(rows: &[Row], model: &str) -> Vec<Series> {
-    mean_series(
+fn wall_lines(rows: &[Row], model: &str) -> Vec<Line> {
+    mean_lines(
         rows.iter()
             .filter(|r| r.model == model && r.metric == "diverged"),
         |r| r.solver.clone(),
+        |_| None,
         |r| r.wall_ms,
     )
 }
@@ -504,6 +379,32 @@ where
     root.present().map_err(|e| e.to_string())
 }
 
+/// What exact samples score, per model, from the sweep's `meta.json` (`data_floors`); empty
+/// for folders written before sweeps recorded them.
+fn read_floors(dir: &Path) -> serde_json::Map<String, serde_json::Value> {
+    std::fs::read_to_string(dir.join("meta.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|m| m.get("data_floors").and_then(|f| f.as_object().cloned()))
+        .unwrap_or_default()
+}
+
+/// The symlog axis's linear range: a power of ten near the smallest magnitudes the lines
+/// reach (at least 10⁻³), so small differences stay visible beside huge ones.
+fn symlog_threshold(lines: &[Line]) -> f64 {
+    let mut mags: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.y.abs()))
+        .filter(|v| v.is_finite() && *v > 0.0)
+        .collect();
+    if mags.is_empty() {
+        return 1.0;
+    }
+    mags.sort_by(f64::total_cmp);
+    let low = mags[mags.len() / 10];
+    10f64.powf(low.log10().floor()).max(1e-3)
+}
+
 /// Draws every plot for a results folder; returns the files written.
 pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
     register_font();
@@ -520,20 +421,29 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
-    let spacings: Vec<String> = rows
+    // Adaptive runs have no spacing of their own: they join every spacing's figures.
+    let mut spacings: Vec<String> = rows
         .iter()
+        .filter(|r| r.spacing != ADAPTIVE)
         .map(|r| r.spacing.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    if spacings.is_empty() {
+        spacings.push(ADAPTIVE.to_string());
+    }
     let schedules: Vec<String> = rows
         .iter()
         .map(|r| r.schedule.clone())
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();
+    let floors = read_floors(dir);
     for model in &models {
         let stem = file_tag(model);
+        let floor = floors.get(model);
+        let of = |key: &str| floor.and_then(|f| f.get(key)).and_then(|v| v.as_f64());
+        let samples = of("samples").unwrap_or(0.0);
         for (spacing, schedule) in spacings
             .iter()
             .flat_map(|sp| schedules.iter().map(move |sc| (sp, sc)))
@@ -544,59 +454,98 @@ pub fn plot(dir: &Path) -> Result<Vec<PathBuf>> {
             } else {
                 (String::new(), String::new())
             };
-            for (metric, label, file, slopes, log_y) in [
+            let entropy = of("entropy");
+            let figures = [
                 (
                     "error_rms",
-                    "RMS error to the ODE reference (ODE solvers)",
+                    "RMS error to the reference".to_string(),
                     "error",
+                    Scale::Log,
                     true,
-                    true,
+                    None,
                 ),
                 (
                     "frechet",
-                    "Fréchet distance to the data",
+                    "Fréchet distance to the data".to_string(),
                     "frechet",
+                    Scale::Log,
                     false,
-                    true,
+                    of("frechet").map(|y| Floor {
+                        y,
+                        label: format!("floor: {samples} exact samples ({})", chart::tick_label(y)),
+                    }),
                 ),
-                ("nll", "NLL under the data density", "nll", false, false),
+                (
+                    "nll",
+                    match entropy {
+                        Some(_) => "NLL minus the data's entropy".to_string(),
+                        None => "NLL under the data density".to_string(),
+                    },
+                    "nll",
+                    Scale::Symlog(1.0),
+                    false,
+                    entropy.map(|_| Floor {
+                        y: 0.0,
+                        label: "exact samples (0: NLL = entropy)".into(),
+                    }),
+                ),
                 (
                     "digits_fd",
-                    "digits FD to held-out digits",
+                    "digits FD to held-out digits".to_string(),
                     "digits_fd",
+                    Scale::Log,
                     false,
-                    true,
+                    of("digits_fd").map(|y| Floor {
+                        y,
+                        label: format!("floor: training images ({})", chart::tick_label(y)),
+                    }),
                 ),
-            ] {
-                let s = series(&rows, schedule, model, spacing, metric);
-                if s.is_empty() {
+            ];
+            for (metric, label, file, scale, slopes, floor) in figures {
+                let mut lines = lines(&rows, schedule, model, spacing, metric);
+                if lines.is_empty() {
                     continue;
+                }
+                let mut scale = scale;
+                if metric == "nll" {
+                    if let Some(h) = entropy {
+                        for l in &mut lines {
+                            l.points.iter_mut().for_each(|p| p.y -= h);
+                        }
+                    }
+                    scale = Scale::Symlog(symlog_threshold(&lines));
                 }
                 let title = format!("{model}, {spacing} grid{note}: {label}");
                 let base = out.join(format!("{file}_vs_nfe_{stem}_{spacing}{tag}"));
-                written.extend(both(
-                    &base,
-                    &Figure::Log {
-                        title,
-                        y_label: label,
-                        series: &s,
-                        slopes,
-                        log_y,
-                    },
-                )?);
+                let y_label = match metric {
+                    "error_rms" => "RMS error",
+                    _ => label.as_str(),
+                };
+                let chart = Chart {
+                    title,
+                    y_label: y_label.to_string(),
+                    lines,
+                    scale,
+                    slopes,
+                    // Distances: a few blown-up low-NFE runs would flatten the rest.
+                    cap: (!slopes && scale == Scale::Log).then_some(30.0),
+                    floor,
+                };
+                written.extend(both(&base, &Figure::Lines(chart))?);
             }
         }
-        let w = wall_series(&rows, model);
-        let title = format!("{model}: wall time per run (mean over grids)");
+        let chart = Chart {
+            title: format!("{model}: wall time per run (mean over grids)"),
+            y_label: "wall time (ms)".into(),
+            lines: wall_lines(&rows, model),
+            scale: Scale::Log,
+            slopes: false,
+            cap: None,
+            floor: None,
+        };
         written.extend(both(
             &out.join(format!("wall_vs_nfe_{stem}")),
-            &Figure::Log {
-                title,
-                y_label: "wall time (ms)",
-                series: &w,
-                slopes: false,
-                log_y: true,
-            },
+            &Figure::Lines(chart),
         )?);
         // 2-D models: trajectories and reference samples saved by the sweep.
         let traj = dir.join(format!("trajectory_{stem}.npy"));
@@ -753,17 +702,23 @@ pub fn nfe_chart(
     log_y: bool,
 ) -> Result<Vec<PathBuf>> {
     register_font();
-    let fig = Figure::Log {
+    let chart = Chart {
         title: title.to_string(),
-        y_label,
-        series,
+        y_label: y_label.to_string(),
+        lines: series
+            .iter()
+            .map(|(label, pts)| Line {
+                label: label.clone(),
+                family: None,
+                points: pts.iter().map(|&(x, y)| Point { x, y, sd: 0.0 }).collect(),
+            })
+            .collect(),
+        scale: if log_y { Scale::Log } else { Scale::Linear },
         slopes: false,
-        log_y,
+        cap: None,
+        floor: None,
     };
-    both(base, &fig).inspect_err(|_| {
-        let _ = std::fs::remove_file(base.with_extension("png"));
-        let _ = std::fs::remove_file(base.with_extension("svg"));
-    })
+    both(base, &Figure::Lines(chart))
 }
 
 /// Step grids drawn in log-SNR λ: one row of points per labelled grid (a point at σ = 0,
