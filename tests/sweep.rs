@@ -33,6 +33,13 @@ fn ok(o: Output) -> Output {
     o
 }
 
+/// `pfode sweep SPEC --out OUT --quiet EXTRA...`, which must succeed.
+fn sweep(spec: &str, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["sweep", spec, "--out", out.to_str().unwrap(), "--quiet"];
+    args.extend_from_slice(extra);
+    ok(pfode(&args))
+}
+
 /// The table without its wall-time column, which is the only thing allowed to differ.
 fn table_without_wall(dir: &Path) -> Vec<table::Row> {
     let (mut rows, _) = table::read(&dir.join("results.csv")).unwrap();
@@ -76,24 +83,8 @@ fn two_runs_of_a_spec_give_identical_tables_and_shards_merge_to_the_same_table()
     let spec = write_spec(dir.path(), SPEC);
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        a.to_str().unwrap(),
-        "--quiet",
-        "--jobs",
-        "2",
-    ]));
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        b.to_str().unwrap(),
-        "--quiet",
-        "--jobs",
-        "1",
-    ]));
+    sweep(&spec, &a, &["--jobs", "2"]);
+    sweep(&spec, &b, &["--jobs", "1"]);
     let rows = table_without_wall(&a);
     // 2 models × 2 seeds × 3 solvers × 2 spacings × 3 budgets, 1 + 5 + 4 metric rows each.
     assert_eq!(rows.len(), 72 * 10);
@@ -112,15 +103,7 @@ fn two_runs_of_a_spec_give_identical_tables_and_shards_merge_to_the_same_table()
         })
         .collect();
     for (k, s) in shards.iter().enumerate() {
-        ok(pfode(&[
-            "sweep",
-            &spec,
-            "--out",
-            s,
-            "--quiet",
-            "--shard",
-            &format!("{k}/3"),
-        ]));
+        sweep(&spec, Path::new(s), &["--shard", &format!("{k}/3")]);
     }
     let merged = dir.path().join("merged");
     let mut args = vec!["merge"];
@@ -146,13 +129,7 @@ fn a_sweep_killed_mid_run_resumes_to_the_uninterrupted_table() {
         .replace("nfe = [4, 8, 16]", "nfe = [4, 8, 16, 32, 64]");
     let spec = write_spec(dir.path(), &text);
     let full = dir.path().join("full");
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        full.to_str().unwrap(),
-        "--quiet",
-    ]));
+    sweep(&spec, &full, &[]);
     let cut = dir.path().join("cut");
     let mut killed = 0;
     // Kill -9 at a few moments; every restart must lose and duplicate nothing.
@@ -184,14 +161,7 @@ fn a_sweep_killed_mid_run_resumes_to_the_uninterrupted_table() {
         killed >= 1,
         "the sweep finished before it could be killed; make it longer"
     );
-    let o = ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        cut.to_str().unwrap(),
-        "--quiet",
-        "--resume",
-    ]));
+    let o = sweep(&spec, &cut, &["--resume"]);
     let said = String::from_utf8_lossy(&o.stdout);
     assert!(said.contains("already done"), "{said}");
     assert_eq!(table_without_wall(&cut), table_without_wall(&full));
@@ -278,13 +248,7 @@ fn a_spec_can_sweep_step_counts_instead_of_budgets() {
         + "[[solvers]]\nname = \"dopri5\"\n";
     let spec = write_spec(dir.path(), &text);
     let out = dir.path().join("out");
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
+    sweep(&spec, &out, &[]);
     let rows = table_without_wall(&out);
     let used = |solver: &str, steps: usize| {
         let r = rows
@@ -340,13 +304,7 @@ name = "dpm-solver++2m"
 "#,
     );
     let out = dir.path().join("out");
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
+    sweep(&spec, &out, &[]);
     let rows = table_without_wall(&out);
     let value = |metric: &str, nfe: usize| {
         rows.iter()
@@ -478,13 +436,7 @@ eta = [0.0, 0.2]
 "#,
     );
     let out = dir.path().join("out");
-    ok(pfode(&[
-        "sweep",
-        &spec,
-        "--out",
-        out.to_str().unwrap(),
-        "--quiet",
-    ]));
+    sweep(&spec, &out, &[]);
     let rows = table_without_wall(&out);
     let rms = |r: &&table::Row| r.metric == "error_rms";
     let dopri: Vec<&table::Row> = rows

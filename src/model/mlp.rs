@@ -89,13 +89,13 @@ fn candle(e: candle_core::Error) -> Error {
 }
 
 impl Mlp {
-    /// A freshly initialised network (PyTorch's default: U(±1/sqrt(fan_in))) from `seed`.
-    pub fn new(config: MlpConfig, seed: u64) -> Result<Self> {
+    /// Refuses an empty network, or one too large to allocate, before anything is allocated:
+    /// a width of 10¹² would abort the process, not fail.
+    fn check_size(config: &MlpConfig) -> Result<()> {
         if config.dim == 0 || config.width == 0 || config.depth == 0 {
             return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
         }
-        // Sized before allocating: a width of 10¹² would abort the process, not fail.
-        let parameters = Self::shapes(&config)
+        let parameters = Self::shapes(config)
             .iter()
             .try_fold(0usize, |n, &(i, o)| {
                 i.checked_mul(o)?.checked_add(o)?.checked_add(n)
@@ -112,6 +112,12 @@ impl Mlp {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// A freshly initialised network (PyTorch's default: U(±1/sqrt(fan_in))) from `seed`.
+    pub fn new(config: MlpConfig, seed: u64) -> Result<Self> {
+        Self::check_size(&config)?;
         let schedule = Schedule::named(&config.schedule)?;
         let layers = init_layers(&Self::shapes(&config), seed)?;
         Ok(Mlp {
@@ -212,27 +218,7 @@ impl Mlp {
 
     /// The network of `config` with the given layers (already checked against its shapes).
     fn with_layers(config: MlpConfig, layers: Vec<(Tensor, Tensor)>) -> Result<Self> {
-        if config.dim == 0 || config.width == 0 || config.depth == 0 {
-            return Err(Error::invalid("model", "dim, width and depth must be ≥ 1"));
-        }
-        // Sized before allocating: a width of 10¹² would abort the process, not fail.
-        let parameters = Self::shapes(&config)
-            .iter()
-            .try_fold(0usize, |n, &(i, o)| {
-                i.checked_mul(o)?.checked_add(o)?.checked_add(n)
-            })
-            .filter(|&n| n <= MAX_PARAMETERS);
-        if parameters.is_none() {
-            return Err(Error::invalid(
-                "width",
-                format!(
-                    "a network of width {} and depth {} on dimension {} has more than {} \
-                     parameters (the most pfode trains on this machine's memory): choose a \
-                     smaller width or depth",
-                    config.width, config.depth, config.dim, MAX_PARAMETERS
-                ),
-            ));
-        }
+        Self::check_size(&config)?;
         let schedule = Schedule::named(&config.schedule)?;
         Ok(Mlp {
             config,
