@@ -130,3 +130,59 @@ fn an_impossibly_wide_network_is_refused_naming_the_width_not_aborted() {
         "nothing written"
     );
 }
+
+#[test]
+fn sample_and_reference_say_which_model_schedule_grid_and_tolerance_they_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let noise = dir.path().join("noise.npy");
+    let out = dir.path().join("x.npy");
+    let o = pfode(&[
+        "sample",
+        "--model",
+        "models/ring2d.safetensors",
+        "--schedule",
+        "cosine",
+        "--solver",
+        "heun",
+        "--nfe",
+        "10",
+        "--spacing",
+        "logsnr",
+        "--n",
+        "8",
+        "--out",
+        noise.to_str().unwrap(),
+    ]);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{said}");
+    for part in [
+        "model models/ring2d.safetensors",
+        "schedule cosine",
+        "logsnr grid",
+        "solver heun",
+        "nfe 9",
+    ] {
+        assert!(said.contains(part), "missing {part:?} in {said}");
+    }
+    let o = pfode(&[
+        "reference",
+        "--model",
+        "models/ring2d.safetensors",
+        "--noise",
+        noise.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--quiet",
+    ]);
+    let said = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(o.status.success(), "{said}");
+    // A network's default tolerance is the f32 one (1e-7), not the exact models' 1e-10.
+    for part in [
+        "model models/ring2d.safetensors",
+        "schedule linear",
+        "rtol 1e-7",
+        "atol 1e-7",
+    ] {
+        assert!(said.contains(part), "missing {part:?} in {said}");
+    }
+}

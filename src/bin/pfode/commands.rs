@@ -29,11 +29,15 @@ pub fn main(cli: Cli) -> Result<()> {
         Command::Sample(args) => {
             let report = sample(&args)?;
             println!(
-                "wrote {} ({} samples × {}) and {}: solver {}, {} steps, nfe {}, {:.3} s",
+                "wrote {} ({} samples × {}) and {}: model {}, schedule {}, {} grid, solver {}, \
+                 {} steps, nfe {}, {:.3} s",
                 args.out.display(),
                 report.n,
                 report.d,
                 report.sidecar.display(),
+                args.model,
+                report.schedule,
+                report.spacing,
                 report.solver,
                 report.steps,
                 report.nfe,
@@ -244,10 +248,13 @@ pub fn main(cli: Cli) -> Result<()> {
         }
         Command::OptimizeGrid(args) => optimize_grid(&args),
         Command::Reference(args) => {
-            let (wall, stats, settings) = reference(&args)?;
+            let (wall, stats, settings, schedule) = reference(&args)?;
             println!(
-                "wrote {}: DOP853 at rtol {:e}, atol {:e}, {} model calls, {:.3} s",
+                "wrote {}: model {}, schedule {}, DOP853 at rtol {:e}, atol {:e}, {} model \
+                 calls, {:.3} s",
                 args.out.display(),
+                args.model,
+                schedule,
                 settings.rtol,
                 settings.atol,
                 stats.model_calls,
@@ -290,6 +297,8 @@ pub struct SampleReport {
     pub nfe: usize,
     pub wall_s: f64,
     pub solver: String,
+    pub schedule: String,
+    pub spacing: String,
     pub sidecar: PathBuf,
 }
 
@@ -366,6 +375,8 @@ pub fn sample(args: &SampleArgs) -> Result<SampleReport> {
         nfe: samples.nfe,
         wall_s: samples.wall_s,
         solver: request.solver.name().to_string(),
+        schedule: schedule.name(),
+        spacing: request.spacing.to_string(),
         sidecar: side,
     })
 }
@@ -422,17 +433,17 @@ fn parse_times(spec: &str) -> Result<Vec<f64>> {
         .collect()
 }
 
-/// `pfode reference`: returns wall time and solver statistics.
+/// `pfode reference`: returns wall time, solver statistics, the tolerances and the schedule.
 pub fn reference(
     args: &crate::cli::ReferenceArgs,
-) -> Result<(f64, pfode::reference::Stats, pfode::reference::Settings)> {
+) -> Result<(
+    f64,
+    pfode::reference::Stats,
+    pfode::reference::Settings,
+    String,
+)> {
     use pfode::reference::{self as rf, Settings};
-    if args.out.extension().is_none_or(|e| e != "npy") {
-        return Err(Error::invalid(
-            "--out",
-            format!("expected a path ending in .npy, got {}", args.out.display()),
-        ));
-    }
+    check_out(&args.out, "npy")?;
     let schedule = args.schedule.build()?;
     let model = model::load(&args.model)?;
     let model = model.as_ref();
@@ -512,7 +523,7 @@ pub fn reference(
         let _ = std::fs::remove_file(&traj_path);
         return Err(e);
     }
-    Ok((wall, stats, settings))
+    Ok((wall, stats, settings, schedule.name()))
 }
 
 /// The small sweep `pfode demo` runs: ring2d, four solvers, NFE 5 to 100.
