@@ -155,3 +155,47 @@ fn plot_draws_one_sample_file_over_its_density_or_as_digits() {
     }
     assert!(!dir.path().join("wide.png").exists() && !dir.path().join("wide.svg").exists());
 }
+
+/// A figure that cannot be drawn (every Fréchet value 0, on a log axis) fails naming its
+/// file, and leaves neither its PNG nor its SVG behind.
+#[test]
+fn a_figure_that_cannot_be_drawn_fails_naming_it_and_leaves_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("spec.toml");
+    std::fs::write(&spec, "name = \"p\"\nmodels = [\"ring2d\"]\nspacings = [\"logsnr\"]\nnfe = [5, 10]\nsamples = 100\nmetrics = [\"error\", \"frechet\"]\n[[solvers]]\nname = \"ddim\"\n").unwrap();
+    let out = dir.path().join("res");
+    let bin = env!("CARGO_BIN_EXE_pfode");
+    let o = Command::new(bin)
+        .args(["sweep", spec.to_str().unwrap(), "--out"])
+        .arg(&out)
+        .arg("--quiet")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let table = out.join("results.csv");
+    let mut text = String::new();
+    for (i, line) in std::fs::read_to_string(&table).unwrap().lines().enumerate() {
+        let mut cols: Vec<String> = line.split(',').map(str::to_string).collect();
+        let n = cols.len();
+        if i > 0 && cols[n - 3] == "frechet" {
+            cols[n - 2] = "0".into();
+        }
+        text.push_str(&cols.join(","));
+        text.push('\n');
+    }
+    assert!(text.contains(",frechet,0,"), "{text}");
+    std::fs::write(&table, text).unwrap();
+    let o = Command::new(bin).arg("plot").arg(&out).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(
+        err.contains("frechet_vs_nfe_ring2d_logsnr") && err.contains("no plottable points"),
+        "{err}"
+    );
+    let plots = out.join("plots");
+    for ext in ["png", "svg"] {
+        assert!(!plots
+            .join(format!("frechet_vs_nfe_ring2d_logsnr.{ext}"))
+            .exists());
+    }
+}

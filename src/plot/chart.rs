@@ -229,7 +229,11 @@ fn extent(chart: &Chart) -> Result<Extent, String> {
         .filter(|p| p.x > 0.0 && chart.scale.holds(p.y))
         .collect();
     if pts.is_empty() {
-        return Err("no plottable points".into());
+        return Err(
+            "no plottable points: no finite value this axis can show (a log axis \
+                    needs values above 0)"
+                .into(),
+        );
     }
     let xs = pts.iter().map(|p| p.x.log10());
     let (x0, x1) = xs.fold((f64::MAX, f64::MIN), |(a, b), x| (a.min(x), b.max(x)));
